@@ -1,0 +1,374 @@
+"""``kmon``: run the daemon and ask it what it stored.
+
+Exit status: 0 success; 1 a runtime failure (database unreachable or behind);
+2 a usage or configuration error (bad option, bad filter, bad config file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import structlog
+import yaml
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from monitor.config import ConfigError, Settings, load_settings
+from monitor.logs import configure_logging
+from monitor.output import FORMATS, Format, clip, render
+from monitor.pipeline import utcnow
+from monitor.timefmt import kst, kst_iso, parse_when
+
+T = TypeVar("T")
+
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True
+)
+
+
+class State:
+    """What the command group passes to its commands: where the config is."""
+
+    def __init__(self, config: Path | None) -> None:
+        self.config = config
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.config)
+            except ConfigError as exc:
+                fail(f"config error: {exc}", code=2)
+            configure_logging(self._settings.log_format, self._settings.log_level)
+            structlog.contextvars.bind_contextvars(run_id=uuid.uuid4().hex[:12])
+        return self._settings
+
+
+def fail(message: str, *, code: int = 1) -> NoReturn:
+    click.echo(f"kmon: {message}", err=True)
+    sys.exit(code)
+
+
+def run_async(func: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; database outages become one clear line and exit 1."""
+    from monitor.daemon import SchemaNotCurrent
+
+    try:
+        return asyncio.run(func())  # type: ignore[arg-type]
+    except SchemaNotCurrent as exc:
+        fail(str(exc))
+    except (OperationalError, DBAPIError, OSError) as exc:
+        fail(f"cannot use the database: {str(exc).splitlines()[0]}")
+
+
+def when(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """A click callback turning ``--since``/``--until`` text into UTC."""
+    if value is None:
+        return None
+    try:
+        return parse_when(value, now=utcnow())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML config file (default: $KMON_CONFIG, else ./kmon.yaml, else built-in).",
+)
+@click.version_option(package_name="kmon")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
+    """kmon watches Korean AI-policy news and stores it for analysts."""
+    if config is not None and not config.is_file():
+        fail(f"config error: {config}: no such file", code=2)
+    ctx.obj = State(config)
+
+
+# --- the daemon ------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--migrate", is_flag=True, help="Upgrade the database first if it is behind.")
+@click.pass_obj
+def run(state: State, migrate: bool) -> None:
+    """Run the daemon until SIGTERM or SIGINT."""
+    from monitor.daemon import install_signal_handlers, open_runtime, serve
+
+    settings = state.settings
+
+    async def main_loop() -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        async with open_runtime(settings, migrate_schema=migrate) as ctx:
+            await serve(ctx, grace_period=settings.scheduler.grace_period, stop=stop)
+
+    run_async(main_loop)
+
+
+@main.command()
+@click.argument("sources", nargs=-1)
+@click.option("--migrate", is_flag=True, help="Upgrade the database first if it is behind.")
+@click.pass_obj
+def poll(state: State, sources: tuple[str, ...], migrate: bool) -> None:
+    """Poll the due sources (or the named ones) once and exit.
+
+    Exit status 1 if any poll failed.
+    """
+    from monitor.daemon import UnknownSource, open_runtime, poll_once
+
+    settings = state.settings
+
+    async def once() -> list[Any]:
+        async with open_runtime(settings, migrate_schema=migrate) as ctx:
+            return await poll_once(ctx, list(sources) or None)
+
+    try:
+        outcomes = run_async(once)
+    except UnknownSource as exc:
+        fail(str(exc), code=2)
+    for outcome in outcomes:
+        detail = outcome.error or f"{len(outcome.new_item_ids)} new"
+        click.echo(f"{outcome.source}: {outcome.status} ({detail})")
+    if not outcomes:
+        click.echo("no source is due")
+    if any(o.status in ("error", "failed") for o in outcomes):
+        sys.exit(1)
+
+
+# --- config ----------------------------------------------------------------------
+
+
+@main.group()
+def config() -> None:
+    """Show or check configuration."""
+
+
+@config.command("show")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml")
+@click.pass_obj
+def config_show(state: State, fmt: str) -> None:
+    """Print the effective configuration, secrets masked."""
+    data = state.settings.masked()
+    if fmt == "json":
+        click.echo(_json(data))
+    else:
+        click.echo(yaml.safe_dump(data, allow_unicode=True, sort_keys=False).rstrip())
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, indent=2)
+
+
+@config.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def config_check(file: Path) -> None:
+    """Validate FILE (with the environment applied); exit 2 if it is not valid."""
+    if not file.is_file():
+        fail(f"config error: {file}: no such file", code=2)
+    try:
+        settings = load_settings(file, search=False)
+    except ConfigError as exc:
+        fail(f"config error: {exc}", code=2)
+    click.echo(f"{file}: ok ({len(settings.sources)} sources)")
+
+
+# --- database --------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+def _engine(state: State) -> Any:
+    from monitor.db.engine import make_engine
+
+    return make_engine(state.settings.database.url.get_secret_value(), null_pool=True)
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@click.pass_obj
+def db_upgrade(state: State, revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    from monitor.db import migrate
+
+    async def go() -> set[str]:
+        engine = _engine(state)
+        try:
+            await migrate.upgrade(engine, revision)
+            return await migrate.current_revisions(engine)
+        finally:
+            await engine.dispose()
+
+    click.echo(f"database at {', '.join(sorted(run_async(go)))}")
+
+
+@db.command("current")
+@click.pass_obj
+def db_current(state: State) -> None:
+    """Print the database's revision and whether it is current; exit 1 if behind."""
+    from monitor.db import migrate
+
+    async def go() -> set[str]:
+        engine = _engine(state)
+        try:
+            return await migrate.current_revisions(engine)
+        finally:
+            await engine.dispose()
+
+    current, heads = run_async(go), migrate.head_revisions()
+    have = ", ".join(sorted(current)) or "empty"
+    if current == heads:
+        click.echo(f"{have} (current)")
+    else:
+        click.echo(f"{have} (behind: head is {', '.join(sorted(heads))}; run `kmon db upgrade`)")
+        sys.exit(1)
+
+
+# --- read side -------------------------------------------------------------------
+
+
+def query(state: State, func: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``func(session)`` against the configured database and return its result."""
+    from monitor.db.engine import make_engine, make_sessionmaker
+
+    async def go() -> T:
+        engine = make_engine(state.settings.database.url.get_secret_value(), null_pool=True)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return await func(session)
+        finally:
+            await engine.dispose()
+
+    return run_async(go)
+
+
+@main.group()
+def sources() -> None:
+    """Configured sources and their state."""
+
+
+@sources.command("list")
+@format_option
+@click.pass_obj
+def sources_list(state: State, fmt: Format) -> None:
+    """Each source: kind, status, last success, errors, next check (KST)."""
+    from monitor.db import repo
+
+    rows = query(state, repo.list_sources)
+    full = [
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "enabled": s.enabled,
+            "status": s.status,
+            "last_success": kst_iso(s.last_success_at),
+            "errors": s.error_count,
+            "next_check": kst_iso(s.next_check_at),
+            "last_error": s.last_error,
+            "url": s.url,
+        }
+        for s in rows
+    ]
+    table = [
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "status": s.status if s.enabled else "disabled",
+            "last success (KST)": kst(s.last_success_at),
+            "errors": s.error_count,
+            "next check (KST)": kst(s.next_check_at) if s.enabled else "",
+            "last error": clip(s.last_error, 50) if s.error_count else "",
+        }
+        for s in rows
+    ]
+    click.echo(render(full, fmt, table_rows=table))
+
+
+@main.group()
+def items() -> None:
+    """Stored news items."""
+
+
+@items.command("list")
+@click.option("--source", help="Only this source.")
+@click.option("--since", callback=when, help="Published at or after (2d, 36h, 2025-06-18 …).")
+@click.option("--until", callback=when, help="Published before.")
+@click.option("--search", help="Text in the title or summary (case-insensitive).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@format_option
+@click.pass_obj
+def items_list(
+    state: State,
+    source: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    search: str | None,
+    limit: int,
+    fmt: Format,
+) -> None:
+    """Items newest first; times in KST."""
+    from monitor.db import repo
+
+    flt = repo.ItemFilter(source=source, since=since, until=until, search=search, limit=limit)
+    rows = query(state, lambda session: repo.list_items(session, flt))
+    full = [_item_record(item, name) for item, name in rows]
+    table = [
+        {
+            "id": item.id,
+            "published (KST)": kst(item.published_at) + ("*" if item.date_estimated else ""),
+            "source": name,
+            "title": clip(item.title, 70),
+        }
+        for item, name in rows
+    ]
+    click.echo(render(full, fmt, table_rows=table))
+
+
+def _item_record(item: Any, source: str) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "source": source,
+        "published_at": kst_iso(item.published_at),
+        "date_estimated": item.date_estimated,
+        "fetched_at": kst_iso(item.fetched_at),
+        "title": item.title,
+        "url": item.url,
+        "language": item.language,
+        "author": item.author,
+        "external_id": item.external_id,
+        "summary": item.summary,
+    }
+
+
+@items.command("show")
+@click.argument("item_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_obj
+def items_show(state: State, item_id: int, fmt: str) -> None:
+    """One item in full."""
+    from monitor.db import repo
+
+    found = query(state, lambda session: repo.get_item(session, item_id))
+    if found is None:
+        fail(f"no item with id {item_id}")
+    record = _item_record(*found)
+    if fmt == "json":
+        click.echo(_json(record))
+        return
+    for key, value in record.items():
+        if key != "summary":
+            click.echo(f"{key + ':':<15} {'' if value is None else value}")
+    click.echo("")
+    click.echo(record["summary"])

@@ -1,0 +1,284 @@
+"""Settings: one pydantic-settings object from a YAML file and ``KMON_*`` variables.
+
+Precedence, highest first: environment (``KMON_DATABASE__URL`` …, nested with ``__``),
+the YAML file, the built-in defaults. The file is ``--config``, else ``$KMON_CONFIG``,
+else ``./kmon.yaml`` when it exists; with none, the defaults alone make a working
+daemon (SQLite in the state directory, the curated feeds of :mod:`monitor.defaults`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from monitor.yamlfile import YamlDocument, YamlFileError, load_yaml
+
+ENV_PREFIX = "KMON_"
+DEFAULT_CONFIG_NAME = "kmon.yaml"
+
+# Remote services get a floor on how often we ask; loopback hosts (local relays,
+# tests) are exempt because nobody else pays for those requests.
+MIN_REMOTE_INTERVAL = 60.0
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class ConfigError(Exception):
+    """A configuration problem; ``str()`` is one line naming the file and field."""
+
+
+def parse_duration(value: object) -> object:
+    """Accept seconds as a number or text such as ``90``, ``15m``, ``1.5h``, ``2d``."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 90, 30s, 15m, 2h, 1d)")
+        number, unit = match.groups()
+        return float(number) * _UNIT_SECONDS[unit or "s"]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SourceConfig(BaseModel):
+    """One polled source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    kind: Literal["rss"] = "rss"
+    url: str
+    interval: Seconds = 600.0
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _interval_floor(self) -> SourceConfig:
+        if self.interval < MIN_REMOTE_INTERVAL and not is_loopback_url(self.url):
+            raise ValueError(
+                f"interval {self.interval:g}s is below the {MIN_REMOTE_INTERVAL:g}s floor "
+                "for remote sources"
+            )
+        return self
+
+
+def default_state_dir() -> Path:
+    """Where the embedded database lives when no URL is configured.
+
+    ``$STATE_DIRECTORY`` (set by systemd's ``StateDirectory=``), else
+    ``$XDG_STATE_HOME/kmon``, else ``~/.local/state/kmon``.
+    """
+    if state := os.environ.get("STATE_DIRECTORY"):
+        return Path(state.split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "kmon"
+
+
+def default_database_url() -> str:
+    return f"sqlite+aiosqlite:///{default_state_dir() / 'kmon.db'}"
+
+
+class DatabaseSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: SecretStr = Field(default_factory=lambda: SecretStr(default_database_url()))
+    pool_size: int = Field(default=10, ge=1, le=200)
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, value: SecretStr) -> SecretStr:
+        scheme = value.get_secret_value().split(":", 1)[0]
+        if scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+            raise ValueError(
+                f"unsupported database scheme {scheme!r}: use sqlite+aiosqlite:///PATH "
+                "or postgresql+asyncpg://USER@HOST/DB"
+            )
+        return value
+
+
+class HttpSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_agent: str | None = None
+    connect_timeout: Seconds = 10.0
+    total_timeout: Seconds = 30.0
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_redirects: int = Field(default=5, ge=0, le=30)
+    per_host_limit: int = Field(default=4, ge=1, le=1000)
+
+
+class SchedulerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jitter: float = Field(default=0.1, ge=0, le=0.5, description="fraction of the interval")
+    backoff_max: Seconds = 6 * 3600.0
+    permanent_retry: Seconds = 24 * 3600.0
+    grace_period: Seconds = 10.0
+
+
+def _default_sources() -> list[SourceConfig]:
+    from monitor.defaults import DEFAULT_SOURCES
+
+    return [SourceConfig(**s) for s in DEFAULT_SOURCES]
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one kmon process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    sources: list[SourceConfig] = Field(default_factory=_default_sources)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, value: list[SourceConfig]) -> list[SourceConfig]:
+        seen: set[str] = set()
+        for source in value:
+            if source.name in seen:
+                raise ValueError(f"source name {source.name!r} is used twice")
+            seen.add(source.name)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init arguments; the environment outranks it.
+        return (env_settings, init_settings)
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as plain data with every secret replaced by ``**********``."""
+        data = self.model_dump(mode="json")
+        # A database URL is only secret in its password; show the rest.
+        url = make_url(self.database.url.get_secret_value())
+        data["database"]["url"] = url.render_as_string(hide_password=True)
+        return data
+
+
+def find_config_file(
+    explicit: Path | None, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """The YAML file to read: ``--config``, ``$KMON_CONFIG``, or ``./kmon.yaml``."""
+    env = os.environ if environ is None else environ
+    if explicit is not None:
+        return explicit
+    if env.get("KMON_CONFIG"):
+        return Path(env["KMON_CONFIG"])
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.is_file() else None
+
+
+def load_settings(path: Path | None = None, *, search: bool = True) -> Settings:
+    """Build the settings from ``path`` (or the file found by search) and the environment.
+
+    Raises :class:`ConfigError` with one line naming the file, the field and the fault.
+    """
+    file = find_config_file(path) if search else path
+    doc: YamlDocument | None = None
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            doc = load_yaml(file)
+        except YamlFileError as exc:
+            raise ConfigError(str(exc)) from exc
+        if not isinstance(doc.data, dict):
+            raise ConfigError(f"{file}:1: the top level must be a mapping of settings")
+        data = doc.data
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, doc)) from exc
+
+
+def _format_loc(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _env_names(loc: Sequence[str | int]) -> list[str]:
+    """The ``KMON_*`` variables that may have set the field at ``loc``."""
+    top = str(loc[0]).upper() if loc else ""
+    return sorted(
+        name
+        for name in os.environ
+        if name == f"{ENV_PREFIX}{top}" or name.startswith(f"{ENV_PREFIX}{top}__")
+    )
+
+
+def describe_validation_error(exc: ValidationError, doc: YamlDocument | None) -> str:
+    """One line for the first error: where (file:line or variable), which field, what."""
+    first = exc.errors()[0]
+    # Drop pydantic's internal steps (e.g. "function-after[...]") from the location.
+    loc = [p for p in first["loc"] if isinstance(p, int) or "[" not in str(p)]
+    message = first["msg"].removeprefix("Value error, ")
+    field = _format_loc(loc)
+    env = _env_names(loc)
+    if env:
+        where = "environment " + ", ".join(env)
+    elif doc is not None:
+        line = doc.line_of(loc)
+        where = f"{doc.path}:{line}" if line else str(doc.path)
+    else:
+        where = "built-in defaults"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {field}: {message}{more}"

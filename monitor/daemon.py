@@ -1,0 +1,213 @@
+"""The daemon's lifecycle: start-up checks, one scheduler job per source, shutdown.
+
+``kmon run`` serves until SIGTERM/SIGINT; ``kmon poll`` is the same machinery in
+burst mode: poll the due (or named) sources once and return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime, timedelta
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.http import USER_AGENT, HttpLimits, make_client_session
+from monitor.config import Settings
+from monitor.db import migrate, repo
+from monitor.db.engine import make_engine, make_sessionmaker
+from monitor.pipeline import HostLimiter, PollContext, PollOutcome, poll_source, utcnow
+
+log = structlog.get_logger("kmon.daemon")
+
+
+class SchemaNotCurrent(Exception):
+    """The database's migrations differ from this kmon's; ``str()`` says what to run."""
+
+
+class UnknownSource(Exception):
+    """A source named on the command line is not configured (or not enabled)."""
+
+
+async def check_schema(engine: AsyncEngine, *, upgrade: bool) -> None:
+    """Refuse to run on a database that is behind, or upgrade it when asked to."""
+    current, heads = await migrate.current_revisions(engine), migrate.head_revisions()
+    if current == heads:
+        return
+    unknown = current - migrate.known_revisions()
+    if unknown:
+        raise SchemaNotCurrent(
+            f"the database is at revision {', '.join(sorted(unknown))}, which this kmon "
+            "does not know: run the newer kmon that migrated it"
+        )
+    if upgrade:
+        await migrate.upgrade(engine)
+        log.info("database_upgraded", from_revision=sorted(current), to_revision=sorted(heads))
+        return
+    have = ", ".join(sorted(current)) or "empty"
+    raise SchemaNotCurrent(
+        f"the database is at revision {have}, this kmon needs {', '.join(sorted(heads))}: "
+        "run `kmon db upgrade` first (or start with `kmon run --migrate`)"
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    migrate_schema: bool = False,
+    clock: Callable[[], datetime] = utcnow,
+) -> AsyncIterator[PollContext]:
+    """Engine, schema check, source sync and the shared HTTP session; closed on exit."""
+    db = settings.database
+    engine = make_engine(db.url.get_secret_value(), pool_size=db.pool_size, echo=db.echo)
+    try:
+        await check_schema(engine, upgrade=migrate_schema)
+        sessionmaker = make_sessionmaker(engine)
+        async with sessionmaker.begin() as session:
+            await repo.sync_sources(session, settings.sources, now=clock())
+        http = settings.http
+        async with make_client_session(
+            user_agent=http.user_agent or USER_AGENT,
+            connection_limit=max(100, http.per_host_limit),
+        ) as client:
+            yield PollContext(
+                sessionmaker=sessionmaker,
+                http=client,
+                limits=HttpLimits(
+                    connect_timeout=http.connect_timeout,
+                    total_timeout=http.total_timeout,
+                    max_body_bytes=http.max_body_bytes,
+                    max_redirects=http.max_redirects,
+                ),
+                scheduling=settings.scheduler,
+                host_limiter=HostLimiter(http.per_host_limit),
+                clock=clock,
+            )
+    finally:
+        await engine.dispose()
+
+
+async def poll_once(ctx: PollContext, names: Sequence[str] | None = None) -> list[PollOutcome]:
+    """Burst mode: poll the named sources, or every due one, concurrently, once."""
+    async with ctx.sessionmaker() as session:
+        if names:
+            states = await repo.load_sources(session, names=names)
+            missing = sorted(set(names) - {s.name for s in states})
+            if missing:
+                raise UnknownSource(f"no enabled source named {', '.join(missing)}")
+        else:
+            states = await repo.load_sources(session, due_at=ctx.clock())
+    return list(await asyncio.gather(*(poll_source(ctx, s) for s in states)))
+
+
+class Daemon:
+    """One APScheduler job per source; the database's ``next_check_at`` drives them."""
+
+    def __init__(self, ctx: PollContext, *, grace_period: float) -> None:
+        self.ctx = ctx
+        self.grace_period = grace_period
+        self.scheduler = AsyncIOScheduler(
+            timezone="UTC",
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self._inflight: set[asyncio.Task[object]] = set()
+
+    async def arm(self) -> int:
+        """Add a job for each enabled source, first run at its stored next check."""
+        async with self.ctx.sessionmaker() as session:
+            states = await repo.load_sources(session)
+        now = self.ctx.clock()
+        for state in states:
+            self.scheduler.add_job(
+                self._poll_job,
+                trigger=self._trigger(state.interval, state.next_check_at or now),
+                args=[state.name],
+                id=state.name,
+                name=f"poll {state.name}",
+            )
+        self.scheduler.start()
+        return len(states)
+
+    @staticmethod
+    def _trigger(interval: float, start: datetime) -> IntervalTrigger:
+        # The interval is a safety net; after each poll the job is moved to the
+        # source's stored next check (backoff, Retry-After, jitter all live there).
+        return IntervalTrigger(seconds=interval, start_date=start, timezone="UTC")
+
+    async def _poll_job(self, name: str) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            async with self.ctx.sessionmaker() as session:
+                states = await repo.load_sources(session, names=[name])
+            if not states:
+                return
+            state = states[0]
+            if state.next_check_at and state.next_check_at > self.ctx.clock() + timedelta(
+                seconds=1
+            ):
+                # Fired early (e.g. a coalesced run): wait for the stored time.
+                self._reschedule(name, state.interval, state.next_check_at)
+                return
+            outcome = await poll_source(self.ctx, state)
+            self._reschedule(name, state.interval, outcome.next_check_at)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug or a database outage: say so once per poll and keep the schedule.
+            log.exception("poll_crashed", source=name)
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    def _reschedule(self, name: str, interval: float, at: datetime) -> None:
+        if self.scheduler.running:
+            self.scheduler.reschedule_job(name, trigger=self._trigger(interval, at))
+
+    async def shutdown(self) -> None:
+        """Start no new polls, give running ones the grace period, cancel the rest."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        pending = set(self._inflight)
+        if pending:
+            log.info("draining", polls=len(pending), grace_period=self.grace_period)
+            _, still = await asyncio.wait(pending, timeout=self.grace_period)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.gather(*still, return_exceptions=True)
+                log.warning("polls_cancelled", polls=len(still))
+
+
+async def serve(
+    ctx: PollContext,
+    *,
+    grace_period: float,
+    stop: asyncio.Event,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run the schedule until ``stop`` is set, then shut down cleanly."""
+    daemon = Daemon(ctx, grace_period=grace_period)
+    try:
+        jobs = await daemon.arm()
+        log.info("daemon_started", sources=jobs)
+        if on_ready is not None:
+            on_ready()
+        await stop.wait()
+        log.info("daemon_stopping")
+    finally:
+        await daemon.shutdown()
+    log.info("daemon_stopped")
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

@@ -1,0 +1,1 @@
+"""Storage: tables, the engine, migrations and repository functions."""

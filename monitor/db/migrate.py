@@ -1,0 +1,65 @@
+"""Running and checking Alembic migrations from inside kmon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from alembic import command
+
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def migrations_dir() -> Path:
+    """The Alembic scripts: inside the package when installed from a wheel, else the
+    ``alembic/`` folder of the source tree."""
+    for candidate in (_PACKAGE_DIR / "migrations", _PACKAGE_DIR.parent / "alembic"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise FileNotFoundError("kmon's migration scripts are missing from this installation")
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    return cfg
+
+
+def head_revisions() -> set[str]:
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def known_revisions() -> set[str]:
+    """Every revision this kmon ships."""
+    return {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
+def _current(connection: Connection) -> set[str]:
+    return set(MigrationContext.configure(connection).get_current_heads())
+
+
+async def current_revisions(engine: AsyncEngine) -> set[str]:
+    """The revisions the database is at (empty for a fresh database)."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current)
+
+
+async def is_current(engine: AsyncEngine) -> bool:
+    return await current_revisions(engine) == head_revisions()
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Bring the database to ``revision`` in one transaction where the dialect allows."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade, revision)

@@ -1,0 +1,256 @@
+"""Repository functions: each takes a session and never commits.
+
+The caller owns the transaction (``async with sessionmaker.begin() as session``), so a
+poll's items and its source state land together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from adapters.records import RawItem, Validators
+from monitor.config import SourceConfig
+from monitor.db.schema import Item, Source
+from monitor.identity import external_id, nfc
+
+# SQLite binds at most 32,766 parameters per statement; 11 columns × 1,000 rows fits.
+INSERT_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """A snapshot of one source row, passed by value into a poll."""
+
+    id: int
+    name: str
+    kind: str
+    url: str
+    interval: float
+    status: str
+    validators: Validators
+    error_count: int
+    next_check_at: datetime | None
+    last_success_at: datetime | None
+
+
+def _state(row: Source) -> SourceState:
+    return SourceState(
+        id=row.id,
+        name=row.name,
+        kind=row.kind,
+        url=row.url,
+        interval=row.interval_seconds,
+        status=row.status,
+        validators=Validators(etag=row.etag, last_modified=row.last_modified),
+        error_count=row.error_count,
+        next_check_at=row.next_check_at,
+        last_success_at=row.last_success_at,
+    )
+
+
+async def sync_sources(
+    session: AsyncSession, configured: Sequence[SourceConfig], *, now: datetime
+) -> None:
+    """Make the sources table match the config.
+
+    New sources are due at once. A source whose URL or kind changed starts afresh
+    (validators and error state cleared). Sources no longer configured are disabled,
+    not deleted, so their items stay.
+    """
+    rows = {row.name: row for row in (await session.scalars(select(Source))).all()}
+    for cfg in configured:
+        row = rows.pop(cfg.name, None)
+        if row is None:
+            session.add(
+                Source(
+                    name=cfg.name,
+                    kind=cfg.kind,
+                    url=cfg.url,
+                    interval_seconds=cfg.interval,
+                    enabled=cfg.enabled,
+                    status="new",
+                    error_count=0,
+                    next_check_at=now,
+                    created_at=now,
+                )
+            )
+            continue
+        if (row.url, row.kind) != (cfg.url, cfg.kind):
+            row.url, row.kind = cfg.url, cfg.kind
+            row.etag = row.last_modified = row.last_error = None
+            row.error_count, row.status, row.next_check_at = 0, "new", now
+        row.interval_seconds = cfg.interval
+        row.enabled = cfg.enabled
+    for row in rows.values():
+        row.enabled = False
+    await session.flush()
+
+
+async def load_sources(
+    session: AsyncSession,
+    *,
+    names: Sequence[str] | None = None,
+    due_at: datetime | None = None,
+) -> list[SourceState]:
+    """Enabled sources, optionally only ``names`` or only those due at ``due_at``."""
+    query = select(Source).where(Source.enabled.is_(True)).order_by(Source.name)
+    if names is not None:
+        query = query.where(Source.name.in_(list(names)))
+    if due_at is not None:
+        query = query.where(or_(Source.next_check_at.is_(None), Source.next_check_at <= due_at))
+    return [_state(row) for row in (await session.scalars(query)).all()]
+
+
+def _insert(session: AsyncSession) -> Any:
+    name = session.get_bind().dialect.name
+    if name == "sqlite":
+        return sqlite.insert
+    if name == "postgresql":
+        return postgresql.insert
+    raise RuntimeError(f"unsupported database dialect {name!r}")
+
+
+async def insert_items(
+    session: AsyncSession, source_id: int, items: Sequence[RawItem], *, fetched_at: datetime
+) -> list[int]:
+    """Insert the entries not stored yet; return the ids of the new rows only.
+
+    Identity is per source (see :func:`monitor.identity.external_id`); the database's
+    unique key decides, so restarts, races and replicas cannot duplicate an item.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for item in items:
+        title, summary = nfc(item.title), nfc(item.summary)
+        key = external_id(guid=item.guid, url=item.url, title=title, summary=summary)
+        rows.setdefault(
+            key,
+            {
+                "source_id": source_id,
+                "external_id": key,
+                "url": item.url,
+                "title": title,
+                "summary": summary,
+                "author": nfc(item.author) if item.author else None,
+                "language": item.language,
+                "published_at": item.published_at,
+                "date_estimated": item.date_estimated,
+                "fetched_at": fetched_at,
+            },
+        )
+    if not rows:
+        return []
+    insert = _insert(session)
+    values = list(rows.values())
+    new_ids: list[int] = []
+    for start in range(0, len(values), INSERT_BATCH):
+        stmt = (
+            insert(Item)
+            .values(values[start : start + INSERT_BATCH])
+            .on_conflict_do_nothing(index_elements=["source_id", "external_id"])
+            .returning(Item.id)
+        )
+        new_ids.extend((await session.scalars(stmt)).all())
+    return new_ids
+
+
+async def record_success(
+    session: AsyncSession,
+    source_id: int,
+    *,
+    now: datetime,
+    validators: Validators,
+    next_check_at: datetime,
+) -> None:
+    await session.execute(
+        update(Source)
+        .where(Source.id == source_id)
+        .values(
+            status="ok",
+            etag=validators.etag,
+            last_modified=validators.last_modified,
+            error_count=0,
+            last_success_at=now,
+            last_polled_at=now,
+            next_check_at=next_check_at,
+        )
+    )
+
+
+async def record_failure(
+    session: AsyncSession,
+    source_id: int,
+    *,
+    now: datetime,
+    status: str,
+    error: str,
+    next_check_at: datetime,
+) -> None:
+    await session.execute(
+        update(Source)
+        .where(Source.id == source_id)
+        .values(
+            status=status,
+            error_count=Source.error_count + 1,
+            last_error=error,
+            last_error_at=now,
+            last_polled_at=now,
+            next_check_at=next_check_at,
+        )
+    )
+
+
+async def list_sources(session: AsyncSession) -> list[Source]:
+    return list((await session.scalars(select(Source).order_by(Source.name))).all())
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFilter:
+    source: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    search: str | None = None
+    limit: int = 50
+
+
+def _items_query(flt: ItemFilter) -> Select[tuple[Item, str]]:
+    query = select(Item, Source.name).join(Source, Item.source_id == Source.id)
+    if flt.source:
+        query = query.where(Source.name == flt.source)
+    if flt.since:
+        query = query.where(Item.published_at >= flt.since)
+    if flt.until:
+        query = query.where(Item.published_at < flt.until)
+    if flt.search:
+        # Case-insensitive substring on title and summary; LIKE wildcards are escaped.
+        needle = flt.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{needle.lower()}%"
+        query = query.where(
+            or_(
+                func.lower(Item.title).like(pattern, escape="\\"),
+                func.lower(Item.summary).like(pattern, escape="\\"),
+            )
+        )
+    return query.order_by(Item.published_at.desc(), Item.id.desc()).limit(flt.limit)
+
+
+async def list_items(session: AsyncSession, flt: ItemFilter) -> list[tuple[Item, str]]:
+    """Items newest first (by publication time) with their source's name."""
+    result = await session.execute(_items_query(flt))
+    return [(item, name) for item, name in result.all()]
+
+
+async def get_item(session: AsyncSession, item_id: int) -> tuple[Item, str] | None:
+    result = await session.execute(
+        select(Item, Source.name)
+        .join(Source, Item.source_id == Source.id)
+        .where(Item.id == item_id)
+    )
+    row = result.first()
+    return (row[0], row[1]) if row else None

@@ -1,0 +1,48 @@
+"""Logging, configured once by the CLI entry point (never on import).
+
+JSON lines (UTC ISO timestamp, level, event, bound context such as source and run
+id) when stderr is not a terminal or when asked; readable console lines otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal, TextIO
+
+import structlog
+
+LogFormat = Literal["auto", "json", "console"]
+
+
+def configure_logging(
+    fmt: LogFormat = "auto", level: str = "INFO", stream: TextIO | None = None
+) -> None:
+    out = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    renderer: structlog.types.Processor
+    if use_json:
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=True,
+    )
+    # Libraries that use the standard logging module (APScheduler, aiohttp) go to
+    # the same stream, quieter, so their warnings are not lost.
+    logging.basicConfig(
+        stream=out,
+        level=max(logging.getLevelName(level), logging.WARNING),
+        force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

@@ -1,0 +1,54 @@
+"""Reading and showing times: UTC inside, Asia/Seoul for people."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+KST = ZoneInfo("Asia/Seoul")
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_when(text: str, *, now: datetime) -> datetime:
+    """A point in time from the command line, as UTC.
+
+    ``2d``, ``36h``, ``90m``, ``1w`` are that long before ``now``; ``today`` and
+    ``yesterday`` are midnight in Seoul; ``2025-06-18`` is that day's midnight in
+    Seoul; ISO date-times without an offset are Seoul wall-clock times.
+    Raises ValueError with a message fit for the user.
+    """
+    value = text.strip().lower()
+    if match := _RELATIVE.match(value):
+        amount, unit = match.groups()
+        return now - timedelta(**{_UNITS[unit]: float(amount)})
+    if value in ("now",):
+        return now
+    if value in ("today", "yesterday"):
+        day = now.astimezone(KST).date() - timedelta(days=value == "yesterday")
+        return datetime.combine(day, time(), KST).astimezone(UTC)
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(), KST).astimezone(UTC)
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a time: use e.g. 2d, 36h, 90m, today, 2025-06-18 "
+            "or 2025-06-18T09:30 (Seoul time unless an offset is given)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=KST)
+    return parsed.astimezone(UTC)
+
+
+def kst(value: datetime | None, *, seconds: bool = False) -> str:
+    """``2025-06-18 09:30`` in Seoul time, or an empty string for None."""
+    if value is None:
+        return ""
+    return value.astimezone(KST).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def kst_iso(value: datetime | None) -> str | None:
+    return value.astimezone(KST).isoformat() if value is not None else None

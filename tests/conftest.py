@@ -1,0 +1,136 @@
+"""Shared fixtures: a fresh, migrated database per test, on SQLite and PostgreSQL.
+
+Every test that takes ``db_url`` (or ``engine``/``sessionmaker``) runs once per
+database. PostgreSQL comes from ``KMON_TEST_PG_URL`` (default: the local server,
+database ``kmon_test``, created if missing). When it cannot be reached its tests are
+skipped with one reason, unless ``KMON_TEST_REQUIRE_PG=1`` (CI), which fails them.
+``KMON_TEST_DATABASES=sqlite`` limits a run to one database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from monitor.db import migrate
+from monitor.db.engine import make_engine, make_sessionmaker
+
+pytest_plugins = ["tests.servers"]
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PG_URL = os.environ.get(
+    "KMON_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/kmon_test"
+)
+REQUIRE_PG = os.environ.get("KMON_TEST_REQUIRE_PG") == "1"
+DATABASES = [d.strip() for d in os.environ.get("KMON_TEST_DATABASES", "sqlite,postgresql").split(",")]
+
+_pg_problem: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests see no KMON_* settings of the machine, and no ./kmon.yaml."""
+    for name in list(os.environ):
+        if name.startswith("KMON_") and not name.startswith("KMON_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+
+
+async def _migrate(url: str) -> None:
+    engine = make_engine(url, null_pool=True)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _prepare_postgres(url: str) -> None:
+    import asyncpg
+
+    parsed = make_url(url)
+    admin = parsed.set(drivername="postgresql", database="postgres")
+    conn = await asyncpg.connect(admin.render_as_string(hide_password=False), timeout=5)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", parsed.database)
+        if exists:
+            await conn.execute(f'DROP DATABASE "{parsed.database}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{parsed.database}"')
+    finally:
+        await conn.close()
+    await _migrate(url)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "kmon.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_ready() -> str:
+    if not _pg_problem:
+        try:
+            asyncio.run(_prepare_postgres(PG_URL))
+            _pg_problem.append("")
+        except Exception as exc:  # any failure to reach or set up the server
+            host = make_url(PG_URL).render_as_string(hide_password=True)
+            _pg_problem.append(f"PostgreSQL not usable at {host}: {str(exc).splitlines()[0]}")
+    if _pg_problem[0]:
+        if REQUIRE_PG:
+            pytest.fail(_pg_problem[0] + " (KMON_TEST_REQUIRE_PG=1)")
+        pytest.skip(_pg_problem[0])
+    return PG_URL
+
+
+async def _truncate(url: str) -> None:
+    engine = make_engine(url, null_pool=True)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("TRUNCATE items, sources RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty, migrated database of each kind."""
+    if request.param == "sqlite":
+        path = tmp_path / "kmon.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite+aiosqlite:///{path}"
+    elif request.param == "postgresql":
+        url = request.getfixturevalue("postgres_ready")
+        asyncio.run(_truncate(url))
+        yield url
+    else:
+        raise ValueError(f"unknown test database {request.param!r}")
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(db_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return make_sessionmaker(engine)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _pg_problem and _pg_problem[0]:
+        terminalreporter.write_line(f"kmon: {_pg_problem[0]}; PostgreSQL tests were skipped.")
