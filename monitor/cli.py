@@ -102,7 +102,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @click.pass_obj
 def run(state: State, migrate: bool) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
-    from monitor.daemon import install_signal_handlers, open_runtime, serve
+    from monitor.daemon import Daemon, install_signal_handlers, open_runtime, serve
 
     settings = state.settings
 
@@ -110,7 +110,8 @@ def run(state: State, migrate: bool) -> None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
         async with open_runtime(settings, migrate_schema=migrate) as ctx:
-            await serve(ctx, grace_period=settings.scheduler.grace_period, stop=stop)
+            daemon = Daemon(ctx, grace_period=settings.scheduler.grace_period)
+            await serve(daemon, stop=stop)
 
     run_async(main_loop)
 

@@ -117,6 +117,8 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self._inflight: set[asyncio.Task[object]] = set()
+        # Set once shutdown has begun waiting for running polls.
+        self.draining = asyncio.Event()
 
     async def arm(self) -> int:
         """Add a job for each enabled source, first run at its stored next check."""
@@ -124,9 +126,11 @@ class Daemon:
             states = await repo.load_sources(session)
         now = self.ctx.clock()
         for state in states:
+            first = state.next_check_at or now
             self.scheduler.add_job(
                 self._poll_job,
-                trigger=self._trigger(state.interval, state.next_check_at or now),
+                trigger=self._trigger(state.interval, first),
+                next_run_time=first,
                 args=[state.name],
                 id=state.name,
                 name=f"poll {state.name}",
@@ -137,7 +141,9 @@ class Daemon:
     @staticmethod
     def _trigger(interval: float, start: datetime) -> IntervalTrigger:
         # The interval is a safety net; after each poll the job is moved to the
-        # source's stored next check (backoff, Retry-After, jitter all live there).
+        # source's stored next check (backoff, Retry-After, jitter all live there),
+        # given explicitly as the next run time: a trigger alone would round a start
+        # in the past up to the next whole interval.
         return IntervalTrigger(seconds=interval, start_date=start, timezone="UTC")
 
     async def _poll_job(self, name: str) -> None:
@@ -169,13 +175,16 @@ class Daemon:
 
     def _reschedule(self, name: str, interval: float, at: datetime) -> None:
         if self.scheduler.running:
-            self.scheduler.reschedule_job(name, trigger=self._trigger(interval, at))
+            self.scheduler.modify_job(name, trigger=self._trigger(interval, at), next_run_time=at)
 
     async def shutdown(self) -> None:
         """Start no new polls, give running ones the grace period, cancel the rest."""
+        # Pause first: APScheduler's executor cancels running jobs on shutdown, and
+        # running polls deserve their grace period.
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.pause()
         pending = set(self._inflight)
+        self.draining.set()
         if pending:
             log.info("draining", polls=len(pending), grace_period=self.grace_period)
             _, still = await asyncio.wait(pending, timeout=self.grace_period)
@@ -184,17 +193,14 @@ class Daemon:
             if still:
                 await asyncio.gather(*still, return_exceptions=True)
                 log.warning("polls_cancelled", polls=len(still))
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
 
 
 async def serve(
-    ctx: PollContext,
-    *,
-    grace_period: float,
-    stop: asyncio.Event,
-    on_ready: Callable[[], None] | None = None,
+    daemon: Daemon, *, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
 ) -> None:
-    """Run the schedule until ``stop`` is set, then shut down cleanly."""
-    daemon = Daemon(ctx, grace_period=grace_period)
+    """Run ``daemon``'s schedule until ``stop`` is set, then shut it down cleanly."""
     try:
         jobs = await daemon.arm()
         log.info("daemon_started", sources=jobs)

@@ -31,7 +31,9 @@ PG_URL = os.environ.get(
     "KMON_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/kmon_test"
 )
 REQUIRE_PG = os.environ.get("KMON_TEST_REQUIRE_PG") == "1"
-DATABASES = [d.strip() for d in os.environ.get("KMON_TEST_DATABASES", "sqlite,postgresql").split(",")]
+DATABASES = [
+    d.strip() for d in os.environ.get("KMON_TEST_DATABASES", "sqlite,postgresql").split(",")
+]
 
 _pg_problem: list[str] = []
 
@@ -61,7 +63,9 @@ async def _prepare_postgres(url: str) -> None:
     admin = parsed.set(drivername="postgresql", database="postgres")
     conn = await asyncpg.connect(admin.render_as_string(hide_password=False), timeout=5)
     try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", parsed.database)
+        exists = await conn.fetchval(
+            "SELECT 1 FROM pg_database WHERE datname = $1", parsed.database
+        )
         if exists:
             await conn.execute(f'DROP DATABASE "{parsed.database}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{parsed.database}"')

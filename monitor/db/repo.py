@@ -219,7 +219,7 @@ class ItemFilter:
     limit: int = 50
 
 
-def _items_query(flt: ItemFilter) -> Select[tuple[Item, str]]:
+def _items_query(flt: ItemFilter) -> Select[Item, str]:
     query = select(Item, Source.name).join(Source, Item.source_id == Source.id)
     if flt.source:
         query = query.where(Source.name == flt.source)

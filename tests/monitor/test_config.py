@@ -75,9 +75,15 @@ def test_config_file_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             "sources:\n  - name: a\n    url: https://e.kr/a\n    interval: soon\n",
             r"kmon.yaml:4: sources\[0\].interval: not a duration: 'soon'",
         ),
-        ("http:\n  per_host_limit: 0\n", r"kmon.yaml:2: http.per_host_limit: Input should be greater"),
+        (
+            "http:\n  per_host_limit: 0\n",
+            r"kmon.yaml:2: http.per_host_limit: Input should be greater",
+        ),
         ("htttp:\n  x: 1\n", r"kmon.yaml:1: htttp: Extra inputs are not permitted"),
-        ("database:\n  url: mysql://x/y\n", r"kmon.yaml:2: database.url: unsupported database scheme"),
+        (
+            "database:\n  url: mysql://x/y\n",
+            r"kmon.yaml:2: database.url: unsupported database scheme",
+        ),
         ("sources: [\n", r"kmon.yaml:2: invalid YAML"),
         ("- just\n- a list\n", r"kmon.yaml:1: the top level must be a mapping"),
         ("log_level: LOUD\n", r"kmon.yaml:1: log_level: Input should be"),
@@ -92,7 +98,9 @@ def test_bad_config_names_file_line_and_field(tmp_path: Path, text: str, message
 
 def test_bad_environment_variable_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KMON_HTTP__TOTAL_TIMEOUT", "forever")
-    with pytest.raises(ConfigError, match=r"^environment KMON_HTTP__TOTAL_TIMEOUT: http.total_timeout"):
+    with pytest.raises(
+        ConfigError, match=r"^environment KMON_HTTP__TOTAL_TIMEOUT: http.total_timeout"
+    ):
         load_settings(write(tmp_path, "{}"))
 
 

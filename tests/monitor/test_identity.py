@@ -8,7 +8,10 @@ from monitor.identity import MAX_ID_LENGTH, canonical_url, external_id, nfc
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("https://www.yna.co.kr/view/AKR2025?utm_source=rss&utm_medium=x", "https://www.yna.co.kr/view/AKR2025"),
+        (
+            "https://www.yna.co.kr/view/AKR2025?utm_source=rss&utm_medium=x",
+            "https://www.yna.co.kr/view/AKR2025",
+        ),
         ("https://a.kr/v?id=7&utm_campaign=c&page=2", "https://a.kr/v?id=7&page=2"),
         ("https://a.kr/v?fbclid=abc&gclid=z", "https://a.kr/v"),
         ("HTTPS://News.Example.COM/A", "https://news.example.com/A"),
@@ -16,7 +19,10 @@ from monitor.identity import MAX_ID_LENGTH, canonical_url, external_id, nfc
         ("http://a.kr:80/x", "http://a.kr/x"),
         ("http://a.kr:8080/x", "http://a.kr:8080/x"),
         ("https://a.kr", "https://a.kr/"),
-        ("https://a.kr/search?q=%EB%84%A4%EC%9D%B4%EB%B2%84", "https://a.kr/search?q=%EB%84%A4%EC%9D%B4%EB%B2%84"),
+        (
+            "https://a.kr/search?q=%EB%84%A4%EC%9D%B4%EB%B2%84",
+            "https://a.kr/search?q=%EB%84%A4%EC%9D%B4%EB%B2%84",
+        ),
     ],
 )
 def test_canonical_url_drops_tracking(url: str, expected: str) -> None:

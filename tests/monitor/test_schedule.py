@@ -27,7 +27,9 @@ def high(a: float, b: float) -> float:
         (60, 0, 3600, 60),
     ],
 )
-def test_backoff_doubles_and_caps(interval: float, errors: int, cap: float, expected: float) -> None:
+def test_backoff_doubles_and_caps(
+    interval: float, errors: int, cap: float, expected: float
+) -> None:
     assert schedule.backoff_seconds(interval, errors, backoff_max=cap) == expected
 
 

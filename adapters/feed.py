@@ -1,0 +1,862 @@
+"""Parse RSS 2.0, RSS 1.0 (RDF) and Atom bodies into plain :class:`RawItem` records.
+
+Parsing only, no network. The pipeline is:
+
+1. ``_prepare``: decode the bytes (BOM, valid UTF-8, HTTP charset, XML prolog, then
+   detection), drop any DOCTYPE (entity tricks), reject bodies that are no feed at all,
+   and re-encode as UTF-8 under a prolog that says so.
+2. ``_fast_path``: lxml for well-formed documents with a known root (the common case,
+   several times faster than feedparser).
+3. ``_feedparser_path``: the tolerant fallback for broken documents or unknown roots.
+
+Both paths only *extract* raw strings; ``_build`` turns them into RawItems, so the two
+paths cannot drift apart in how text, dates, URLs and languages are normalised.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import html
+import io
+import re
+import unicodedata
+import warnings as _warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import charset_normalizer
+import feedparser
+from dateutil import parser as _dateutil_parser
+from lxml import etree
+
+from adapters.errors import ParseError
+from adapters.records import RawItem
+
+__all__ = ["ParsedFeed", "parse_feed"]
+
+KST = timezone(timedelta(hours=9), "KST")
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """Items of one feed body, in document order, plus feed-level facts.
+
+    ``warnings`` holds stable keys of recoverable oddities, each at most once:
+    ``charset_mismatch``, ``charset_guessed``, ``encoding_errors``, ``dtd_removed``,
+    ``malformed``, ``date_missing``.
+    """
+
+    items: list[RawItem]
+    warnings: tuple[str, ...]
+    title: str | None
+    language: str | None
+
+
+@dataclass(slots=True)
+class _RawEntry:
+    """Strings exactly as a parser extracted them, before any normalisation."""
+
+    title: str | None = None
+    link: str | None = None
+    guid: str | None = None
+    guid_is_permalink: bool = True
+    summary: str | None = None
+    content: str | None = None
+    author: str | None = None
+    date: str | None = None
+    language: str | None = None
+
+
+@dataclass(slots=True)
+class _RawFeed:
+    title: str | None = None
+    language: str | None = None
+    entries: list[_RawEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A body made safe for both parsers: UTF-8 bytes, no DOCTYPE."""
+
+    data: bytes
+    root: str  # local name of the root element, e.g. "rss", "RDF", "feed"
+    warnings: tuple[str, ...]
+
+
+# ------------------------------------------------------------------------ public API
+
+
+def parse_feed(body: bytes, *, content_type: str | None = None, fetched_at: datetime) -> ParsedFeed:
+    """Parse one feed body into plain, normalised items.
+
+    ``content_type`` is the HTTP Content-Type header (its charset is one hint among
+    several). ``fetched_at`` must be timezone-aware; it stands in for missing dates.
+
+    Raises ``ParseError(key="not_a_feed")`` for bodies that are no feed (empty, HTML,
+    JSON …) and ``ParseError(key="parse")`` for a broken feed nothing can be saved from.
+    """
+    if fetched_at.tzinfo is None or fetched_at.utcoffset() is None:
+        raise ValueError("fetched_at must be timezone-aware")
+    fetched_at = fetched_at.astimezone(UTC)
+    prepared = _prepare(body, content_type)
+    extra: list[str] = []
+    parsed: ParsedFeed | None
+    try:
+        parsed = _fast_path(prepared.data, fetched_at)
+    except (etree.LxmlError, ValueError):
+        parsed = None
+        extra.append("malformed")
+    if parsed is None:
+        parsed = _feedparser_path(prepared.data, fetched_at)
+        salvaged = parsed is not None and (parsed.items or parsed.title)
+        if not salvaged and extra and prepared.root.lower() in _FEED_ROOTS:
+            raise ParseError("parse", f"broken <{prepared.root}> document, nothing salvaged")
+        if parsed is None:
+            raise ParseError("not_a_feed", f"root element <{prepared.root}> is not a feed")
+    return ParsedFeed(
+        items=parsed.items,
+        warnings=_dedup((*prepared.warnings, *extra, *parsed.warnings)),
+        title=parsed.title,
+        language=parsed.language,
+    )
+
+
+# -------------------------------------------------------------------------- decoding
+
+_CHARSET_ALIASES = {
+    # cp949 is a superset of EUC-KR (KS X 1001) that servers labelled EUC-KR really
+    # send: syllables such as "똠" exist only in cp949.
+    "euc-kr": "cp949",
+    "euc_kr": "cp949",
+    "euckr": "cp949",
+    "ks_c_5601-1987": "cp949",
+    "ks_c_5601": "cp949",
+    "ksc5601": "cp949",
+    "ksc_5601": "cp949",
+    "x-windows-949": "cp949",
+    "windows-949": "cp949",
+    "ms949": "cp949",
+    "uhc": "cp949",
+    "utf8": "utf-8",
+}
+# Charsets that decode any byte string: a declaration of one of them proves nothing,
+# so Korean bytes under such a (default, copy-pasted) label are checked for first.
+_DECODE_ANYTHING = {"iso8859-1", "cp1252", "ascii", "iso8859-15", "latin-1"}
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16 LE: same first two bytes
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_HEADER_CHARSET_RE = re.compile(r"""charset\s*=\s*["']?([\w.:\-]+)""", re.I)
+_PROLOG_CHARSET_RE = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([\w.:\-]+)["']""")
+
+
+def _normalise_charset(name: str | None) -> str | None:
+    if not name:
+        return None
+    key = name.strip().lower()
+    if key in _CHARSET_ALIASES:
+        return _CHARSET_ALIASES[key]
+    try:
+        codec = codecs.lookup(key).name
+    except LookupError:
+        return None
+    return "cp949" if codec == "euc_kr" else codec
+
+
+def _try_decode(body: bytes, encoding: str) -> str | None:
+    try:
+        return body.decode(encoding)
+    except (UnicodeDecodeError, LookupError):  # LookupError: "base64" is no text codec
+        return None
+
+
+def _as_korean(body: bytes) -> str | None:
+    """The body as cp949 if it decodes cleanly and reads as Hangul, else None."""
+    text = _try_decode(body, "cp949")
+    if text is None:
+        return None
+    non_ascii = hangul = 0
+    for ch in text:
+        if ch > "\x7f":
+            non_ascii += 1
+            if "\uac00" <= ch <= "\ud7a3":
+                hangul += 1
+    # Real Korean text is mostly syllables (a few hanja and symbols); other legacy
+    # encodings read as cp949 give hanja soup or fail to decode at all.
+    return text if hangul and hangul * 2 >= non_ascii else None
+
+
+def _decode(body: bytes, content_type: str | None) -> tuple[str, list[str]]:
+    """Decode a body to text; returns the text and any charset warnings."""
+    for bom, encoding in _BOMS:
+        if body.startswith(bom):
+            raw = body[len(bom) :]
+            text = _try_decode(raw, encoding)
+            if text is None:
+                return raw.decode(encoding, errors="replace"), ["encoding_errors"]
+            return text, []
+    # UTF-16 without a BOM: "<" followed or preceded by a NUL byte.
+    if body[:2] in (b"<\x00", b"\x00<"):
+        encoding = "utf-16-le" if body[0] == 0x3C else "utf-16-be"
+        return body.decode(encoding, errors="replace"), []
+
+    header = None
+    if content_type and (m := _HEADER_CHARSET_RE.search(content_type)):
+        header = _normalise_charset(m.group(1))
+    prolog = None
+    if m2 := _PROLOG_CHARSET_RE.match(body[:512]):
+        prolog = _normalise_charset(m2.group(1).decode("ascii"))
+    declared = [c for c in (header, prolog) if c]
+
+    # Valid UTF-8 is UTF-8 whatever the labels say: random legacy bytes are almost
+    # never valid UTF-8, while wrong labels are common (saved-as-UTF-8 copies).
+    text = _try_decode(body, "utf-8")
+    if text is not None:
+        mismatch = not body.isascii() and any(c != "utf-8" for c in declared)
+        return text, ["charset_mismatch"] if mismatch else []
+
+    for encoding in declared:
+        if encoding in _DECODE_ANYTHING and (korean := _as_korean(body)) is not None:
+            return korean, ["charset_mismatch"]
+        text = _try_decode(body, encoding)
+        if text is not None:
+            return text, [] if encoding == declared[0] else ["charset_mismatch"]
+
+    found: list[str] = ["charset_mismatch"] if declared else ["charset_guessed"]
+    korean = _as_korean(body)
+    if korean is not None:
+        return korean, found
+    best = charset_normalizer.from_bytes(body).best()
+    if best is not None and best.encoding:
+        encoding = _normalise_charset(best.encoding) or best.encoding
+        text = _try_decode(body, encoding)
+        if text is not None:
+            return text, found
+    return body.decode("utf-8", errors="replace"), [*found, "encoding_errors"]
+
+
+# ----------------------------------------------------------------------- preparation
+
+_XML_DECL_RE = re.compile(r"<\?xml\b[^>]*?\?>")
+_UTF8_DECL = '<?xml version="1.0" encoding="utf-8"?>'
+_DOCTYPE_START_RE = re.compile(r"<!DOCTYPE", re.I)
+# A DOCTYPE with an optional internal subset. Quoted strings and comments are matched
+# whole so that a "]>" inside an entity value cannot end the subset early; the
+# alternatives never overlap, so a failed match cannot backtrack exponentially.
+_DOCTYPE_RE = re.compile(
+    r"""<!DOCTYPE(?:[^\[>"']|"[^"]*"|'[^']*')*"""
+    r"""(?:\[(?:<!--.*?-->|"[^"]*"|'[^']*'|[^\]"'<]|<(?!!--))*\])?\s*>""",
+    re.I | re.S,
+)
+# Characters XML 1.0 forbids; CMS exports leak them and they would break lxml.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_FEED_ROOTS = {"rss", "rdf", "feed", "channel"}
+_NOT_FEED_ROOTS = {"html", "head", "body"}
+
+
+def _strip_doctypes(text: str) -> tuple[str, bool]:
+    """Remove every DOCTYPE; True when one had an internal subset (entities).
+
+    Repeats until none is left, so that removing one cannot splice a new one
+    together ("<!DOC<!DOCTYPE a>TYPE …"); each round shortens the text.
+    """
+    had_subset = False
+    while _DOCTYPE_START_RE.search(text):
+        text, subset = _strip_doctypes_once(text)
+        had_subset = had_subset or subset
+    return text, had_subset
+
+
+def _strip_doctypes_once(text: str) -> tuple[str, bool]:
+    had_subset = False
+    pos = 0
+    parts: list[str] = []
+    while m := _DOCTYPE_START_RE.search(text, pos):
+        parts.append(text[pos : m.start()])
+        full = _DOCTYPE_RE.match(text, m.start())
+        if full is not None:
+            had_subset = had_subset or "[" in full.group(0)
+            pos = full.end()
+            continue
+        # Unterminated or garbled: cut generously rather than hand it to a parser.
+        had_subset = True
+        gt = text.find(">", m.start())
+        bracket = text.find("[", m.start())
+        if 0 <= bracket < gt or (gt < 0 <= bracket):
+            end = text.find("]>", bracket)
+            pos = len(text) if end < 0 else end + 2
+        else:
+            pos = len(text) if gt < 0 else gt + 1
+    parts.append(text[pos:])
+    return "".join(parts), had_subset
+
+
+def _root_name(text: str) -> str | None:
+    """Local name of the first element, skipping prolog, comments and PIs."""
+    pos, n = 0, len(text)
+    while pos < n:
+        lt = text.find("<", pos)
+        if lt < 0:
+            return None
+        if text.startswith("<?", lt):
+            end, skip = text.find("?>", lt), 2
+        elif text.startswith("<!--", lt):
+            end, skip = text.find("-->", lt), 3
+        elif text.startswith("<!", lt):
+            end, skip = text.find(">", lt), 1
+        else:
+            m = re.match(r"<([A-Za-z_][\w.\-]*(?::[\w.\-]+)?)", text[lt : lt + 200])
+            return m.group(1).rpartition(":")[2] if m else None
+        if end < 0:
+            return None
+        pos = end + skip
+    return None
+
+
+def _prepare(body: bytes, content_type: str | None) -> _Prepared:
+    """Decode, sanitise and sniff a body; raise not_a_feed for non-feeds."""
+    if not body or body.isspace():
+        raise ParseError("not_a_feed", "empty body")
+    text, found = _decode(body, content_type)
+    text = text.lstrip("\ufeff \t\r\n")
+    if not text.startswith("<"):
+        raise ParseError("not_a_feed", f"body starts with {text[:1]!r}, not markup")
+    # The prolog may name a charset we already applied, or one expat rejects
+    # ("utf8", Yonhap); the bytes handed on are UTF-8, so the prolog must say so.
+    m = _XML_DECL_RE.match(text)
+    text = _UTF8_DECL + text[m.end() :] if m else _UTF8_DECL + text
+    if _DOCTYPE_START_RE.search(text):
+        text, had_subset = _strip_doctypes(text)
+        if had_subset:
+            found.append("dtd_removed")
+    if _CONTROL_RE.search(text):
+        text = _CONTROL_RE.sub("", text)
+    root = _root_name(text)
+    if root is None:
+        raise ParseError("not_a_feed", "no root element")
+    if root.lower() in _NOT_FEED_ROOTS:
+        raise ParseError("not_a_feed", f"an HTML page (<{root}>)")
+    return _Prepared(text.encode("utf-8", errors="replace"), root, tuple(found))
+
+
+# ------------------------------------------------------------------ lxml fast path
+
+_NS_RSS1 = "http://purl.org/rss/1.0/"
+_NS_RSS090 = "http://my.netscape.com/rdf/simple/0.9/"
+_NS_DC = ("http://purl.org/dc/elements/1.1/", "http://purl.org/dc/elements/1.0/")
+_NS_CONTENT = "http://purl.org/rss/1.0/modules/content/"
+_NS_ATOM = ("http://www.w3.org/2005/Atom", "http://purl.org/atom/ns#")
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+_RDF_ABOUT = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about"
+
+
+def _tag_table(plain: dict[str, str], namespaces: Iterable[str]) -> dict[str, str]:
+    table: dict[str, str] = {}
+    for ns in namespaces:
+        prefix = f"{{{ns}}}" if ns else ""
+        for local, key in plain.items():
+            table[prefix + local] = key
+    return table
+
+
+# Maps a full lxml tag ("{ns}local") to the _RawEntry field it feeds. "date2" is the
+# lower-priority date (dc:date / updated), used when no pubDate / published exists.
+_RSS_ITEM_TAGS = {
+    **_tag_table(
+        {
+            "title": "title",
+            "link": "link",
+            "description": "summary",
+            "guid": "guid",
+            "id": "guid",  # Yonhap's raw feed: a bare <id> instead of <guid>
+            "author": "author",
+            "pubDate": "date",
+            "language": "language",
+        },
+        ("", _NS_RSS1, _NS_RSS090),
+    ),
+    **_tag_table({"creator": "creator", "date": "date2", "language": "language"}, _NS_DC),
+    f"{{{_NS_CONTENT}}}encoded": "content",
+}
+_ATOM_ENTRY_TAGS = _tag_table(
+    {
+        "title": "title",
+        "link": "link",
+        "id": "guid",
+        "summary": "summary",
+        "content": "content",
+        "author": "author",
+        "published": "date",
+        "issued": "date",  # Atom 0.3
+        "updated": "date2",
+        "modified": "date2",  # Atom 0.3
+    },
+    ("", *_NS_ATOM),
+)
+_HTML_LINK_TYPES = {"text/html", "application/xhtml+xml", "html", "xhtml"}
+
+
+class _NoExternalResolver(etree.Resolver):  # type: ignore[misc]
+    """Answers every request for an external DTD or entity with nothing."""
+
+    def resolve(self, system_url: str | None, public_id: str | None, context: Any) -> Any:
+        return self.resolve_string("", context)
+
+
+def _new_parser() -> Any:
+    # The DOCTYPE is already gone; this is the second lock. No DTD, no entity
+    # substitution, no network, and a resolver that reads no file: libxml2 still
+    # fetches external *parameter* entities under some option sets (it does with
+    # collect_ids=False, so that option is left alone). huge_tree stays off so
+    # libxml2 keeps its size and amplification limits.
+    parser = etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        strip_cdata=True,
+    )
+    parser.resolvers.add(_NoExternalResolver())
+    return parser
+
+
+def _local(tag: Any) -> str:
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
+
+
+def _namespace(tag: str) -> str:
+    return tag[1:].partition("}")[0] if tag.startswith("{") else ""
+
+
+def _inner(el: Any) -> str:
+    """Text of an element; embedded (unescaped) markup is kept as markup."""
+    if not len(el):
+        return el.text or ""
+    parts = [el.text or ""]
+    parts.extend(etree.tostring(child, encoding="unicode") for child in el)
+    return "".join(parts)
+
+
+def _fast_path(data: bytes, fetched_at: datetime) -> ParsedFeed | None:
+    """Parse a well-formed document with lxml; None when the root is not a known feed.
+
+    Raises ``lxml.etree.LxmlError`` (or ValueError) for documents that are not
+    well-formed: the caller then falls back to feedparser.
+    """
+    root = etree.fromstring(data, _new_parser())
+    local = _local(root.tag)
+    raw = _RawFeed()
+    if local == "rss":
+        channel = next((c for c in root if c.tag == "channel"), None)
+        if channel is None:
+            return None
+        _read_rss_channel(channel, raw, root.get(_XML_LANG))
+        items = [c for c in channel if c.tag == "item"]
+        items += [c for c in root if c.tag == "item"]  # misplaced, but seen in the wild
+        raw.entries = [_read_rss_item(it) for it in items]
+    elif local == "RDF":
+        channel = next((c for c in root if _local(c.tag) == "channel"), None)
+        if channel is not None:
+            _read_rss_channel(channel, raw, root.get(_XML_LANG))
+        raw.entries = [_read_rss_item(c) for c in root if _local(c.tag) == "item"]
+    elif local == "feed" and _namespace(root.tag) in ("", *_NS_ATOM):
+        _read_atom_feed(root, raw)
+    else:
+        return None
+    return _build(raw, fetched_at)
+
+
+def _read_rss_channel(channel: Any, raw: _RawFeed, root_lang: str | None) -> None:
+    lang: str | None = None
+    for child in channel:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        name = _local(tag)
+        if name == "title" and raw.title is None and tag in _RSS_ITEM_TAGS:
+            raw.title = _inner(child)
+        elif name == "language" and lang is None:
+            lang = child.text
+    raw.language = lang or channel.get(_XML_LANG) or root_lang
+
+
+def _read_rss_item(item: Any) -> _RawEntry:
+    # Plain locals and first-one-wins checks: this loop runs for every child of
+    # every item, so it avoids getattr/setattr and per-child allocations.
+    title = link = guid = summary = content = author = creator = None
+    date = date2 = language = None
+    permalink = True
+    for child in item:
+        key = _RSS_ITEM_TAGS.get(child.tag)
+        if key is None:
+            continue
+        if key == "title":
+            if title is None:
+                title = _inner(child)
+        elif key == "link":
+            link = link or child.text
+        elif key == "summary":
+            if summary is None:
+                summary = _inner(child)
+        elif key == "guid":
+            if guid is None:
+                guid = child.text
+                permalink = child.get("isPermaLink", "true").lower() == "true"
+        elif key == "date":
+            date = date or child.text
+        elif key == "date2":
+            date2 = date2 or child.text
+        elif key == "creator":
+            creator = creator or child.text
+        elif key == "author":
+            author = author or child.text
+        elif key == "content":
+            if content is None:
+                content = _inner(child)
+        elif key == "language":
+            language = language or child.text
+    if guid is None and (about := item.get(_RDF_ABOUT)):
+        # RSS 1.0 names each item by URI; like feedparser, an id but no permalink.
+        guid, permalink = about, False
+    return _RawEntry(
+        title=title,
+        link=link,
+        guid=guid,
+        guid_is_permalink=permalink,
+        summary=summary,
+        content=content,
+        author=creator or author,
+        date=date or date2,
+        language=language or item.get(_XML_LANG),
+    )
+
+
+def _read_atom_feed(root: Any, raw: _RawFeed) -> None:
+    raw.language = root.get(_XML_LANG)
+    for child in root:
+        name = _local(child.tag)
+        if name == "title" and raw.title is None:
+            raw.title = _inner(child)
+        elif name == "entry":
+            raw.entries.append(_read_atom_entry(child))
+
+
+def _read_atom_entry(entry: Any) -> _RawEntry:
+    e = _RawEntry()
+    date2 = None
+    for child in entry:
+        key = _ATOM_ENTRY_TAGS.get(child.tag)
+        if key is None:
+            continue
+        if key == "link":
+            rel = child.get("rel", "alternate")
+            kind = child.get("type", "text/html").lower()
+            if e.link is None and rel == "alternate" and kind in _HTML_LINK_TYPES:
+                e.link = child.get("href")
+        elif key == "author":
+            if e.author is None:
+                for part in child:
+                    if _local(part.tag) == "name" and part.text:
+                        e.author = part.text
+                        break
+                else:
+                    e.author = next((p.text for p in child if _local(p.tag) == "email"), None)
+        elif key == "date2":
+            date2 = date2 or child.text
+        elif getattr(e, key) is None:
+            setattr(e, key, _inner(child) if key in ("summary", "content", "title") else child.text)
+    e.date = e.date or date2
+    e.language = entry.get(_XML_LANG)
+    return e
+
+
+# ------------------------------------------------------------------ feedparser path
+
+
+def _feedparser_path(data: bytes, fetched_at: datetime) -> ParsedFeed | None:
+    """Parse with feedparser (tolerant); None when it finds no feed in the body."""
+    # A BytesIO, never a str: feedparser opens strings that look like paths or URLs.
+    d = feedparser.parse(
+        io.BytesIO(data),
+        response_headers={"content-type": "application/xml; charset=utf-8"},
+        sanitize_html=False,  # we strip all markup ourselves
+        resolve_relative_uris=False,
+    )
+    feed = d.get("feed") or {}
+    if not d.get("version") and not d.get("entries") and not feed.get("title"):
+        return None
+    if d.get("bozo") and not d.get("entries") and not feed.get("title"):
+        return None
+    raw = _RawFeed(title=feed.get("title"), language=feed.get("language"))
+    for fe in d.get("entries") or ():
+        e = _RawEntry()
+        e.title = fe.get("title")
+        e.guid = fe.get("id")
+        e.link = fe.get("link")
+        if fe.get("guidislink") and e.link is not None and e.link == e.guid:
+            e.link = None  # feedparser copied the guid into link; _build decides again
+        # No "guidislink" key: the id came from rdf:about, which is no permalink.
+        e.guid_is_permalink = bool(fe.get("guidislink", False))
+        e.summary = fe.get("summary")
+        contents = fe.get("content") or ()
+        e.content = contents[0].get("value") if contents else None
+        detail = fe.get("author_detail") or {}
+        e.author = detail.get("name") or detail.get("email") or fe.get("author")
+        e.date = fe.get("published") or fe.get("updated")
+        e.language = fe.get("language")
+        for key in ("title_detail", "summary_detail"):
+            e.language = e.language or (fe.get(key) or {}).get("language")
+        if contents:
+            e.language = e.language or contents[0].get("language")
+        raw.entries.append(e)
+    return _build(raw, fetched_at)
+
+
+# --------------------------------------------------------------------- normalising
+
+
+def _build(raw: _RawFeed, fetched_at: datetime) -> ParsedFeed:
+    """Normalise extracted strings into RawItems (shared by both parser paths)."""
+    feed_lang = _norm_lang(raw.language)
+    found: list[str] = []
+    items: list[RawItem] = []
+    for e in raw.entries:
+        title = _plain(e.title)
+        summary = _plain(e.summary) or _plain(e.content)
+        guid = (e.guid or "").strip() or None
+        url = (e.link or "").strip() or None
+        if url is None and guid is not None and e.guid_is_permalink and _is_http(guid):
+            url = guid
+        if not (title or url or guid or summary):
+            continue
+        published = _parse_date(e.date)
+        estimated = published is None
+        if published is None:
+            published = fetched_at
+            if "date_missing" not in found:
+                found.append("date_missing")
+        language = _norm_lang(e.language) or feed_lang
+        if language is None and (_has_hangul(title) or _has_hangul(summary)):
+            language = "ko"
+        items.append(
+            RawItem(
+                title=title,
+                url=url,
+                guid=guid,
+                summary=summary,
+                published_at=published,
+                date_estimated=estimated,
+                author=_author(e.author),
+                language=language,
+            )
+        )
+    feed_title = _plain(raw.title) or None
+    if feed_lang is None and feed_title and _has_hangul(feed_title):
+        feed_lang = "ko"
+    return ParsedFeed(items=items, warnings=tuple(found), title=feed_title, language=feed_lang)
+
+
+def _is_http(value: str) -> bool:
+    return value[:8].lower().startswith(("http://", "https://"))
+
+
+def _has_hangul(text: str) -> bool:
+    return _HANGUL_RE.search(text) is not None
+
+
+_HANGUL_RE = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
+_LANG_ALIASES = {"kor": "ko", "eng": "en", "jpn": "ja", "zho": "zh", "chi": "zh"}
+
+
+@functools.lru_cache(maxsize=256)
+def _norm_lang(value: str | None) -> str | None:
+    """'ko-KR', 'KO', 'ko_kr', 'kor' -> 'ko'; anything unusable -> None."""
+    if not value:
+        return None
+    primary = re.split(r"[-_\s]", value.strip().lower(), maxsplit=1)[0]
+    if not (2 <= len(primary) <= 3 and primary.isascii() and primary.isalpha()):
+        return None
+    return _LANG_ALIASES.get(primary, primary)
+
+
+_EMAIL_RE = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
+
+
+def _author(value: str | None) -> str | None:
+    """'kim@example.com (김기자)' -> '김기자'; a bare address is kept."""
+    text = _plain(value)
+    if not text:
+        return None
+    m = _EMAIL_RE.search(text) if "@" in text else None
+    if m:
+        name = (text[: m.start()] + text[m.end() :]).replace("()", "").replace("<>", "")
+        name = name.strip(" ()<>")
+        return name or m.group(0)
+    return text
+
+
+# Plain-text conversion. A regex tag stripper + html.unescape instead of an HTML
+# parser: building a tree per title/summary costs more than the whole per-item
+# budget (>= 20k items/s end to end), and feed markup is shallow.
+_DROP_RE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>|<!--.*?-->", re.I | re.S)
+_TAG_RE = re.compile(r"</?[A-Za-z][\w:\-]*[^<>]*>")
+# Tags that separate words become a space; all others (b, a, em, span …) may sit
+# inside a word, which matters for Korean where particles attach directly:
+# <b>삼성</b>이. Two plain substitutions beat one with a Python callback.
+_BLOCK_TAG_RE = re.compile(
+    r"</?(?:p|div|br|li|ul|ol|tr|td|th|h[1-6]|blockquote|table|hr|dd|dt|dl|pre|section"
+    r"|article|header|footer|figure|figcaption|img)(?![\w:\-])[^<>]*>",
+    re.I,
+)
+
+
+def _strip_markup(text: str) -> str:
+    if "<" in text:
+        if "<s" in text or "<S" in text or "<!" in text:
+            text = _DROP_RE.sub(" ", text)
+        text = _TAG_RE.sub("", _BLOCK_TAG_RE.sub(" ", text))
+    if "&" in text:
+        text = html.unescape(text)
+    return text
+
+
+def _plain(value: str | None) -> str:
+    """Markup and entities out, whitespace collapsed, NFC."""
+    if not value:
+        return ""
+    text = _strip_markup(value)
+    # Escaped markup inside the markup (e.g. "&lt;b&gt;" in an HTML title) only
+    # shows up after unescaping: one more round, never more.
+    if "<" in text and _TAG_RE.search(text):
+        text = _strip_markup(text)
+    text = " ".join(text.split())
+    if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    return text
+
+
+# ------------------------------------------------------------------------- dates
+
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+_ZONES = {
+    "gmt": 0,
+    "ut": 0,
+    "utc": 0,
+    "z": 0,
+    "kst": 9 * 60,
+    "jst": 9 * 60,
+    "est": -5 * 60,
+    "edt": -4 * 60,
+    "cst": -6 * 60,
+    "cdt": -5 * 60,
+    "mst": -7 * 60,
+    "mdt": -6 * 60,
+    "pst": -8 * 60,
+    "pdt": -7 * 60,
+}
+_DATEUTIL_ZONES = {name.upper(): minutes * 60 for name, minutes in _ZONES.items()}
+_RFC822_RE = re.compile(
+    r"(?:[A-Za-z]{2,9}\.?,?\s*)?(\d{1,2})[\s\-]+([A-Za-z]{3,9})\.?[\s\-]+(\d{2,4})"
+    r"[\sT]+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?"
+    r"\s*(?:([A-Za-z]{1,4})|([+\-])(\d{2}):?(\d{2}))?\s*"
+)
+_COMPACT_RE = re.compile(r"(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})(\d{2})?)?")
+_MIN_YEAR, _MAX_YEAR = 1900, 2200
+_DATEUTIL_DEFAULT = datetime(2000, 1, 1)  # fixed: never fill gaps from the clock
+
+
+# Polls re-read the same items again and again: a date string seen before costs a
+# dictionary look-up instead of a parse.
+@functools.lru_cache(maxsize=8192)
+def _parse_date(value: str | None) -> datetime | None:
+    """A feed date as aware UTC, or None when missing or unreadable.
+
+    RFC 822 (numeric offsets, GMT, KST and US zone names), ISO 8601 and Yonhap's
+    compact YYYYMMDDHHMMSS; a date without a zone is Seoul wall-clock time.
+    """
+    if not value:
+        return None
+    s = value.strip()
+    if not s:
+        return None
+    try:
+        dt = _parse_date_fast(s)
+        if dt is None:
+            dt = _parse_date_dateutil(s)
+    except (ValueError, OverflowError):
+        return None
+    if dt is None or not _MIN_YEAR <= dt.year <= _MAX_YEAR:
+        return None
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        dt = dt.replace(tzinfo=KST)
+    return dt.astimezone(UTC)
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(minutes: int) -> timezone:
+    return UTC if minutes == 0 else timezone(timedelta(minutes=minutes))
+
+
+def _parse_date_fast(s: str) -> datetime | None:
+    if s[0].isdigit() and s.isdigit():
+        compact = _COMPACT_RE.fullmatch(s)
+        if compact is None:
+            return None
+        year, month, day, hour, minute, second = (int(g or 0) for g in compact.groups())
+        return datetime(year, month, day, hour, minute, second)  # zone-less: KST later
+    m = _RFC822_RE.fullmatch(s)
+    if m is not None:
+        d, mon, y4, hh, mm, ss, zone, sign, zh, zm = m.groups()
+        month_no = _MONTHS.get(mon[:3].lower())
+        if month_no is None:
+            return None
+        y = int(y4)
+        if y < 100:  # RFC 822 two-digit years
+            y += 2000 if y < 70 else 1900
+        tz: timezone | None = None
+        if zone is not None:
+            minutes = _ZONES.get(zone.lower())
+            if minutes is None:
+                return None  # an unknown zone name: let dateutil try
+            tz = _zone(minutes)
+        elif sign is not None:
+            minutes = int(zh) * 60 + int(zm)
+            tz = _zone(-minutes if sign == "-" else minutes)
+        return datetime(y, month_no, int(d), int(hh), int(mm), int(ss or 0), tzinfo=tz)
+    if s[0].isdigit() and len(s) >= 10 and s[4] == "-":
+        try:
+            return datetime.fromisoformat(s.replace("z", "Z"))
+        except ValueError:
+            return None
+    return None
+
+
+def _parse_date_dateutil(s: str) -> datetime | None:
+    # dateutil happily turns "Tuesday" into a date; demand a year-like number.
+    if not re.search(r"\d{4}", s):
+        return None
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")  # UnknownTimezoneWarning: treated as naive
+            return _dateutil_parser.parse(s, tzinfos=_DATEUTIL_ZONES, default=_DATEUTIL_DEFAULT)
+    except (_dateutil_parser.ParserError, ValueError, OverflowError, TypeError):
+        return None
+
+
+def _dedup(keys: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(keys))
