@@ -36,7 +36,8 @@ def configure_logging(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(file=out),
-        cache_logger_on_first_use=True,
+        # Not cached: tests and the CLI may configure logging more than once.
+        cache_logger_on_first_use=False,
     )
     # Libraries that use the standard logging module (APScheduler, aiohttp) go to
     # the same stream, quieter, so their warnings are not lost.

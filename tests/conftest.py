@@ -10,12 +10,14 @@ skipped with one reason, unless ``KMON_TEST_REQUIRE_PG=1`` (CI), which fails the
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -39,13 +41,18 @@ _pg_problem: list[str] = []
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Tests see no KMON_* settings of the machine, and no ./kmon.yaml."""
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Tests see no KMON_* settings of the machine, and no ./kmon.yaml; logging set up
+    by a CLI test does not outlive it."""
     for name in list(os.environ):
         if name.startswith("KMON_") and not name.startswith("KMON_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    logging.basicConfig(force=True, handlers=[logging.NullHandler()])
 
 
 async def _migrate(url: str) -> None:

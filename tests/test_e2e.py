@@ -1,0 +1,101 @@
+"""The real ``kmon run`` process against a local feed server, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.feeds import entries, rss
+from tests.servers import FakeSource
+
+pytestmark = pytest.mark.e2e
+
+
+async def kmon(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monitor",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_run_poll_stop_and_query(
+    db_url: str, http_server: FakeSource, tmp_path: Path
+) -> None:
+    http_server.serve("/ai.xml", rss(entries(5)), etag='"e1"')
+    http_server.fail("/gone.xml", 404)
+    config = tmp_path / "kmon.yaml"
+    config.write_text(
+        f"database:\n  url: {db_url}\n"
+        "sources:\n"
+        f"  - name: ai-news\n    url: {http_server.url('/ai.xml')}\n    interval: 2s\n"
+        f"  - name: gone\n    url: {http_server.url('/gone.xml')}\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "KMON_CONFIG": str(config), "KMON_LOG_FORMAT": "json"}
+    daemon = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monitor",
+        "run",
+        "--migrate",
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert daemon.stderr is not None
+    polls: dict[str, list[dict[str, object]]] = {}
+    lines: list[dict[str, object]] = []
+    try:
+        async with asyncio.timeout(60):
+            # Wait for the feed's first poll and its conditional re-poll 2 s later.
+            while len(polls.get("ai-news", [])) < 2 or "gone" not in polls:
+                raw = await daemon.stderr.readline()
+                assert raw, "the daemon exited early"
+                line = json.loads(raw)
+                lines.append(line)
+                if line["event"] == "poll":
+                    polls.setdefault(str(line["source"]), []).append(line)
+        daemon.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            rest = await daemon.stderr.read()
+            code = await daemon.wait()
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()
+
+    assert code == 0
+    stopped = [json.loads(x) for x in rest.decode().splitlines() if x.startswith("{")]
+    assert stopped[-1]["event"] == "daemon_stopped"
+    first, second = polls["ai-news"][:2]
+    assert (first["status"], first["new_items"], first["http_status"]) == ("ok", 5, 200)
+    assert (second["status"], second["new_items"], second["http_status"]) == (
+        "not_modified",
+        0,
+        304,
+    )
+    assert (polls["gone"][0]["status"], polls["gone"][0]["level"]) == ("failed", "warning")
+    # Every line is JSON with a UTC timestamp, a level and the run id.
+    assert all(str(x["timestamp"]).endswith("Z") and x["run_id"] for x in lines)
+
+    code, out, err = await kmon("items", "list", "--format", "json", env=env)
+    assert code == 0, err
+    titles = [item["title"] for item in json.loads(out)]
+    assert titles == [f"네이버 하이퍼클로바X 소식 {n}" for n in range(5)]
+
+    code, out, _ = await kmon("sources", "list", "--format", "json", env=env)
+    status = {s["name"]: (s["status"], s["errors"]) for s in json.loads(out)}
+    assert status == {"ai-news": ("ok", 0), "gone": ("failed", 1)}
