@@ -110,3 +110,16 @@ def test_secrets_are_masked(tmp_path: Path) -> None:
     assert shown["database"]["url"] == "postgresql+asyncpg://kmon:***@db/kmon"
     assert "hunter2" not in repr(shown)
     assert "hunter2" not in repr(load_settings(path))
+
+
+def test_the_example_config_is_valid_and_states_the_defaults() -> None:
+    example = Path(__file__).resolve().parents[2] / "docs" / "kmon.example.yaml"
+    settings = load_settings(example, search=False)
+    defaults = Settings()
+    assert settings.http == defaults.http
+    assert settings.scheduler == defaults.scheduler
+    assert (settings.log_format, settings.log_level) == (defaults.log_format, defaults.log_level)
+    assert settings.database.pool_size == defaults.database.pool_size
+    by_name = {s.name: s for s in defaults.sources}
+    for source in settings.sources:
+        assert source == by_name[source.name]
