@@ -101,19 +101,55 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @click.option("--migrate", is_flag=True, help="Upgrade the database first if it is behind.")
 @click.pass_obj
 def run(state: State, migrate: bool) -> None:
-    """Run the daemon until SIGTERM or SIGINT."""
-    from monitor.daemon import Daemon, install_signal_handlers, open_runtime, serve
+    """Run the daemon until SIGTERM or SIGINT.
+
+    Serves /healthz, /readyz and /metrics (the `health` settings) and speaks systemd's
+    notify protocol when $NOTIFY_SOCKET is set.
+    """
+    from monitor.daemon import install_signal_handlers
+    from monitor.health import HealthServerError
+    from monitor.service import run_service
 
     settings = state.settings
 
     async def main_loop() -> None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
-        async with open_runtime(settings, migrate_schema=migrate) as ctx:
-            daemon = Daemon(ctx, grace_period=settings.scheduler.grace_period)
-            await serve(daemon, stop=stop)
+        await run_service(settings, stop=stop, migrate_schema=migrate)
 
-    run_async(main_loop)
+    try:
+        run_async(main_loop)
+    except HealthServerError as exc:
+        fail(str(exc))
+
+
+@main.command()
+@click.option(
+    "--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Seconds."
+)
+@click.pass_obj
+def health(state: State, timeout: float) -> None:
+    """Ask the running daemon's /readyz; exit 0 when it is ready, 1 otherwise.
+
+    Uses the `health` settings (host, port) to find it; prints one line.
+    """
+    from monitor.health import probe, readyz_url
+
+    settings = state.settings.health
+    if not settings.enabled:
+        fail("the health endpoints are disabled (health.enabled is false)")
+    url = readyz_url(settings)
+
+    async def ask() -> tuple[bool, str]:
+        try:
+            async with asyncio.timeout(timeout):
+                return await probe(url)
+        except TimeoutError:
+            return False, f"not ready: no answer from {url} within {timeout:g}s"
+
+    ready, line = asyncio.run(ask())
+    click.echo(line)
+    sys.exit(0 if ready else 1)
 
 
 @main.command()

@@ -154,6 +154,18 @@ class SchedulerSettings(BaseModel):
     grace_period: Seconds = 10.0
 
 
+class HealthSettings(BaseModel):
+    """The daemon's HTTP endpoints: /healthz, /readyz and /metrics (``kmon run`` only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    # Loopback by default: the endpoints carry no secrets, but nothing outside the
+    # machine needs them unless a scraper is set up (the container listens on 0.0.0.0).
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535, description="0 picks a free port")
+
+
 def _default_sources() -> list[SourceConfig]:
     from monitor.defaults import DEFAULT_SOURCES
 
@@ -173,6 +185,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     sources: list[SourceConfig] = Field(default_factory=_default_sources)

@@ -198,9 +198,17 @@ class Daemon:
 
 
 async def serve(
-    daemon: Daemon, *, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
+    daemon: Daemon,
+    *,
+    stop: asyncio.Event,
+    on_ready: Callable[[], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
 ) -> None:
-    """Run ``daemon``'s schedule until ``stop`` is set, then shut it down cleanly."""
+    """Run ``daemon``'s schedule until ``stop`` is set, then shut it down cleanly.
+
+    ``on_ready`` is called once the schedule is armed, ``on_stopping`` when ``stop``
+    is set, before running polls are drained.
+    """
     try:
         jobs = await daemon.arm()
         log.info("daemon_started", sources=jobs)
@@ -208,6 +216,8 @@ async def serve(
             on_ready()
         await stop.wait()
         log.info("daemon_stopping")
+        if on_stopping is not None:
+            on_stopping()
     finally:
         await daemon.shutdown()
     log.info("daemon_stopped")

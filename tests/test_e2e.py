@@ -45,7 +45,13 @@ async def test_run_poll_stop_and_query(
         f"  - name: gone\n    url: {http_server.url('/gone.xml')}\n",
         encoding="utf-8",
     )
-    env = {**os.environ, "KMON_CONFIG": str(config), "KMON_LOG_FORMAT": "json"}
+    env = {
+        **os.environ,
+        "KMON_CONFIG": str(config),
+        "KMON_LOG_FORMAT": "json",
+        # Health endpoints on a free port: 9108 may be taken by a kmon on this machine.
+        "KMON_HEALTH__PORT": "0",
+    }
     daemon = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -39,14 +39,15 @@ def known_revisions() -> set[str]:
     return {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
 
 
-def _current(connection: Connection) -> set[str]:
+def revisions_on(connection: Connection) -> set[str]:
+    """The revisions the database behind ``connection`` is at (sync; for run_sync)."""
     return set(MigrationContext.configure(connection).get_current_heads())
 
 
 async def current_revisions(engine: AsyncEngine) -> set[str]:
     """The revisions the database is at (empty for a fresh database)."""
     async with engine.connect() as conn:
-        return await conn.run_sync(_current)
+        return await conn.run_sync(revisions_on)
 
 
 async def is_current(engine: AsyncEngine) -> bool:
