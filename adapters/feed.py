@@ -712,11 +712,11 @@ _DROP_RE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>|<!--.*?-->", re.I | r
 _TAG_RE = re.compile(r"</?[A-Za-z][\w:\-]*[^<>]*>")
 # Tags that separate words become a space; all others (b, a, em, span …) may sit
 # inside a word, which matters for Korean where particles attach directly:
-# <b>삼성</b>이. Two plain substitutions beat one with a Python callback.
+# <b>삼성</b>이. Two plain substitutions beat one with a Python callback. Only the
+# tag names ignore case: a global re.I costs the search its fast scan for "<".
 _BLOCK_TAG_RE = re.compile(
-    r"</?(?:p|div|br|li|ul|ol|tr|td|th|h[1-6]|blockquote|table|hr|dd|dt|dl|pre|section"
-    r"|article|header|footer|figure|figcaption|img)(?![\w:\-])[^<>]*>",
-    re.I,
+    r"</?(?i:p|div|br|li|ul|ol|tr|td|th|h[1-6]|blockquote|table|hr|dd|dt|dl|pre|section"
+    r"|article|header|footer|figure|figcaption|img)(?![\w:\-])[^<>]*>"
 )
 
 

@@ -8,6 +8,7 @@ come back out through the caller.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import ssl
 from dataclasses import dataclass
@@ -212,7 +213,7 @@ async def _read(
     resp: aiohttp.ClientResponse, host: str, old: Validators, limits: HttpLimits
 ) -> HttpResponse:
     status = resp.status
-    where = _where(host, resp.url)
+    # Where the answer came from (for messages) is only worked out when one is needed.
     if status == 304:
         return HttpResponse(
             status=304,
@@ -225,11 +226,12 @@ async def _read(
             url=str(resp.url),
         )
     if status != 200:
-        raise _status_error(resp, where)
+        raise _status_error(resp, _where(host, resp.url))
 
     declared = resp.content_length
     if declared is not None and declared > limits.max_body_bytes:
         resp.close()
+        where = _where(host, resp.url)
         raise ParseError(
             "too_large",
             f"{where}: body of {declared} bytes exceeds the {limits.max_body_bytes}-byte cap",
@@ -243,6 +245,7 @@ async def _read(
         if len(body) > limits.max_body_bytes:
             # close, not release: draining the rest would defeat the cap.
             resp.close()
+            where = _where(host, resp.url)
             raise ParseError(
                 "too_large",
                 f"{where}: body exceeds the {limits.max_body_bytes}-byte cap",
@@ -288,6 +291,8 @@ def _status_error(resp: aiohttp.ClientResponse, where: str) -> FetchError:
     return TransientError(key, f"{message} (unexpected status)", http_status=status)
 
 
+# The same few hundred source URLs come back every poll cycle.
+@functools.lru_cache(maxsize=4096)
 def _host_of(url: str) -> str:
     try:
         parsed = URL(url)

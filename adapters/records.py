@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +47,55 @@ class FeedResult:
     not_modified: bool = False
     warnings: tuple[str, ...] = ()
     final_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ticker:
+    """What a quote adapter is asked about.
+
+    ``code`` is the KRX code ("035420") or an index name ("KOSPI"); ``market`` is the
+    board a stock trades on (KOSPI or KOSDAQ), which some sources need in the symbol.
+    """
+
+    code: str
+    kind: str = "stock"  # "stock" or "index"
+    market: str = "KOSPI"
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """One snapshot of a ticker as a source reported it.
+
+    Prices are in the instrument's own unit: won for stocks, index points for an index
+    (never the ×100 integers some feeds send). ``change`` and ``change_pct`` are signed.
+    ``volume`` is in shares (an index's thousands already multiplied out). ``as_of`` is
+    the exchange time of the quote, timezone-aware UTC.
+    """
+
+    ticker: str
+    as_of: datetime
+    price: float
+    source: str
+    prev_close: float | None = None
+    change: float | None = None
+    change_pct: float | None = None
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    volume: int | None = None
+    currency: str = "KRW"
+    market_open: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DailyBar:
+    """One trading day of a ticker (OHLCV), ``day`` being the KST trading date."""
+
+    ticker: str
+    day: date
+    open: float | None
+    high: float | None
+    low: float | None
+    close: float
+    volume: int | None
+    source: str

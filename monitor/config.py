@@ -70,6 +70,11 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
+# The kind of the configured news sources; quote sources keep their health in the
+# same table under their own kind.
+FEED_KIND = "rss"
+
+
 class SourceConfig(BaseModel):
     """One polled source."""
 
@@ -80,6 +85,13 @@ class SourceConfig(BaseModel):
     url: str
     interval: Seconds = 600.0
     enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.startswith("quotes-"):
+            raise ValueError("names starting with 'quotes-' are kept for the quote sources")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -166,6 +178,66 @@ class HealthSettings(BaseModel):
     port: int = Field(default=9108, ge=0, le=65535, description="0 picks a free port")
 
 
+# Quote sources answer every few seconds; asking more often than this is abuse.
+MIN_QUOTE_INTERVAL = 15.0
+
+
+class TickerConfig(BaseModel):
+    """A KRX instrument to follow: a stock by its six-character code, or an index."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str = Field(pattern=r"^(?:[0-9][0-9A-Z]{5}|[A-Z][A-Z0-9]{1,11})$")
+    kind: Literal["stock", "index"] = "stock"
+    market: Literal["KOSPI", "KOSDAQ"] = "KOSPI"
+    name_ko: str
+    name_en: str
+
+
+def _default_tickers() -> list[TickerConfig]:
+    from monitor.defaults import DEFAULT_TICKERS
+
+    return [TickerConfig(**t) for t in DEFAULT_TICKERS]
+
+
+QuoteProvider = Literal["naver", "naver_mobile", "yahoo"]
+
+
+class QuoteSettings(BaseModel):
+    """Quote polling on the KRX clock, and the sources it asks, in order of preference."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    interval: Seconds = 60.0
+    after_close: Seconds = 120.0
+    providers: list[QuoteProvider] = Field(
+        default_factory=lambda: list[QuoteProvider](["naver", "yahoo"]), min_length=1
+    )
+    batch_size: int = Field(default=50, ge=1, le=200)
+    bar_days: int = Field(default=260, ge=20, le=2000)
+    naver_polling_url: str = "https://polling.finance.naver.com/api/realtime"
+    naver_mobile_url: str = "https://m.stock.naver.com/api"
+    naver_chart_url: str = "https://fchart.stock.naver.com/sise.nhn"
+    yahoo_chart_url: str = "https://query1.finance.yahoo.com/v8/finance/chart"
+    tickers: list[TickerConfig] = Field(default_factory=_default_tickers)
+
+    @field_validator("interval")
+    @classmethod
+    def _floor(cls, value: float) -> float:
+        if value < MIN_QUOTE_INTERVAL:
+            raise ValueError(f"interval {value:g}s is below the {MIN_QUOTE_INTERVAL:g}s floor")
+        return value
+
+    @field_validator("tickers")
+    @classmethod
+    def _unique_codes(cls, value: list[TickerConfig]) -> list[TickerConfig]:
+        codes = [t.code for t in value]
+        if dupes := sorted({c for c in codes if codes.count(c) > 1}):
+            raise ValueError(f"ticker {dupes[0]!r} is listed twice")
+        return value
+
+
 def _default_sources() -> list[SourceConfig]:
     from monitor.defaults import DEFAULT_SOURCES
 
@@ -186,6 +258,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    quotes: QuoteSettings = Field(default_factory=QuoteSettings)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     sources: list[SourceConfig] = Field(default_factory=_default_sources)

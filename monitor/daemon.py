@@ -9,19 +9,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.http import USER_AGENT, HttpLimits, make_client_session
-from monitor.config import Settings
+from monitor.config import FEED_KIND, Settings
 from monitor.db import migrate, repo
+from monitor.db import quotes as quotes_repo
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.pipeline import HostLimiter, PollContext, PollOutcome, poll_source, utcnow
+from monitor.quotes import provider_urls
 
 log = structlog.get_logger("kmon.daemon")
 
@@ -71,6 +76,12 @@ async def open_runtime(
         sessionmaker = make_sessionmaker(engine)
         async with sessionmaker.begin() as session:
             await repo.sync_sources(session, settings.sources, now=clock())
+            await quotes_repo.sync_quote_sources(
+                session,
+                provider_urls(settings.quotes),
+                interval=settings.quotes.interval,
+                now=clock(),
+            )
         http = settings.http
         async with make_client_session(
             user_agent=http.user_agent or USER_AGENT,
@@ -97,21 +108,41 @@ async def poll_once(ctx: PollContext, names: Sequence[str] | None = None) -> lis
     """Burst mode: poll the named sources, or every due one, concurrently, once."""
     async with ctx.sessionmaker() as session:
         if names:
-            states = await repo.load_sources(session, names=names)
+            states = await repo.load_sources(session, names=names, kind=FEED_KIND)
             missing = sorted(set(names) - {s.name for s in states})
             if missing:
                 raise UnknownSource(f"no enabled source named {', '.join(missing)}")
         else:
-            states = await repo.load_sources(session, due_at=ctx.clock())
+            states = await repo.load_sources(session, due_at=ctx.clock(), kind=FEED_KIND)
     return list(await asyncio.gather(*(poll_source(ctx, s) for s in states)))
 
 
-class Daemon:
-    """One APScheduler job per source; the database's ``next_check_at`` drives them."""
+class TimedTask(Protocol):
+    """A job that decides its own next run (the quote cycle on the KRX clock …)."""
 
-    def __init__(self, ctx: PollContext, *, grace_period: float) -> None:
+    name: str
+
+    def first_run(self, now: datetime) -> datetime: ...
+
+    async def run(self) -> datetime:
+        """Do the work once; return when to run next."""
+        ...
+
+
+# After a task crashed (a bug, a database outage) it is tried again this much later.
+TASK_RETRY = timedelta(minutes=1)
+
+
+class Daemon:
+    """One APScheduler job per feed source, driven by the database's ``next_check_at``,
+    plus the timed tasks (quotes, daily bars) that keep their own clock."""
+
+    def __init__(
+        self, ctx: PollContext, *, grace_period: float, tasks: Sequence[TimedTask] = ()
+    ) -> None:
         self.ctx = ctx
         self.grace_period = grace_period
+        self.tasks = list(tasks)
         self.scheduler = AsyncIOScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -123,8 +154,10 @@ class Daemon:
     async def arm(self) -> int:
         """Add a job for each enabled source, first run at its stored next check."""
         async with self.ctx.sessionmaker() as session:
-            states = await repo.load_sources(session)
+            states = await repo.load_sources(session, kind=FEED_KIND)
         now = self.ctx.clock()
+        for task in self.tasks:
+            self._schedule_task(task, task.first_run(now))
         for state in states:
             first = state.next_check_at or now
             self.scheduler.add_job(
@@ -146,10 +179,45 @@ class Daemon:
         # in the past up to the next whole interval.
         return IntervalTrigger(seconds=interval, start_date=start, timezone="UTC")
 
-    async def _poll_job(self, name: str) -> None:
+    def _schedule_task(self, task: TimedTask, at: datetime) -> None:
+        self.scheduler.add_job(
+            self._task_job,
+            trigger=DateTrigger(run_date=at, timezone="UTC"),
+            args=[task],
+            id=f"task:{task.name}",
+            name=task.name,
+            replace_existing=True,
+        )
+
+    async def _task_job(self, task: TimedTask) -> None:
+        with self._tracked():
+            try:
+                at = await task.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("task_crashed", task=task.name)
+                at = self.ctx.clock() + TASK_RETRY
+        if self.scheduler.state == STATE_RUNNING:
+            self._schedule_task(task, at)
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        """Count the current task as a running poll, for the shutdown grace period."""
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    async def _poll_job(self, name: str) -> None:
+        with self._tracked():
+            await self._poll_named(name)
+
+    async def _poll_named(self, name: str) -> None:
         try:
             async with self.ctx.sessionmaker() as session:
                 states = await repo.load_sources(session, names=[name])
@@ -169,9 +237,6 @@ class Daemon:
         except Exception:
             # A bug or a database outage: say so once per poll and keep the schedule.
             log.exception("poll_crashed", source=name)
-        finally:
-            if task is not None:
-                self._inflight.discard(task)
 
     def _reschedule(self, name: str, interval: float, at: datetime) -> None:
         if self.scheduler.running:

@@ -37,3 +37,11 @@ DEFAULT_SOURCES: list[dict[str, object]] = [
         ]
     ),
 ]
+
+# Followed out of the box: the two platform companies Korean AI policy moves most,
+# and the market they move against.
+DEFAULT_TICKERS: list[dict[str, str]] = [
+    {"code": "035420", "name_ko": "네이버", "name_en": "NAVER"},
+    {"code": "035720", "name_ko": "카카오", "name_en": "Kakao"},
+    {"code": "KOSPI", "kind": "index", "name_ko": "코스피", "name_en": "KOSPI Composite Index"},
+]

@@ -4,6 +4,7 @@ Order of a poll:
 1. fetch through the source kind's adapter (no database work while waiting on I/O);
 2. in one transaction: insert the new items, update the source's state;
 3. one summary log line; failures become source state, never exceptions.
+The poll keeps its host's slot (:class:`HostLimiter`) through steps 1 and 2.
 """
 
 from __future__ import annotations
@@ -102,8 +103,11 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
     started = time.perf_counter()
     fetcher = FETCHERS[source.kind]
     now = ctx.clock()
-    try:
-        async with ctx.host_limiter.for_url(source.url):
+    # The host's slot is held until the result is stored: when the database is the
+    # slower side, new fetches wait for it instead of piling parsed feeds up in
+    # memory, and parsing them does not crowd the writes out of the event loop.
+    async with ctx.host_limiter.for_url(source.url):
+        try:
             result = await fetcher(
                 ctx.http,
                 source.url,
@@ -111,10 +115,10 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
                 limits=ctx.limits,
                 fetched_at=now,
             )
-    except FetchError as exc:
-        outcome = await _record_failure(ctx, source, exc, now, started)
-    else:
-        outcome = await _record_success(ctx, source, result, now, started)
+        except FetchError as exc:
+            outcome = await _record_failure(ctx, source, exc, now, started)
+        else:
+            outcome = await _record_success(ctx, source, result, now, started)
     _log_outcome(source, outcome)
     for observer in ctx.observers:
         observer(outcome)

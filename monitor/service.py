@@ -18,6 +18,7 @@ from monitor.config import Settings
 from monitor.daemon import Daemon, open_runtime, serve
 from monitor.health import Readiness, serving
 from monitor.metrics import Metrics
+from monitor.quotes import quote_tasks
 from monitor.sdnotify import Notifier
 
 
@@ -33,7 +34,11 @@ async def run_service(
     watchdog = asyncio.create_task(notifier.watchdog(), name="systemd-watchdog")
     try:
         async with open_runtime(settings, migrate_schema=migrate_schema) as ctx:
-            daemon = Daemon(ctx, grace_period=settings.scheduler.grace_period)
+            daemon = Daemon(
+                ctx,
+                grace_period=settings.scheduler.grace_period,
+                tasks=quote_tasks(ctx, settings.quotes),
+            )
             async with contextlib.AsyncExitStack() as stack:
                 if settings.health.enabled:
                     metrics = Metrics()

@@ -2,7 +2,8 @@
 
 Every test that takes ``db_url`` (or ``engine``/``sessionmaker``) runs once per
 database. PostgreSQL comes from ``KMON_TEST_PG_URL`` (default: the local server,
-database ``kmon_test``, created if missing). When it cannot be reached its tests are
+database ``kmon_test_<pid>``, created for the run and dropped after it, so that
+two runs on one machine never share a database). When it cannot be reached its tests are
 skipped with one reason, unless ``KMON_TEST_REQUIRE_PG=1`` (CI), which fails them.
 ``KMON_TEST_DATABASES=sqlite`` limits a run to one database.
 """
@@ -24,13 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from monitor.db import migrate
 from monitor.db.engine import make_engine, make_sessionmaker
+from monitor.db.schema import Base
 
 pytest_plugins = ["tests.servers"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 PG_URL = os.environ.get(
-    "KMON_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/kmon_test"
+    "KMON_TEST_PG_URL", f"postgresql+asyncpg://postgres@127.0.0.1:5432/kmon_test_{os.getpid()}"
 )
 REQUIRE_PG = os.environ.get("KMON_TEST_REQUIRE_PG") == "1"
 DATABASES = [
@@ -63,22 +65,21 @@ async def _migrate(url: str) -> None:
         await engine.dispose()
 
 
-async def _prepare_postgres(url: str) -> None:
+async def _recreate_postgres(url: str, *, create: bool = True) -> None:
+    """Drop the test database if it exists, then (with ``create``) make it anew."""
     import asyncpg
 
     parsed = make_url(url)
     admin = parsed.set(drivername="postgresql", database="postgres")
     conn = await asyncpg.connect(admin.render_as_string(hide_password=False), timeout=5)
     try:
-        exists = await conn.fetchval(
-            "SELECT 1 FROM pg_database WHERE datname = $1", parsed.database
-        )
-        if exists:
-            await conn.execute(f'DROP DATABASE "{parsed.database}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{parsed.database}"')
+        await conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+        if create:
+            await conn.execute(f'CREATE DATABASE "{parsed.database}"')
     finally:
         await conn.close()
-    await _migrate(url)
+    if create:
+        await _migrate(url)
 
 
 @pytest.fixture(scope="session")
@@ -89,10 +90,10 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_ready() -> str:
+def postgres_ready() -> Iterator[str]:
     if not _pg_problem:
         try:
-            asyncio.run(_prepare_postgres(PG_URL))
+            asyncio.run(_recreate_postgres(PG_URL))
             _pg_problem.append("")
         except Exception as exc:  # any failure to reach or set up the server
             host = make_url(PG_URL).render_as_string(hide_password=True)
@@ -101,14 +102,16 @@ def postgres_ready() -> str:
         if REQUIRE_PG:
             pytest.fail(_pg_problem[0] + " (KMON_TEST_REQUIRE_PG=1)")
         pytest.skip(_pg_problem[0])
-    return PG_URL
+    yield PG_URL
+    asyncio.run(_recreate_postgres(PG_URL, create=False))
 
 
 async def _truncate(url: str) -> None:
     engine = make_engine(url, null_pool=True)
     try:
         async with engine.begin() as conn:
-            await conn.execute(text("TRUNCATE items, sources RESTART IDENTITY CASCADE"))
+            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     finally:
         await engine.dispose()
 

@@ -40,6 +40,7 @@ async def test_run_poll_stop_and_query(
     config = tmp_path / "kmon.yaml"
     config.write_text(
         f"database:\n  url: {db_url}\n"
+        "quotes:\n  enabled: false\n"  # no quote sources here: loopback feeds only
         "sources:\n"
         f"  - name: ai-news\n    url: {http_server.url('/ai.xml')}\n    interval: 2s\n"
         f"  - name: gone\n    url: {http_server.url('/gone.xml')}\n",

@@ -105,6 +105,7 @@ async def test_ready_watchdog_endpoints_and_stopping(
     config.write_text(
         f"database:\n  url: {db_url}\n"
         "health:\n  port: 0\n"
+        "quotes:\n  enabled: false\n"  # no quote sources here: loopback feeds only
         f"sources:\n  - name: ai-news\n    url: {http_server.url('/ai.xml')}\n    interval: 1h\n",
         encoding="utf-8",
     )

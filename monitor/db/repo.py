@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.records import RawItem, Validators
-from monitor.config import SourceConfig
-from monitor.db.schema import Item, Source
+from monitor.config import FEED_KIND, SourceConfig
+from monitor.db.schema import Base, Item, Source
 from monitor.identity import external_id, nfc
 
 # SQLite binds at most 32,766 parameters per statement; 11 columns × 1,000 rows fits.
@@ -64,7 +64,9 @@ async def sync_sources(
     (validators and error state cleared). Sources no longer configured are disabled,
     not deleted, so their items stay.
     """
-    rows = {row.name: row for row in (await session.scalars(select(Source))).all()}
+    # Only news sources: quote providers keep their rows in the same table.
+    query = select(Source).where(Source.kind == FEED_KIND)
+    rows = {row.name: row for row in (await session.scalars(query)).all()}
     for cfg in configured:
         row = rows.pop(cfg.name, None)
         if row is None:
@@ -98,9 +100,12 @@ async def load_sources(
     *,
     names: Sequence[str] | None = None,
     due_at: datetime | None = None,
+    kind: str | None = None,
 ) -> list[SourceState]:
-    """Enabled sources, optionally only ``names`` or only those due at ``due_at``."""
+    """Enabled sources, optionally only ``names``, of ``kind``, or due at ``due_at``."""
     query = select(Source).where(Source.enabled.is_(True)).order_by(Source.name)
+    if kind is not None:
+        query = query.where(Source.kind == kind)
     if names is not None:
         query = query.where(Source.name.in_(list(names)))
     if due_at is not None:
@@ -108,13 +113,31 @@ async def load_sources(
     return [_state(row) for row in (await session.scalars(query)).all()]
 
 
-def _insert(session: AsyncSession) -> Any:
+_ITEMS = Base.metadata.tables["items"]
+_SOURCES = Base.metadata.tables["sources"]
+_DIALECT_INSERT: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_insert_item_stmts: dict[str, Any] = {}
+
+
+def _insert_item_stmt(session: AsyncSession) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id, built once per dialect.
+
+    A Core statement on the table run with a list of parameter sets: SQLAlchemy
+    compiles it once (cached) and sends multi-row pages ("insertmanyvalues"), instead
+    of building and compiling a fresh multi-VALUES statement for every poll.
+    """
     name = session.get_bind().dialect.name
-    if name == "sqlite":
-        return sqlite.insert
-    if name == "postgresql":
-        return postgresql.insert
-    raise RuntimeError(f"unsupported database dialect {name!r}")
+    stmt = _insert_item_stmts.get(name)
+    if stmt is None:
+        insert = _DIALECT_INSERT.get(name)
+        if insert is None:
+            raise RuntimeError(f"unsupported database dialect {name!r}")
+        stmt = _insert_item_stmts[name] = (
+            insert(_ITEMS)
+            .on_conflict_do_nothing(index_elements=["source_id", "external_id"])
+            .returning(_ITEMS.c.id)
+        )
+    return stmt
 
 
 async def insert_items(
@@ -129,35 +152,64 @@ async def insert_items(
     for item in items:
         title, summary = nfc(item.title), nfc(item.summary)
         key = external_id(guid=item.guid, url=item.url, title=title, summary=summary)
-        rows.setdefault(
-            key,
-            {
-                "source_id": source_id,
-                "external_id": key,
-                "url": item.url,
-                "title": title,
-                "summary": summary,
-                "author": nfc(item.author) if item.author else None,
-                "language": item.language,
-                "published_at": item.published_at,
-                "date_estimated": item.date_estimated,
-                "fetched_at": fetched_at,
-            },
-        )
+        if key in rows:
+            continue
+        rows[key] = {
+            "source_id": source_id,
+            "external_id": key,
+            "url": item.url,
+            "title": title,
+            "summary": summary,
+            "author": nfc(item.author) if item.author else None,
+            "language": item.language,
+            "published_at": item.published_at,
+            "date_estimated": item.date_estimated,
+            "fetched_at": fetched_at,
+        }
     if not rows:
         return []
-    insert = _insert(session)
+    stmt = _insert_item_stmt(session)
+    # The session's connection, so the rows share the caller's transaction.
+    conn = await session.connection()
     values = list(rows.values())
     new_ids: list[int] = []
     for start in range(0, len(values), INSERT_BATCH):
-        stmt = (
-            insert(Item)
-            .values(values[start : start + INSERT_BATCH])
-            .on_conflict_do_nothing(index_elements=["source_id", "external_id"])
-            .returning(Item.id)
-        )
-        new_ids.extend((await session.scalars(stmt)).all())
+        result = await conn.execute(stmt, values[start : start + INSERT_BATCH])
+        new_ids.extend(result.scalars().all())
     return new_ids
+
+
+# The state updates are built once: a poll runs them with its values as parameters,
+# so no statement is constructed, coerced and cache-keyed again for every poll.
+def _bind(name: str, column: str) -> Any:
+    return bindparam(name, type_=_SOURCES.c[column].type)
+
+
+_RECORD_SUCCESS = (
+    update(_SOURCES)
+    .where(_SOURCES.c.id == _bind("p_id", "id"))
+    .values(
+        status="ok",
+        etag=_bind("p_etag", "etag"),
+        last_modified=_bind("p_last_modified", "last_modified"),
+        error_count=0,
+        last_success_at=_bind("p_now", "last_success_at"),
+        last_polled_at=_bind("p_now", "last_polled_at"),
+        next_check_at=_bind("p_next", "next_check_at"),
+    )
+)
+_RECORD_FAILURE = (
+    update(_SOURCES)
+    .where(_SOURCES.c.id == _bind("p_id", "id"))
+    .values(
+        status=_bind("p_status", "status"),
+        error_count=_SOURCES.c.error_count + 1,
+        last_error=_bind("p_error", "last_error"),
+        last_error_at=_bind("p_now", "last_error_at"),
+        last_polled_at=_bind("p_now", "last_polled_at"),
+        next_check_at=_bind("p_next", "next_check_at"),
+    )
+)
 
 
 async def record_success(
@@ -169,17 +221,14 @@ async def record_success(
     next_check_at: datetime,
 ) -> None:
     await session.execute(
-        update(Source)
-        .where(Source.id == source_id)
-        .values(
-            status="ok",
-            etag=validators.etag,
-            last_modified=validators.last_modified,
-            error_count=0,
-            last_success_at=now,
-            last_polled_at=now,
-            next_check_at=next_check_at,
-        )
+        _RECORD_SUCCESS,
+        {
+            "p_id": source_id,
+            "p_etag": validators.etag,
+            "p_last_modified": validators.last_modified,
+            "p_now": now,
+            "p_next": next_check_at,
+        },
     )
 
 
@@ -193,16 +242,14 @@ async def record_failure(
     next_check_at: datetime,
 ) -> None:
     await session.execute(
-        update(Source)
-        .where(Source.id == source_id)
-        .values(
-            status=status,
-            error_count=Source.error_count + 1,
-            last_error=error,
-            last_error_at=now,
-            last_polled_at=now,
-            next_check_at=next_check_at,
-        )
+        _RECORD_FAILURE,
+        {
+            "p_id": source_id,
+            "p_status": status,
+            "p_error": error,
+            "p_now": now,
+            "p_next": next_check_at,
+        },
     )
 
 

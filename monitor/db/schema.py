@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -109,4 +110,48 @@ class Item(Base):
     language: Mapped[str | None] = mapped_column(String(16))
     published_at: Mapped[datetime] = mapped_column(UTCDateTime)
     date_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class QuoteRow(Base):
+    """A ticker snapshot, stored once per (ticker, as-of time, source)."""
+
+    __tablename__ = "quotes"
+    __table_args__ = (
+        UniqueConstraint("ticker", "as_of", "source"),
+        Index("ix_quotes_ticker_as_of", "ticker", "as_of"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticker: Mapped[str] = mapped_column(String(16))
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(32))
+    price: Mapped[float] = mapped_column(Float)
+    prev_close: Mapped[float | None] = mapped_column(Float)
+    change: Mapped[float | None] = mapped_column(Float)
+    change_pct: Mapped[float | None] = mapped_column(Float)
+    open: Mapped[float | None] = mapped_column(Float)
+    high: Mapped[float | None] = mapped_column(Float)
+    low: Mapped[float | None] = mapped_column(Float)
+    volume: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    market_open: Mapped[bool | None] = mapped_column(Boolean)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DailyBarRow(Base):
+    """One trading day of a ticker; refreshed daily, so the latest source wins."""
+
+    __tablename__ = "daily_bars"
+    __table_args__ = (UniqueConstraint("ticker", "day"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticker: Mapped[str] = mapped_column(String(16))
+    day: Mapped[date] = mapped_column(Date)
+    open: Mapped[float | None] = mapped_column(Float)
+    high: Mapped[float | None] = mapped_column(Float)
+    low: Mapped[float | None] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    volume: Mapped[int | None] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(32))
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,197 @@
+"""Repository functions for quotes and daily bars (take a session, never commit)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from adapters.records import DailyBar, Quote
+from monitor.db.dialect import insert_for
+from monitor.db.schema import DailyBarRow, QuoteRow, Source
+
+# The kind of the ``sources`` rows that keep each quote provider's health.
+SOURCE_KIND = "quotes"
+
+QUOTE_COLUMNS = (
+    "ticker", "as_of", "source", "price", "prev_close", "change", "change_pct",
+    "open", "high", "low", "volume", "currency", "market_open",
+)  # fmt: skip
+
+
+async def insert_quotes(
+    session: AsyncSession, quotes: Sequence[Quote], *, fetched_at: datetime
+) -> list[int]:
+    """Store quotes not seen yet (unique on ticker, as-of, source); return new ids."""
+    if not quotes:
+        return []
+    rows = {
+        (q.ticker, q.as_of, q.source): {
+            **{name: getattr(q, name) for name in QUOTE_COLUMNS},
+            "fetched_at": fetched_at,
+        }
+        for q in quotes
+    }
+    stmt = (
+        insert_for(session)(QuoteRow)
+        .values(list(rows.values()))
+        .on_conflict_do_nothing(index_elements=["ticker", "as_of", "source"])
+        .returning(QuoteRow.id)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def upsert_bars(
+    session: AsyncSession, bars: Sequence[DailyBar], *, fetched_at: datetime
+) -> int:
+    """Insert or refresh daily bars (the day's last answer wins); return how many."""
+    if not bars:
+        return 0
+    rows: dict[tuple[str, date], dict[str, Any]] = {
+        (b.ticker, b.day): {
+            "ticker": b.ticker,
+            "day": b.day,
+            "open": b.open,
+            "high": b.high,
+            "low": b.low,
+            "close": b.close,
+            "volume": b.volume,
+            "source": b.source,
+            "fetched_at": fetched_at,
+        }
+        for b in bars
+    }
+    values = list(rows.values())
+    for start in range(0, len(values), 1000):
+        stmt = insert_for(session)(DailyBarRow).values(values[start : start + 1000])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["ticker", "day"],
+            set_={
+                col: stmt.excluded[col]
+                for col in ("open", "high", "low", "close", "volume", "source", "fetched_at")
+            },
+        )
+        await session.execute(stmt)
+    return len(values)
+
+
+async def latest_quotes(session: AsyncSession) -> list[QuoteRow]:
+    """The newest stored quote of each ticker (by exchange time)."""
+    newest = (
+        select(QuoteRow.ticker, func.max(QuoteRow.as_of).label("as_of"))
+        .group_by(QuoteRow.ticker)
+        .subquery()
+    )
+    query = (
+        select(QuoteRow)
+        .join(newest, (QuoteRow.ticker == newest.c.ticker) & (QuoteRow.as_of == newest.c.as_of))
+        .order_by(QuoteRow.ticker, QuoteRow.id.desc())
+    )
+    seen: dict[str, QuoteRow] = {}
+    for row in (await session.scalars(query)).all():
+        seen.setdefault(row.ticker, row)  # two sources at the same instant: the newer row
+    return list(seen.values())
+
+
+async def list_quotes(
+    session: AsyncSession,
+    *,
+    ticker: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+) -> list[QuoteRow]:
+    query = select(QuoteRow)
+    if ticker:
+        query = query.where(QuoteRow.ticker == ticker)
+    if since:
+        query = query.where(QuoteRow.as_of >= since)
+    if until:
+        query = query.where(QuoteRow.as_of < until)
+    query = query.order_by(QuoteRow.as_of.desc(), QuoteRow.id.desc()).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+@dataclass(frozen=True, slots=True)
+class BarStats:
+    """What a year of daily bars says about a ticker as of a day (bars before it)."""
+
+    ticker: str
+    prev_close: float | None
+    prev_day: date | None
+    high_52w: float | None
+    low_52w: float | None
+    avg_volume_20d: float | None
+    last_bar_day: date | None
+
+
+async def bar_stats(session: AsyncSession, ticker: str, *, before: date) -> BarStats:
+    """Previous close, 52-week range and 20-day average volume from bars before ``before``."""
+    year_ago = before - timedelta(days=365)
+    base = (DailyBarRow.ticker == ticker) & (DailyBarRow.day < before)
+    hi, lo = (
+        await session.execute(
+            select(func.max(DailyBarRow.high), func.min(DailyBarRow.low)).where(
+                base & (DailyBarRow.day >= year_ago)
+            )
+        )
+    ).one()
+    recent = (
+        await session.execute(
+            select(DailyBarRow.day, DailyBarRow.close, DailyBarRow.volume)
+            .where(base)
+            .order_by(DailyBarRow.day.desc())
+            .limit(20)
+        )
+    ).all()
+    volumes = [v for _, _, v in recent if v is not None]
+    last = await session.scalar(
+        select(func.max(DailyBarRow.day)).where(DailyBarRow.ticker == ticker)
+    )
+    return BarStats(
+        ticker=ticker,
+        prev_close=recent[0][1] if recent else None,
+        prev_day=recent[0][0] if recent else None,
+        high_52w=hi,
+        low_52w=lo,
+        avg_volume_20d=sum(volumes) / len(volumes) if volumes else None,
+        last_bar_day=last,
+    )
+
+
+async def sync_quote_sources(
+    session: AsyncSession, providers: dict[str, str], *, interval: float, now: datetime
+) -> None:
+    """Keep one ``sources`` row per quote provider (name → base URL) for its health.
+
+    Providers no longer configured are disabled; their history stays.
+    """
+    rows = {
+        row.name: row
+        for row in (await session.scalars(select(Source).where(Source.kind == SOURCE_KIND))).all()
+    }
+    for name, url in providers.items():
+        row = rows.pop(name, None)
+        if row is None:
+            session.add(
+                Source(
+                    name=name,
+                    kind=SOURCE_KIND,
+                    url=url,
+                    interval_seconds=interval,
+                    enabled=True,
+                    status="new",
+                    error_count=0,
+                    next_check_at=now,
+                    created_at=now,
+                )
+            )
+        else:
+            row.url, row.interval_seconds, row.enabled = url, interval, True
+    for row in rows.values():
+        row.enabled = False
+    await session.flush()
