@@ -119,8 +119,40 @@ def test_the_example_config_is_valid_and_states_the_defaults() -> None:
     assert settings.http == defaults.http
     assert settings.scheduler == defaults.scheduler
     assert settings.health == defaults.health
+    assert settings.quotes == defaults.quotes
     assert (settings.log_format, settings.log_level) == (defaults.log_format, defaults.log_level)
     assert settings.database.pool_size == defaults.database.pool_size
     by_name = {s.name: s for s in defaults.sources}
     for source in settings.sources:
         assert source == by_name[source.name]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "quotes:\n  interval: 5s\n",
+            r"kmon.yaml:2: quotes.interval: interval 5s is below the 15s",
+        ),
+        (
+            "quotes:\n  providers: [naver, bloomberg]\n",
+            r"kmon.yaml:2: quotes.providers\[1\]: Input",
+        ),
+        (
+            "quotes:\n  tickers:\n    - {code: '035420', name_ko: a, name_en: b}\n"
+            "    - {code: '035420', name_ko: a, name_en: b}\n",
+            r"kmon.yaml:2: quotes.tickers: ticker '035420' is listed twice",
+        ),
+        (
+            "quotes:\n  tickers:\n    - {code: 'naver', name_ko: a, name_en: b}\n",
+            r"kmon.yaml:3: quotes.tickers\[0\].code: String should match pattern",
+        ),
+        (
+            "sources:\n  - name: quotes-x\n    url: https://e.kr/rss\n",
+            r"kmon.yaml:2: sources\[0\].name: names starting with 'quotes-' are kept",
+        ),
+    ],
+)
+def test_bad_quote_settings_are_named(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write(tmp_path, text))
