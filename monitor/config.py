@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -137,6 +138,10 @@ class DatabaseSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _known_driver(cls, value: SecretStr) -> SecretStr:
+        try:
+            make_url(value.get_secret_value())
+        except Exception:  # SQLAlchemy's own errors echo the URL, password and all
+            raise ValueError("not a database URL (scheme://user@host:port/name)") from None
         scheme = value.get_secret_value().split(":", 1)[0]
         if scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
             raise ValueError(
@@ -221,6 +226,8 @@ class QuoteSettings(BaseModel):
     naver_chart_url: str = "https://fchart.stock.naver.com/sise.nhn"
     yahoo_chart_url: str = "https://query1.finance.yahoo.com/v8/finance/chart"
     tickers: list[TickerConfig] = Field(default_factory=_default_tickers)
+    # Exam days (KRX opens 10:00, closes 16:30) beyond those kmon knows: one a year.
+    late_open_days: list[date] = Field(default_factory=list)
 
     @field_validator("interval")
     @classmethod
@@ -251,6 +258,8 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
+        # A rejected value may be a credential (a database URL): never echo inputs.
+        hide_input_in_errors=True,
         validate_default=True,
     )
 

@@ -131,6 +131,7 @@ class TimedTask(Protocol):
 
 # After a task crashed (a bug, a database outage) it is tried again this much later.
 TASK_RETRY = timedelta(minutes=1)
+TASK_MIN_GAP = timedelta(seconds=1)
 
 
 class Daemon:
@@ -199,7 +200,9 @@ class Daemon:
                 log.exception("task_crashed", task=task.name)
                 at = self.ctx.clock() + TASK_RETRY
         if self.scheduler.state == STATE_RUNNING:
-            self._schedule_task(task, at)
+            # A run time that is already due would be refused while this run is still
+            # the job's one instance, and the task would drop off the schedule.
+            self._schedule_task(task, max(at, self.ctx.clock() + TASK_MIN_GAP))
 
     @contextlib.contextmanager
     def _tracked(self) -> Iterator[None]:

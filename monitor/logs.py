@@ -40,10 +40,20 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     # Libraries that use the standard logging module (APScheduler, aiohttp) go to
-    # the same stream, quieter, so their warnings are not lost.
+    # the same stream, quieter, rendered the same way (one JSON object a line), so
+    # their warnings are neither lost nor break a reader of the JSON lines.
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        )
+    )
     logging.basicConfig(
-        stream=out,
+        handlers=[handler],
         level=max(logging.getLevelName(level), logging.WARNING),
         force=True,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )

@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from types import MappingProxyType
-from zoneinfo import ZoneInfo
 
 import holidays
 
-KST = ZoneInfo("Asia/Seoul")
+from monitor.timefmt import KST
 
 OPEN = time(9, 0)
 CLOSE = time(15, 30)

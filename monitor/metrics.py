@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from monitor.config import FEED_KIND
 from monitor.db import repo
 from monitor.pipeline import PollOutcome
 
@@ -88,11 +89,15 @@ class Metrics:
         self.new_items.labels(name)
 
     async def seed(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        """Take every enabled source, its interval and last success from the database."""
+        """Take every enabled news source, its interval and last success from the database.
+
+        Quote sources are not polled per source (a quote cycle asks them in turn), so
+        they would look stale for ever; their health shows in ``kmon sources list``.
+        """
         async with sessionmaker() as session:
             rows = await repo.list_sources(session)
         for row in rows:
-            if row.enabled:
+            if row.enabled and row.kind == FEED_KIND:
                 last = row.last_success_at.timestamp() if row.last_success_at else None
                 self.add_source(row.name, interval=row.interval_seconds, last_success=last)
 

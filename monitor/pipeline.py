@@ -117,6 +117,12 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
             )
         except FetchError as exc:
             outcome = await _record_failure(ctx, source, exc, now, started)
+        except Exception as exc:
+            # An adapter bug or an unforeseen answer: back off like any failure, and
+            # keep the traceback once, instead of retrying it every interval.
+            log.exception("fetch_crashed", source=source.name)
+            internal = TransientError("internal", f"{type(exc).__name__}: {exc}")
+            outcome = await _record_failure(ctx, source, internal, now, started)
         else:
             outcome = await _record_success(ctx, source, result, now, started)
     _log_outcome(source, outcome)
@@ -151,25 +157,35 @@ async def _record_success(
     )
 
 
+def after_failure(
+    ctx: PollContext, source: SourceState, exc: FetchError, now: datetime
+) -> tuple[str, datetime]:
+    """The status (``failing`` or ``failed``) and next check after ``exc``.
+
+    Shared by feeds and quote sources: permanent failures wait ``permanent_retry``,
+    transient ones back off exponentially, never sooner than the server's Retry-After.
+    """
+    sched = ctx.scheduling
+    if isinstance(exc, PermanentError):
+        return "failed", schedule.after_permanent_failure(
+            now, permanent_retry=sched.permanent_retry
+        )
+    return "failing", schedule.after_transient_failure(
+        now,
+        source.interval,
+        source.error_count + 1,
+        retry_after=exc.retry_after if isinstance(exc, TransientError) else None,
+        backoff_max=sched.backoff_max,
+        retry_after_max=sched.permanent_retry,
+        jitter=sched.jitter,
+        uniform=ctx.uniform,
+    )
+
+
 async def _record_failure(
     ctx: PollContext, source: SourceState, exc: FetchError, now: datetime, started: float
 ) -> PollOutcome:
-    sched = ctx.scheduling
-    if isinstance(exc, PermanentError):
-        status = "failed"
-        next_check = schedule.after_permanent_failure(now, permanent_retry=sched.permanent_retry)
-    else:
-        status = "failing"
-        next_check = schedule.after_transient_failure(
-            now,
-            source.interval,
-            source.error_count + 1,
-            retry_after=exc.retry_after if isinstance(exc, TransientError) else None,
-            backoff_max=sched.backoff_max,
-            retry_after_max=sched.permanent_retry,
-            jitter=sched.jitter,
-            uniform=ctx.uniform,
-        )
+    status, next_check = after_failure(ctx, source, exc, now)
     message = f"{exc.key}: {exc}"
     async with ctx.sessionmaker.begin() as session:
         await repo.record_failure(

@@ -13,23 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import aiohttp
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters import naver, yahoo
-from adapters.errors import FetchError, PermanentError, TransientError
+from adapters.errors import FetchError
 from adapters.http import HttpLimits
 from adapters.records import DailyBar, Quote, Ticker, Validators
-from monitor import market, schedule
+from monitor import market
 from monitor.config import QuoteSettings, TickerConfig
 from monitor.db import quotes as quotes_repo
 from monitor.db import repo
-from monitor.pipeline import PollContext
+from monitor.pipeline import PollContext, after_failure
 
 log = structlog.get_logger("kmon.quotes")
 
@@ -59,8 +59,29 @@ def provider_urls(cfg: QuoteSettings) -> dict[str, str]:
     return {source_name(p): urls[p] for p in cfg.providers} if cfg.enabled else {}
 
 
+def late_open_days(cfg: QuoteSettings) -> frozenset[date]:
+    """The known exam days plus any the operator configured (new ones each year)."""
+    return market.CSAT_DAYS | frozenset(cfg.late_open_days)
+
+
 def to_ticker(cfg: TickerConfig) -> Ticker:
     return Ticker(code=cfg.code, kind=cfg.kind, market=cfg.market)
+
+
+def _gathered(answers: Sequence[list[Quote] | BaseException]) -> list[Quote]:
+    """Quotes from per-ticker (or per-batch) answers; the provider failed only if all did.
+
+    One unknown or delisted ticker must not take a whole source down with it: its
+    error leaves that ticker missing (the next source is asked) and the rest count.
+    """
+    quotes = [q for answer in answers if not isinstance(answer, BaseException) for q in answer]
+    errors = [a for a in answers if isinstance(a, BaseException)]
+    for error in errors:
+        if not isinstance(error, FetchError):
+            raise error  # a bug, not a source's answer
+    if errors and not quotes:
+        raise errors[0]
+    return quotes
 
 
 async def _naver(
@@ -72,57 +93,73 @@ async def _naver(
         *(
             naver.fetch_realtime(http, batch, base_url=cfg.naver_polling_url, limits=limits)
             for batch in batches
-        )
+        ),
+        return_exceptions=True,
     )
-    return [q for answer in answers for q in answer]
+    return _gathered(answers)
+
+
+async def _one_each(
+    tickers: Sequence[Ticker], fetch: Callable[[Ticker], Awaitable[Quote | None]]
+) -> list[Quote]:
+    async def one(t: Ticker) -> list[Quote]:
+        quote = await fetch(t)
+        return [quote] if quote is not None else []
+
+    return _gathered(await asyncio.gather(*(one(t) for t in tickers), return_exceptions=True))
 
 
 async def _naver_mobile(
     http: aiohttp.ClientSession, tickers: Sequence[Ticker], cfg: QuoteSettings, limits: HttpLimits
 ) -> list[Quote]:
-    return list(
-        await asyncio.gather(
-            *(
-                naver.fetch_mobile_basic(http, t, base_url=cfg.naver_mobile_url, limits=limits)
-                for t in tickers
-            )
-        )
+    return await _one_each(
+        tickers,
+        lambda t: naver.fetch_mobile_basic(http, t, base_url=cfg.naver_mobile_url, limits=limits),
     )
 
 
 async def _yahoo(
     http: aiohttp.ClientSession, tickers: Sequence[Ticker], cfg: QuoteSettings, limits: HttpLimits
 ) -> list[Quote]:
-    answers = await asyncio.gather(
-        *(
-            yahoo.fetch_chart(http, t, range_="1d", base_url=cfg.yahoo_chart_url, limits=limits)
-            for t in tickers
+    async def quote(t: Ticker) -> Quote | None:
+        answer, _ = await yahoo.fetch_chart(
+            http, t, range_="1d", base_url=cfg.yahoo_chart_url, limits=limits
         )
-    )
-    return [quote for quote, _ in answers if quote is not None]
+        return answer
+
+    return await _one_each(tickers, quote)
 
 
 PROVIDERS: dict[str, Fetch] = {"naver": _naver, "naver_mobile": _naver_mobile, "yahoo": _yahoo}
 
 
-def check_quote(quote: Quote, *, kind: str, now: datetime, reference: float | None) -> str | None:
+def check_quote(
+    quote: Quote,
+    *,
+    kind: str,
+    now: datetime,
+    reference: float | None,
+    late_open_days: Collection[date] = market.CSAT_DAYS,
+) -> str | None:
     """Why ``quote`` cannot be trusted, or None when it can.
 
-    ``reference`` is the ticker's last stored price, used to catch an index reported
-    in hundredths (×100) — a move no single day produces.
+    For an index, ``reference`` (its last stored level) or its previous close catches
+    a value reported in hundredths (×100): no index moves that far in a day. Stocks
+    need no such reference: the ±30 % daily limit against the quote's own previous
+    close covers them, and a split, which the source adjusts for, does not trip it.
     """
     if quote.price <= 0:
         return f"non-positive price {quote.price:g}"
     if quote.as_of > now + FUTURE_TOLERANCE:
         return f"as-of {quote.as_of.isoformat()} is in the future"
-    last = market.previous_session(now)
+    last = market.previous_session(now, late_open_days=late_open_days)
     if quote.as_of < last.opens_at:
         return f"as-of {quote.as_of.isoformat()} is older than the last session ({last.day})"
     if kind == "stock" and quote.prev_close and quote.prev_close > 0:
         pct = (quote.price / quote.prev_close - 1) * 100
         if abs(pct) > DAILY_LIMIT_PCT + 0.5:  # limit prices are rounded to the tick
             return f"change {pct:+.1f}% is beyond the ±{DAILY_LIMIT_PCT:g}% daily limit"
-    base = reference or (quote.prev_close if kind == "index" else None)
+    base = (reference or quote.prev_close) if kind == "index" else None
     if base and base > 0 and not 0.5 < quote.price / base < 2.0:
         return f"price {quote.price:g} is {quote.price / base:.3g}× the last known {base:g}"
     return None
@@ -179,6 +216,7 @@ async def poll_quotes(ctx: PollContext, cfg: QuoteSettings) -> QuoteCycle:
                 kind=kinds.get(quote.ticker, "stock"),
                 now=now,
                 reference=references.get(quote.ticker),
+                late_open_days=late_open_days(cfg),
             )
             if reason:
                 cycle.rejected.append((quote.ticker, reason))
@@ -226,24 +264,7 @@ async def _record(
             session, state.id, now=now, validators=Validators(), next_check_at=now
         )
         return
-    sched = ctx.scheduling
-    if isinstance(error, PermanentError):
-        status, next_check = (
-            "failed",
-            schedule.after_permanent_failure(now, permanent_retry=sched.permanent_retry),
-        )
-    else:
-        status = "failing"
-        next_check = schedule.after_transient_failure(
-            now,
-            state.interval,
-            state.error_count + 1,
-            retry_after=error.retry_after if isinstance(error, TransientError) else None,
-            backoff_max=sched.backoff_max,
-            retry_after_max=sched.permanent_retry,
-            jitter=sched.jitter,
-            uniform=ctx.uniform,
-        )
+    status, next_check = after_failure(ctx, state, error, now)
     if state.error_count == 0:
         log.warning(
             "quote_source_failing", source=state.name, error_key=error.key, error=str(error)
@@ -295,11 +316,18 @@ class QuoteJob:
         self.ctx, self.cfg = ctx, cfg
 
     def first_run(self, now: datetime) -> datetime:
-        return now if market.is_open(now) else self.next_run(now)
+        return (
+            now
+            if market.is_open(now, late_open_days=late_open_days(self.cfg))
+            else self.next_run(now)
+        )
 
     def next_run(self, now: datetime) -> datetime:
         return market.next_quote_poll(
-            now, interval=self.cfg.interval, after_close=self.cfg.after_close
+            now,
+            interval=self.cfg.interval,
+            after_close=self.cfg.after_close,
+            late_open_days=late_open_days(self.cfg),
         )
 
     async def run(self) -> datetime:
@@ -320,12 +348,9 @@ class BarsJob:
         return now
 
     def next_run(self, now: datetime) -> datetime:
-        session = market.next_session(now)
-        at = session.closes_at + self.AFTER_CLOSE
-        if at <= now:
-            session = market.next_session(session.closes_at + timedelta(hours=12))
-            at = session.closes_at + self.AFTER_CLOSE
-        return at
+        # The session open now or next; its close is always after ``now``.
+        session = market.next_session(now, late_open_days=late_open_days(self.cfg))
+        return session.closes_at + self.AFTER_CLOSE
 
     async def run(self) -> datetime:
         await refresh_bars(self.ctx, self.cfg)

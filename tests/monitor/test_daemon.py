@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from sqlalchemy import func, select
+from structlog.testing import capture_logs
 
 from monitor.config import Settings, SourceConfig
 from monitor.daemon import (
@@ -153,3 +155,43 @@ async def test_refuses_a_database_that_is_behind(tmp_path: Path) -> None:
         assert await migrate.is_current(engine)
     finally:
         await engine.dispose()
+
+
+class CountingTask:
+    """A timed task that crashes on its first run and asks to run again at once."""
+
+    name = "counting"
+
+    def __init__(self, ctx: object, done: asyncio.Event) -> None:
+        self.ctx, self.done, self.runs = ctx, done, 0
+
+    def first_run(self, now: datetime) -> datetime:
+        return now
+
+    async def run(self) -> datetime:
+        self.runs += 1
+        if self.runs == 1:
+            raise RuntimeError("first run fails")
+        if self.runs == 3:
+            self.done.set()
+        return datetime.now(UTC)  # already due: must still be scheduled again
+
+
+async def test_timed_tasks_survive_crashes_and_due_times(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import monitor.daemon
+
+    monkeypatch.setattr(monitor.daemon, "TASK_RETRY", timedelta(0))
+    done, stop = asyncio.Event(), asyncio.Event()
+    async with open_runtime(settings_for(db_url)) as ctx:
+        task = CountingTask(ctx, done)
+        daemon = Daemon(ctx, grace_period=5, tasks=[task])
+        with capture_logs() as logs:
+            serving = asyncio.create_task(serve(daemon, stop=stop))
+            async with asyncio.timeout(30):
+                await done.wait()
+            stop.set()
+            await serving
+    assert task.runs == 3
+    assert [e["event"] for e in logs].count("task_crashed") == 1

@@ -209,3 +209,23 @@ def test_host_limiter_shares_a_semaphore_per_host() -> None:
     assert a is limiter.for_url("https://WWW.YNA.CO.KR/rss/economy.xml")
     assert a is not limiter.for_url("https://www.koreaherald.com/rss/newsAll")
     assert a._value == 3
+
+
+async def test_items_and_source_state_commit_together(
+    ctx: PollContext, http_server: FakeSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http_server.serve("/rss", rss(entries(3)), etag='"v1"')
+    await add_source(ctx, http_server.url("/rss"))
+
+    async def state_update_fails(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the database went away after the items were inserted")
+
+    # Fault injection at the last step of the transaction: the items written just
+    # before it must not survive, and the validators must not move on.
+    monkeypatch.setattr(repo, "record_success", state_update_fails)
+    with pytest.raises(RuntimeError):
+        await poll(ctx)
+    assert await stored_titles(ctx) == []
+    assert (await state_of(ctx)).validators.etag is None
+    monkeypatch.undo()
+    assert len((await poll(ctx)).new_item_ids) == 3  # nothing was lost: all three now

@@ -272,3 +272,50 @@ def test_bars_refresh_half_an_hour_after_each_close() -> None:
     assert job.next_run(NOW) == datetime(2025, 6, 18, 7, 0, tzinfo=UTC)
     friday_night = datetime(2025, 6, 20, 12, 0, tzinfo=UTC)
     assert job.next_run(friday_night) == datetime(2025, 6, 23, 7, 0, tzinfo=UTC)
+
+
+async def test_one_unknown_ticker_does_not_take_the_fallback_down(
+    ctx: PollContext, cfg: QuoteSettings, http_server: FakeSource
+) -> None:
+    http_server.fail("/naver/realtime", 500)
+    serve_yahoo(http_server)
+    http_server.fail("/yahoo/chart/^KS11", 404)  # e.g. a symbol Yahoo does not carry
+    cycle = await poll_quotes(ctx, cfg)
+    assert cycle.served_by == {"yahoo": 2}
+    assert cycle.missing == ["KOSPI"]
+    async with ctx.sessionmaker() as session:
+        yahoo = (await repo.load_sources(session, names=[source_name("yahoo")]))[0]
+    assert (yahoo.status, yahoo.error_count) == ("ok", 0)
+
+
+def test_a_split_stock_is_not_refused_for_its_old_price() -> None:
+    after_split = Quote("035420", NOW, 51_000, "naver", prev_close=50_000)
+    assert check_quote(after_split, kind="stock", now=NOW, reference=250_000) is None
+
+
+async def test_daily_bars_give_previous_close_range_and_volume(sessionmaker: SM) -> None:
+    from datetime import date
+
+    from adapters.records import DailyBar
+
+    days = [date(2025, 6, d) for d in (9, 10, 11, 12, 13, 16, 17)]
+    bars = [
+        DailyBar("035420", day, None, 200_000 + i * 1000, 190_000 + i * 1000, 195_000 + i * 1000,
+                 1_000 * (i + 1), "naver")
+        for i, day in enumerate(days)
+    ]  # fmt: skip
+    async with sessionmaker.begin() as session:
+        await quotes_repo.upsert_bars(session, bars, fetched_at=NOW)
+    # A refresh replaces the last day's bar instead of adding one.
+    revised = DailyBar("035420", days[-1], None, 230_000, 180_000, 220_000, 9_000, "yahoo")
+    async with sessionmaker.begin() as session:
+        await quotes_repo.upsert_bars(session, [revised], fetched_at=NOW)
+    async with sessionmaker() as session:
+        stats = await quotes_repo.bar_stats(session, "035420", before=date(2025, 6, 18))
+        earlier = await quotes_repo.bar_stats(session, "035420", before=date(2025, 6, 12))
+    assert (stats.prev_close, stats.prev_day) == (220_000, date(2025, 6, 17))
+    assert (stats.high_52w, stats.low_52w) == (230_000, 180_000)
+    assert stats.avg_volume_20d == pytest.approx(
+        (1000 + 2000 + 3000 + 4000 + 5000 + 6000 + 9000) / 7
+    )
+    assert (earlier.prev_close, earlier.high_52w) == (197_000, 202_000)
