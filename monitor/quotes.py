@@ -188,7 +188,12 @@ async def poll_quotes(ctx: PollContext, cfg: QuoteSettings) -> QuoteCycle:
             s.name: s
             for s in await repo.load_sources(session, names=[source_name(p) for p in cfg.providers])
         }
-        references = {row.ticker: row.price for row in await quotes_repo.latest_quotes(session)}
+        # Only indices are checked against their last level (see check_quote).
+        references = {
+            t.code: await quotes_repo.latest_price(session, t.code)
+            for t in cfg.tickers
+            if t.kind == "index"
+        }
     remaining = [to_ticker(t) for t in cfg.tickers]
     accepted: list[Quote] = []
     results: list[tuple[repo.SourceState, FetchError | None]] = []

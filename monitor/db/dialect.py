@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 # Both dialects have INSERT … ON CONFLICT with the same SQLAlchemy API.
 _INSERTS: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+# Rows per statement: SQLite binds at most 32,766 parameters, asyncpg 32,767.
+BATCH = 1000
 
 
 def insert_for(session: AsyncSession) -> Any:
@@ -18,3 +24,37 @@ def insert_for(session: AsyncSession) -> Any:
         return _INSERTS[name]
     except KeyError:
         raise RuntimeError(f"unsupported database dialect {name!r}") from None
+
+
+@cache
+def _insert_new_stmt(dialect: str, table: Table, keys: tuple[str, ...]) -> Any:
+    # Built once per table and dialect: SQLAlchemy then compiles it once (cached) and
+    # sends the rows in multi-row pages ("insertmanyvalues"), instead of building and
+    # compiling a fresh multi-VALUES statement every poll.
+    return (
+        _INSERTS[dialect](table)
+        .on_conflict_do_nothing(index_elements=list(keys))
+        .returning(table.c.id)
+    )
+
+
+async def insert_new(
+    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], *, keys: tuple[str, ...]
+) -> list[int]:
+    """INSERT … ON CONFLICT (keys) DO NOTHING RETURNING id: the ids of new rows only.
+
+    The database's unique key decides what is new, so restarts, races and replicas
+    cannot duplicate a row. Runs on the session's connection, in its transaction.
+    """
+    if not rows:
+        return []
+    name = session.get_bind().dialect.name
+    if name not in _INSERTS:
+        raise RuntimeError(f"unsupported database dialect {name!r}")
+    stmt = _insert_new_stmt(name, table, keys)
+    conn = await session.connection()
+    new_ids: list[int] = []
+    for start in range(0, len(rows), BATCH):
+        result = await conn.execute(stmt, list(rows[start : start + BATCH]))
+        new_ids.extend(result.scalars().all())
+    return new_ids

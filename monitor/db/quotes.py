@@ -11,11 +11,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.records import DailyBar, Quote
-from monitor.db.dialect import insert_for
+from monitor.db.dialect import BATCH, insert_for, insert_new
 from monitor.db.schema import DailyBarRow, QuoteRow, Source
 
 # The kind of the ``sources`` rows that keep each quote provider's health.
 SOURCE_KIND = "quotes"
+
+_QUOTES = QuoteRow.metadata.tables["quotes"]
 
 QUOTE_COLUMNS = (
     "ticker", "as_of", "source", "price", "prev_close", "change", "change_pct",
@@ -27,8 +29,6 @@ async def insert_quotes(
     session: AsyncSession, quotes: Sequence[Quote], *, fetched_at: datetime
 ) -> list[int]:
     """Store quotes not seen yet (unique on ticker, as-of, source); return new ids."""
-    if not quotes:
-        return []
     rows = {
         (q.ticker, q.as_of, q.source): {
             **{name: getattr(q, name) for name in QUOTE_COLUMNS},
@@ -36,13 +36,9 @@ async def insert_quotes(
         }
         for q in quotes
     }
-    stmt = (
-        insert_for(session)(QuoteRow)
-        .values(list(rows.values()))
-        .on_conflict_do_nothing(index_elements=["ticker", "as_of", "source"])
-        .returning(QuoteRow.id)
+    return await insert_new(
+        session, _QUOTES, list(rows.values()), keys=("ticker", "as_of", "source")
     )
-    return list((await session.scalars(stmt)).all())
 
 
 async def upsert_bars(
@@ -66,8 +62,8 @@ async def upsert_bars(
         for b in bars
     }
     values = list(rows.values())
-    for start in range(0, len(values), 1000):
-        stmt = insert_for(session)(DailyBarRow).values(values[start : start + 1000])
+    for start in range(0, len(values), BATCH):
+        stmt = insert_for(session)(DailyBarRow).values(values[start : start + BATCH])
         stmt = stmt.on_conflict_do_update(
             index_elements=["ticker", "day"],
             set_={
@@ -95,6 +91,16 @@ async def latest_quotes(session: AsyncSession) -> list[QuoteRow]:
     for row in (await session.scalars(query)).all():
         seen.setdefault(row.ticker, row)  # two sources at the same instant: the newer row
     return list(seen.values())
+
+
+async def latest_price(session: AsyncSession, ticker: str) -> float | None:
+    """The newest stored price of ``ticker`` (one index lookup, whatever the history)."""
+    return await session.scalar(
+        select(QuoteRow.price)
+        .where(QuoteRow.ticker == ticker)
+        .order_by(QuoteRow.as_of.desc(), QuoteRow.id.desc())
+        .limit(1)
+    )
 
 
 async def list_quotes(

@@ -12,16 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.records import RawItem, Validators
 from monitor.config import FEED_KIND, SourceConfig
+from monitor.db.dialect import insert_new
 from monitor.db.schema import Base, Item, Source
 from monitor.identity import external_id, nfc
-
-# SQLite binds at most 32,766 parameters per statement; 11 columns × 1,000 rows fits.
-INSERT_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,29 +112,6 @@ async def load_sources(
 
 _ITEMS = Base.metadata.tables["items"]
 _SOURCES = Base.metadata.tables["sources"]
-_DIALECT_INSERT: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-_insert_item_stmts: dict[str, Any] = {}
-
-
-def _insert_item_stmt(session: AsyncSession) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING id, built once per dialect.
-
-    A Core statement on the table run with a list of parameter sets: SQLAlchemy
-    compiles it once (cached) and sends multi-row pages ("insertmanyvalues"), instead
-    of building and compiling a fresh multi-VALUES statement for every poll.
-    """
-    name = session.get_bind().dialect.name
-    stmt = _insert_item_stmts.get(name)
-    if stmt is None:
-        insert = _DIALECT_INSERT.get(name)
-        if insert is None:
-            raise RuntimeError(f"unsupported database dialect {name!r}")
-        stmt = _insert_item_stmts[name] = (
-            insert(_ITEMS)
-            .on_conflict_do_nothing(index_elements=["source_id", "external_id"])
-            .returning(_ITEMS.c.id)
-        )
-    return stmt
 
 
 async def insert_items(
@@ -166,17 +140,9 @@ async def insert_items(
             "date_estimated": item.date_estimated,
             "fetched_at": fetched_at,
         }
-    if not rows:
-        return []
-    stmt = _insert_item_stmt(session)
-    # The session's connection, so the rows share the caller's transaction.
-    conn = await session.connection()
-    values = list(rows.values())
-    new_ids: list[int] = []
-    for start in range(0, len(values), INSERT_BATCH):
-        result = await conn.execute(stmt, values[start : start + INSERT_BATCH])
-        new_ids.extend(result.scalars().all())
-    return new_ids
+    return await insert_new(
+        session, _ITEMS, list(rows.values()), keys=("source_id", "external_id")
+    )
 
 
 # The state updates are built once: a poll runs them with its values as parameters,
