@@ -38,7 +38,9 @@ def naver_item(code: str, price: int, prev: int, *, rf: str | None = None) -> di
     }  # fmt: skip
 
 
-def naver_body(stocks: list[dict[str, Any]], kospi: tuple[int, int] | None = None) -> bytes:
+def naver_body(
+    stocks: list[dict[str, Any]], kospi: tuple[int, int] | None = None, *, at_ms: int = EPOCH_MS
+) -> bytes:
     areas = [{"name": "SERVICE_ITEM", "datas": stocks}]
     if kospi:
         price, prev = kospi  # the index × 100, as the endpoint sends it
@@ -48,7 +50,7 @@ def naver_body(stocks: list[dict[str, Any]], kospi: tuple[int, int] | None = Non
                 "datas": [{**naver_item("KOSPI", price, prev), "aq": 700_000}],
             }
         )
-    envelope = {"resultCode": "success", "result": {"areas": areas, "time": EPOCH_MS}}
+    envelope = {"resultCode": "success", "result": {"areas": areas, "time": at_ms}}
     return json.dumps(envelope).encode()
 
 

@@ -16,7 +16,7 @@ from adapters.records import Quote
 from monitor.cli import main
 from monitor.db import quotes as quotes_repo
 from monitor.db.engine import make_engine, make_sessionmaker
-from tests.monitor.test_quotes import SURGE
+from tests.monitor.test_quotes import SURGE, naver_body, naver_item
 from tests.servers import FakeSource
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -137,3 +137,31 @@ async def test_quotes_poll_command(db_url: str, tmp_path: Path, http_server: Fak
         in result.output
     )
     assert result.output.strip().endswith("missing: 035420, 035720, KOSPI")
+
+
+async def test_quotes_poll_stores_fresh_quotes(
+    db_url: str, tmp_path: Path, http_server: FakeSource
+) -> None:
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    body = naver_body(
+        [naver_item("035420", 253_500, 220_000), naver_item("035720", 55_100, 51_800)],
+        kospi=(297_085, 295_020),
+        at_ms=now_ms,
+    )
+    http_server.serve("/naver", body)
+    path = tmp_path / "kmon.yaml"
+    path.write_text(
+        f"database:\n  url: {db_url}\nsources: []\n"
+        f"quotes:\n  providers: [naver]\n  naver_polling_url: {http_server.url('/naver')}\n",
+        encoding="utf-8",
+    )
+    polled = await asyncio.to_thread(kmon, path, "quotes", "poll", "--migrate")
+    assert (polled.exit_code, polled.stdout.strip()) == (0, "stored 3 quotes (served by: naver 3)")
+    latest = json.loads(
+        (await asyncio.to_thread(kmon, path, "quotes", "latest", "--format", "json")).stdout
+    )
+    assert {q["ticker"]: (q["price"], q["source"]) for q in latest} == {
+        "035420": (253_500, "naver"),
+        "035720": (55_100, "naver"),
+        "KOSPI": (2970.85, "naver"),
+    }
