@@ -253,18 +253,9 @@ def instrumented(phases: list[Phases]) -> Iterator[None]:
 
 
 async def _fresh_postgres(url: str, *, drop_only: bool = False) -> None:
-    import asyncpg  # type: ignore[import-untyped]
-    from sqlalchemy.engine import make_url
+    from tests.pg import recreate_database
 
-    parsed = make_url(url)
-    admin = parsed.set(drivername="postgresql", database="postgres")
-    conn = await asyncpg.connect(admin.render_as_string(hide_password=False), timeout=5)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
-        if not drop_only:
-            await conn.execute(f'CREATE DATABASE "{parsed.database}"')
-    finally:
-        await conn.close()
+    await recreate_database(url, create=not drop_only)
 
 
 def _postgres_problem(url: str) -> str | None:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from monitor.db import migrate
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.schema import Base
+from tests.pg import recreate_database
 
 pytest_plugins = ["tests.servers"]
 
@@ -66,18 +67,7 @@ async def _migrate(url: str) -> None:
 
 
 async def _recreate_postgres(url: str, *, create: bool = True) -> None:
-    """Drop the test database if it exists, then (with ``create``) make it anew."""
-    import asyncpg
-
-    parsed = make_url(url)
-    admin = parsed.set(drivername="postgresql", database="postgres")
-    conn = await asyncpg.connect(admin.render_as_string(hide_password=False), timeout=5)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
-        if create:
-            await conn.execute(f'CREATE DATABASE "{parsed.database}"')
-    finally:
-        await conn.close()
+    await recreate_database(url, create=create)
     if create:
         await _migrate(url)
 
