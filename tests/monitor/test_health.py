@@ -300,7 +300,9 @@ async def test_a_taken_port_is_one_clear_error(db_url: str) -> None:
 def health_config(tmp_path: Path, db_url: str, port: int) -> Path:
     path = tmp_path / "kmon.yaml"
     path.write_text(
-        f"database:\n  url: {db_url}\nsources: []\nhealth:\n  port: {port}\n", encoding="utf-8"
+        f"database:\n  url: {db_url}\nsources: []\nhealth:\n  port: {port}\n"
+        "quotes:\n  enabled: false\n",  # nothing here may reach past 127.0.0.1
+        encoding="utf-8",
     )
     return path
 
