@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from monitor.config import FEED_KIND
 from monitor.db import repo
 from monitor.pipeline import PollOutcome
+from monitor.quotes import QuoteCycle
 
 # PollOutcome.status values; every one is exported from the start (as 0) so that
 # rate() and increase() see the first poll of each kind.
@@ -71,6 +72,30 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
+        self.quotes_served = Counter(
+            "kmon_quotes_served",
+            "Quotes accepted, by the source that served them (fallback use shows here).",
+            ["source"],
+            registry=self.registry,
+        )
+        self.quotes_stored = Counter(
+            "kmon_quotes_stored",
+            "Quotes stored for the first time (an unchanged quote is stored once).",
+            registry=self.registry,
+        )
+        self.quotes_rejected = Counter(
+            "kmon_quotes_rejected",
+            "Quotes refused as implausible (price, daily limit, time, scale).",
+            registry=self.registry,
+        )
+        self.quote_cycles = Counter(
+            "kmon_quote_cycles",
+            "Quote cycles finished, by outcome (complete, or partial with tickers missing).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in ("complete", "partial"):
+            self.quote_cycles.labels(outcome)
         Gauge("kmon_up", "1 while the daemon serves its metrics.", registry=self.registry).set(1)
         Info("kmon_build", "The running kmon.", registry=self.registry).info(
             {"version": _version(), "python": platform.python_version()}
@@ -109,6 +134,14 @@ class Metrics:
         if outcome.status in SUCCESS:
             # The database records a success at the poll's start; so do we.
             self.last_success[outcome.source] = self.clock() - outcome.duration
+
+    def observe_quotes(self, cycle: QuoteCycle) -> None:
+        """Count one finished quote cycle (a ``QuoteJob`` observer)."""
+        for source, count in cycle.served_by.items():
+            self.quotes_served.labels(source).inc(count)
+        self.quotes_stored.inc(cycle.stored)
+        self.quotes_rejected.inc(len(cycle.rejected))
+        self.quote_cycles.labels("partial" if cycle.missing else "complete").inc()
 
 
 class _SourceFreshness(Collector):

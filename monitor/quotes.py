@@ -317,8 +317,14 @@ class QuoteJob:
 
     name = "quotes"
 
-    def __init__(self, ctx: PollContext, cfg: QuoteSettings) -> None:
+    def __init__(
+        self,
+        ctx: PollContext,
+        cfg: QuoteSettings,
+        observers: list[Callable[[QuoteCycle], None]] | None = None,
+    ) -> None:
         self.ctx, self.cfg = ctx, cfg
+        self.observers = observers if observers is not None else []
 
     def first_run(self, now: datetime) -> datetime:
         return (
@@ -336,7 +342,9 @@ class QuoteJob:
         )
 
     async def run(self) -> datetime:
-        await poll_quotes(self.ctx, self.cfg)
+        cycle = await poll_quotes(self.ctx, self.cfg)
+        for observer in self.observers:
+            observer(cycle)
         return self.next_run(self.ctx.clock())
 
 
@@ -362,6 +370,15 @@ class BarsJob:
         return self.next_run(self.ctx.clock())
 
 
-def quote_tasks(ctx: PollContext, cfg: QuoteSettings) -> list[QuoteJob | BarsJob]:
-    """The daemon's timed tasks for quotes (none when quotes are switched off)."""
-    return [QuoteJob(ctx, cfg), BarsJob(ctx, cfg)] if cfg.enabled and cfg.tickers else []
+def quote_tasks(
+    ctx: PollContext,
+    cfg: QuoteSettings,
+    observers: list[Callable[[QuoteCycle], None]] | None = None,
+) -> list[QuoteJob | BarsJob]:
+    """The daemon's timed tasks for quotes (none when quotes are switched off).
+
+    ``observers`` (e.g. metrics) see every finished quote cycle.
+    """
+    if not (cfg.enabled and cfg.tickers):
+        return []
+    return [QuoteJob(ctx, cfg, observers), BarsJob(ctx, cfg)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from apscheduler.schedulers.base import STATE_RUNNING
 
@@ -18,7 +19,7 @@ from monitor.config import Settings
 from monitor.daemon import Daemon, open_runtime, serve
 from monitor.health import Readiness, serving
 from monitor.metrics import Metrics
-from monitor.quotes import quote_tasks
+from monitor.quotes import QuoteCycle, quote_tasks
 from monitor.sdnotify import Notifier
 
 
@@ -34,16 +35,18 @@ async def run_service(
     watchdog = asyncio.create_task(notifier.watchdog(), name="systemd-watchdog")
     try:
         async with open_runtime(settings, migrate_schema=migrate_schema) as ctx:
+            quote_observers: list[Callable[[QuoteCycle], None]] = []
             daemon = Daemon(
                 ctx,
                 grace_period=settings.scheduler.grace_period,
-                tasks=quote_tasks(ctx, settings.quotes),
+                tasks=quote_tasks(ctx, settings.quotes, quote_observers),
             )
             async with contextlib.AsyncExitStack() as stack:
                 if settings.health.enabled:
                     metrics = Metrics()
                     await metrics.seed(ctx.sessionmaker)
                     ctx.observers.append(metrics.observe)
+                    quote_observers.append(metrics.observe_quotes)
                     readiness = Readiness(
                         ctx.sessionmaker,
                         scheduler_running=lambda: daemon.scheduler.state == STATE_RUNNING,
