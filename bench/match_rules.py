@@ -1,0 +1,254 @@
+"""Throughput of rule matching: the default ruleset's matcher and tag() on one core.
+
+Run: .venv/bin/python bench/match_rules.py  (prints figures; not a test)
+
+A synthetic corpus of Korean and English news items (title + summary, ≥ 10 MB of
+UTF-8 by default) is built from a fixed seed: general newsroom vocabulary with entity
+names and theme terms as 4 % of the words (the seed corpus, all on-topic, has 3 %),
+glued to particles, and in 15 % of the texts a "…", "㈜", full-width letters or a
+double space, which take the slower folding path. MB/s counts UTF-8 bytes of the input
+text (a Hangul syllable is 3 bytes).
+Each figure is the best of ``--rounds`` rounds: on a shared machine noise only adds time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import random
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from monitor.rules.match import compile_ruleset, fold_text, spacing_variants, tag
+from monitor.rules.model import Ruleset, load_rules
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+KO_WORDS = _words(
+    "정부는 오늘 발표했다 산업 육성 방안을 위해 대규모 예산을 편성하고 기업 지원을 확대한다고 "
+    "밝혔다 시장 전문가들은 이번 정책이 국내 증시에 긍정적 영향을 줄 것으로 내다봤다 관계자는 "
+    "올해 하반기 기술 개발 협력 논의 계획 추진 경쟁력 강화 글로벌 진출 업계 서비스 출시 "
+    "경제 성장 전망 금리 인상 환율 수출 실적 발표 분기 영업이익 증가 감소 주가 상승 하락 "
+    "코스피 거래 투자자 매도 매수 기록 지난 대비 이날 오전 오후 서울 부산 지역 주민 행사"
+)
+EN_WORDS = _words(
+    "the government said on tuesday it would expand support for the industry with a large "
+    "budget and analysts expect the policy to lift local shares while officials plan new "
+    "measures to boost growth exports earnings rose fell quarter operating profit market "
+    "investors sold bought record session morning afternoon seoul company service launch "
+    "global competition technology development cooperation plan"
+)
+PARTICLE_TAILS = ("", "", "", "가", "는", "의", "와", "에서", "도", "를", "이", "은")
+ODD = ("…", "  ", "ＡＩ", "㈜")
+
+
+def corpus_terms(ruleset: Ruleset) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(Korean entity names, English ones, Korean theme terms, English ones)."""
+    hangul = re.compile("[\uac00-\ud7a3]")
+    names = [a for e in ruleset.entities.values() for a in e.aliases]
+    terms = [t for th in ruleset.themes.values() for t in th.terms]
+    return (
+        [n for n in names if hangul.search(n)],
+        [n for n in names if not hangul.search(n)],
+        [t for t in terms if hangul.search(t)],
+        [t for t in terms if not hangul.search(t)],
+    )
+
+
+def make_items(ruleset: Ruleset, megabytes: float, seed: int) -> list[tuple[str, str]]:
+    """Titles and summaries, 70 % Korean, until the corpus holds ``megabytes`` of UTF-8."""
+    rng = random.Random(seed)
+    ko_names, en_names, ko_terms, en_terms = corpus_terms(ruleset)
+
+    def text(words: int, korean: bool) -> str:
+        vocab, names, terms = (
+            (KO_WORDS, ko_names, ko_terms) if korean else (EN_WORDS, en_names, en_terms)
+        )
+        out: list[str] = []
+        for _ in range(words):
+            roll = rng.random()
+            if roll < 0.022:
+                word = rng.choice(names)
+            elif roll < 0.04:
+                word = rng.choice(terms)
+            else:
+                word = rng.choice(vocab)
+            if korean and roll < 0.04:
+                word += rng.choice(PARTICLE_TAILS)
+            out.append(word)
+        if rng.random() < 0.15:
+            out.insert(rng.randrange(len(out)), rng.choice(ODD))
+        return " ".join(out)
+
+    items: list[tuple[str, str]] = []
+    size = 0
+    target = megabytes * 1_000_000
+    while size < target:
+        korean = rng.random() < 0.7
+        title = text(rng.randint(6, 12), korean)
+        summary = text(rng.randint(30, 80), korean)
+        items.append((title, summary))
+        size += len(title.encode()) + len(summary.encode())
+    return items
+
+
+def best_time(fn: Callable[[], object], rounds: int) -> float:
+    fn()  # warm-up: caches, the matcher build
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=12.0, help="corpus size in MB of UTF-8")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=20250618)
+    parser.add_argument("--batch", type=int, default=50, help="items per find_all call")
+    parser.add_argument(
+        "--baselines", action="store_true", help="also time a single regex and pyahocorasick"
+    )
+    args = parser.parse_args()
+
+    if hasattr(os, "sched_setaffinity"):
+        # One core, as the brief of the figure says; the daemon runs rules on one thread.
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+    build_start = time.perf_counter()
+    ruleset = load_rules(None)
+    loaded = time.perf_counter()
+    index = compile_ruleset(ruleset)
+    built = time.perf_counter()
+    matcher = index.matcher
+
+    items = make_items(ruleset, args.mb, args.seed)
+    texts = [t for item in items for t in item]
+    nbytes = sum(len(t.encode()) for t in texts)
+    nchars = sum(len(t) for t in texts)
+    slow = sum(1 for t in texts if fold_text(t)[1] is not None)
+
+    def run_find() -> int:
+        return sum(len(matcher.find(t)) for t in texts)
+
+    batches = [
+        [t for item in items[i : i + args.batch] for t in item]
+        for i in range(0, len(items), args.batch)
+    ]
+
+    def run_find_batches() -> int:
+        return sum(len(h) for batch in batches for h in matcher.find_all(batch))
+
+    def run_fold() -> int:
+        return sum(len(fold_text(t)[0]) for t in texts)
+
+    def run_tag() -> int:
+        return sum(len(tag(title, summary, ruleset).news_rules_fired) for title, summary in items)
+
+    hits = run_find()
+    if run_find_batches() != hits:
+        raise SystemExit("find_all found other hits than find: a bug")
+    fired = run_tag()
+    results: list[tuple[str, float, float | None]] = []
+    t_find = best_time(run_find, args.rounds)
+    name = "Matcher.find, one call per text (title, summary)"
+    results.append((name, nbytes / t_find, len(items) / t_find))
+    t_batches = best_time(run_find_batches, args.rounds)
+    name = f"Matcher.find_all, {args.batch} items ({2 * args.batch} texts) per call"
+    results.append((name, nbytes / t_batches, len(items) / t_batches))
+    t_fold = best_time(run_fold, args.rounds)
+    results.append(("  of which folding (fold_text)", nbytes / t_fold, None))
+    t_tag = best_time(run_tag, args.rounds)
+    results.append(("tag(): both fields, then the news rules", nbytes / t_tag, len(items) / t_tag))
+
+    if args.baselines:
+        folded = [fold_text(t)[0] for t in texts]
+        keys = sorted(
+            {v for term_list in _all_terms(ruleset) for v in spacing_variants(term_list)},
+            key=len,
+            reverse=True,
+        )
+        alternation = re.compile("|".join(map(re.escape, keys)))
+        t_re = best_time(lambda: sum(len(alternation.findall(t)) for t in folded), args.rounds)
+        name = f"baseline: one regex of {len(keys)} terms, scan only"
+        results.append((name, nbytes / t_re, None))
+        try:
+            import ahocorasick  # type: ignore[import-not-found]
+        except ImportError:
+            print("pyahocorasick is not installed: its baseline is skipped")
+        else:
+            automaton = ahocorasick.Automaton()
+            for n, key in enumerate(keys):
+                automaton.add_word(key, n)
+            automaton.make_automaton()
+            t_pa = best_time(lambda: sum(1 for t in folded for _ in automaton.iter(t)), args.rounds)
+            results.append(("baseline: pyahocorasick, scan only", nbytes / t_pa, None))
+        import ahocorasick_rs
+
+        rs = ahocorasick_rs.AhoCorasick(keys, implementation=ahocorasick_rs.Implementation.DFA)
+        t_rs = best_time(
+            lambda: sum(len(rs.find_matches_as_indexes(t, overlapping=True)) for t in folded),
+            args.rounds,
+        )
+        results.append(("baseline: ahocorasick-rs DFA, scan only", nbytes / t_rs, None))
+
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} CPUs (pinned to one); Python "
+        f"{platform.python_version()}; ahocorasick-rs {version('ahocorasick_rs')}, "
+        f"pydantic {version('pydantic')}"
+    )
+    print(
+        f"ruleset: {len(ruleset.entities)} entities, {len(ruleset.themes)} themes, "
+        f"{len(ruleset.rules)} rules -> {len(matcher)} patterns; "
+        f"load {loaded - build_start:.3f} s, compile {built - loaded:.3f} s"
+    )
+    print(
+        f"corpus: {len(items):,} items, {nbytes / 1e6:.1f} MB UTF-8 ({nchars / 1e6:.1f} M chars), "
+        f"{slow / len(texts):.0%} of texts on the slow folding path; {hits:,} hits, "
+        f"{fired:,} news rules fired; best of {args.rounds} rounds"
+    )
+    print()
+    print("| what | MB/s | items/s |")
+    print("|---|---|---|")
+    for name, rate, per_item in results:
+        items_s = f"{per_item:,.0f}" if per_item is not None else ""
+        print(f"| {name} | {rate / 1e6:.1f} | {items_s} |")
+
+
+def _all_terms(ruleset: Ruleset) -> list[str]:
+    terms = [a for e in ruleset.entities.values() for a in (*e.aliases, *e.excludes)]
+    return terms + [t for th in ruleset.themes.values() for t in th.terms]
+
+
+if __name__ == "__main__":
+    main()

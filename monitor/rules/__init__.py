@@ -1,0 +1,5 @@
+"""Declarative rules: what makes a news item or a quote move policy-relevant.
+
+``model`` reads and validates rules files (the shipped ``default.yaml`` merged with a
+user's file); ``match`` finds terms in Korean and English text and evaluates news rules.
+"""
