@@ -140,9 +140,7 @@ async def insert_items(
             "date_estimated": item.date_estimated,
             "fetched_at": fetched_at,
         }
-    return await insert_new(
-        session, _ITEMS, list(rows.values()), keys=("source_id", "external_id")
-    )
+    return await insert_new(session, _ITEMS, list(rows.values()), keys=("source_id", "external_id"))
 
 
 # The state updates are built once: a poll runs them with its values as parameters,
