@@ -4,18 +4,14 @@ and served by the local test server."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from adapters.errors import ParseError, PermanentError, TransientError
-from adapters.http import HttpLimits, make_client_session
 from adapters.naver import (
     fetch_daily_bars,
     fetch_mobile_basic,
@@ -27,26 +23,12 @@ from adapters.naver import (
     realtime_url,
 )
 from adapters.records import DailyBar, Quote, Ticker
+from tests.adapters.quote_support import KAKAO, KOSPI, LIMITS, NAVER, fixture, kst
 from tests.servers import FakeSource
 
 pytest_plugins = ["tests.servers"]
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "quotes"
-KST = timezone(timedelta(hours=9))
-NAVER = Ticker("035420")
-KAKAO = Ticker("035720")
-KOSPI = Ticker("KOSPI", kind="index")
 ALL = [NAVER, KAKAO, KOSPI]
-LIMITS = HttpLimits(total_timeout=5)
-
-
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
-def kst(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0) -> datetime:
-    """A Seoul wall-clock time, as the UTC instant the adapters return."""
-    return datetime(y, mo, d, h, mi, s, us, tzinfo=KST).astimezone(UTC)
 
 
 def quote(ticker: str, as_of: datetime, price: float, **fields: Any) -> Quote:
@@ -57,12 +39,6 @@ def envelope(*items: dict[str, Any], area: str = "SERVICE_ITEM") -> bytes:
     body = {"resultCode": "success", "result": {"areas": [{"name": area, "datas": list(items)}]}}
     body["result"]["time"] = 1750125600000  # type: ignore[index]
     return json.dumps(body).encode()
-
-
-@pytest_asyncio.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with make_client_session() as client:
-        yield client
 
 
 # -- realtime_url ------------------------------------------------------------------

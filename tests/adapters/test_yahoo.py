@@ -5,34 +5,20 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta, timezone
-from pathlib import Path
+from datetime import date
 from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from adapters.errors import AuthError, ParseError, PermanentError, TransientError
-from adapters.http import HttpLimits, make_client_session
 from adapters.records import DailyBar, Quote, Ticker
 from adapters.yahoo import _price, chart_url, fetch_chart, parse_chart, yahoo_symbol
+from tests.adapters.quote_support import KAKAO, KOSPI, LIMITS, NAVER, fixture, kst
 from tests.servers import FakeSource
 
 pytest_plugins = ["tests.servers"]
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "quotes"
-KST = timezone(timedelta(hours=9))
-NAVER = Ticker("035420")
-KAKAO = Ticker("035720")
-KOSPI = Ticker("KOSPI", kind="index")
-LIMITS = HttpLimits(total_timeout=5)
-
-
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
 
 
 def fixture_json(name: str) -> dict[str, Any]:
@@ -40,19 +26,9 @@ def fixture_json(name: str) -> dict[str, Any]:
     return data
 
 
-def kst(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0) -> datetime:
-    return datetime(y, mo, d, h, mi, s, us, tzinfo=KST).astimezone(UTC)
-
-
 def f32(value: float) -> float:
     single: float = struct.unpack("<f", struct.pack("<f", value))[0]
     return single
-
-
-@pytest_asyncio.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with make_client_session() as client:
-        yield client
 
 
 # -- symbols -----------------------------------------------------------------------
