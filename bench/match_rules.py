@@ -141,7 +141,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if hasattr(os, "sched_setaffinity"):
-        # One core, as the brief of the figure says; the daemon runs rules on one thread.
+        # One core: the daemon runs rules on its one event-loop thread.
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
     build_start = time.perf_counter()
