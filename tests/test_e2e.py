@@ -106,3 +106,66 @@ async def test_run_poll_stop_and_query(
     code, out, _ = await kmon("sources", "list", "--format", "json", env=env)
     status = {s["name"]: (s["status"], s["errors"]) for s in json.loads(out)}
     assert status == {"ai-news": ("ok", 0), "gone": ("failed", 1)}
+
+
+async def test_run_refreshes_daily_bars_at_start(
+    db_url: str, http_server: FakeSource, tmp_path: Path
+) -> None:
+    from datetime import date
+
+    from aiohttp import web
+
+    from monitor.db import quotes as quotes_repo
+    from monitor.db.engine import make_engine, make_sessionmaker
+
+    charts = Path(__file__).parent / "fixtures" / "quotes"
+
+    async def fchart(request: web.Request) -> web.Response:
+        name = {"035720": "naver_fchart_035720_euckr.xml", "KOSPI": "naver_fchart_KOSPI.xml"}
+        return web.Response(body=(charts / name[request.query["symbol"]]).read_bytes())
+
+    http_server.route("/sise.nhn", fchart)
+    config = tmp_path / "kmon.yaml"
+    config.write_text(
+        f"database:\n  url: {db_url}\nsources: []\nhealth:\n  enabled: false\n"
+        "quotes:\n"
+        f"  naver_polling_url: {http_server.url('/realtime')}\n"
+        f"  naver_chart_url: {http_server.url('/sise.nhn')}\n"
+        f"  yahoo_chart_url: {http_server.url('/yahoo')}\n"
+        "  tickers:\n"
+        "    - {code: '035720', name_ko: 카카오, name_en: Kakao}\n"
+        "    - {code: KOSPI, kind: index, name_ko: 코스피, name_en: KOSPI}\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "KMON_CONFIG": str(config), "KMON_LOG_FORMAT": "json"}
+    daemon = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor", "run", "--migrate",
+        env=env, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert daemon.stderr is not None
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                raw = await daemon.stderr.readline()
+                assert raw, "the daemon exited early"
+                line = json.loads(raw)
+                if line["event"] == "bars":
+                    break
+        daemon.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await daemon.stderr.read()
+            code = await daemon.wait()
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()
+    assert code == 0
+    assert (line["stored"], line["tickers"]) == (10, 2)
+    engine = make_engine(db_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            kospi = await quotes_repo.bar_stats(session, "KOSPI", before=date(2025, 6, 18))
+    finally:
+        await engine.dispose()
+    assert (kospi.prev_close, kospi.prev_day) == (2950.2, date(2025, 6, 17))
+    assert (kospi.high_52w, kospi.low_52w) == (2955.1, 2880.7)
