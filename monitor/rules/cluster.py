@@ -1,0 +1,147 @@
+"""Story clustering: the same story from several outlets gets one cluster id.
+
+Pure and in memory. :func:`story_key` normalises a headline so that syndicated copies
+(``[속보]``/``[단독]`` retitles, ``(종합)`` updates, a trailing `` - 언론사`` or
+``| Outlet``) collapse to one key; :class:`StoryClusters` assigns ids, first by exact
+key and then by a near-duplicate test, both within a window on event time.
+
+Why character bigrams with Jaccard ≥ 0.8 for near-duplicates: Korean headlines have no
+reliable word spacing and particles glue onto words (``임명`` / ``임명돼``), so word
+tokens split one story apart; character bigrams of the space-free key survive spacing
+and a changed particle or two, while two different stories that share only a name
+(네이버 … 임명 vs 네이버 … 목표가) share few bigrams. 0.8 lets a headline differ by a
+word or particle and still join, and keeps stories that merely share entities apart
+(tests/monitor/rules/test_cluster.py holds the table). The 48 h window on event time:
+wire copies and retitles appear within a day or two; the same words a month later (a
+recurring "[속보] 코스피 3000 돌파") are a new story, so the window applies to exact
+matches as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+WINDOW = timedelta(hours=48)
+THRESHOLD = 0.8
+
+# Bracketed tags anywhere: [속보], [단독], (종합), (2보), 【…】, 〔…〕, <…>, 〈…〉, 《…》 has
+# work titles in it and is left alone (its brackets go with the punctuation).
+_BRACKETS = re.compile(r"\[[^\]]*\]|\([^)]*\)|【[^】]*】|〔[^〕]*〕|<[^>]*>|〈[^〉]*〉")
+# A trailing source suffix: " - 한국경제", " | Reuters", " - 조선비즈 - Chosun Biz".
+# Only a short tail (at most 4 words, 30 characters) after a spaced separator, so that a
+# headline's own second half ("AI 기본법 통과 - 업계는 규제 완화 요구 목소리") is kept.
+_SUFFIX = re.compile(r"\s+[-|–—]\s+(?:\S+(?:\s+\S+){0,3})\s*$")
+_SUFFIX_MAX = 30
+
+
+def _strip_suffix(text: str) -> str:
+    # Twice at most: Google News appends its own " - Outlet" to the outlet's title.
+    for _ in range(2):
+        match = _SUFFIX.search(text)
+        if match is None or len(match.group(0).strip()) > _SUFFIX_MAX + 2:
+            break
+        if not text[: match.start()].strip():
+            break  # the whole title would go
+        text = text[: match.start()]
+    return text
+
+
+def story_key(title: str) -> str:
+    """The normalised key of a headline: NFKC and case-folded, tags, source suffix,
+    punctuation and spacing removed. Never empty for a title with a letter or digit."""
+    text = unicodedata.normalize("NFKC", title).casefold()
+    text = _strip_suffix(text.strip())
+    stripped = _BRACKETS.sub(" ", text)
+    # Letters and digits only: spacing and punctuation vary between outlets.
+    key = "".join(ch for ch in stripped if unicodedata.category(ch)[0] in "LN")
+    if not key:  # a title made only of tags: keep them rather than return ""
+        key = "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
+    return key
+
+
+def bigrams(key: str) -> frozenset[str]:
+    """Character bigrams of a key (a one-character key is its own bigram)."""
+    if len(key) < 2:
+        return frozenset({key}) if key else frozenset()
+    return frozenset(key[i : i + 2] for i in range(len(key) - 1))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+@dataclass(frozen=True)
+class _Member:
+    key: str
+    grams: frozenset[str]
+    event_time: datetime
+    cluster: str
+
+
+class StoryClusters:
+    """An in-memory index of recent headlines and their cluster ids.
+
+    A cluster id is derived from the key of the story's first headline (a stable
+    hash, so two processes that see the same first headline agree). Call
+    :meth:`prune` now and then to drop headlines older than the window.
+    """
+
+    def __init__(self, *, window: timedelta = WINDOW, threshold: float = THRESHOLD) -> None:
+        if window <= timedelta(0) or not 0 < threshold <= 1:
+            raise ValueError(f"need window > 0 and 0 < threshold <= 1, got {window}, {threshold}")
+        self.window = window
+        self.threshold = threshold
+        self._members: list[_Member] = []
+        self._by_key: dict[str, list[_Member]] = {}
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def _near(self, member: _Member, when: datetime) -> bool:
+        return abs(member.event_time - when) <= self.window
+
+    def assign(self, title: str, event_time: datetime) -> str:
+        """The cluster id of ``title`` (published at ``event_time``, tz-aware); remembers it."""
+        if event_time.tzinfo is None or event_time.utcoffset() is None:
+            raise ValueError(f"naive datetime {event_time!r}: event times need a zone")
+        key = story_key(title)
+        grams = bigrams(key)
+        cluster: str | None = None
+        for member in self._by_key.get(key, ()):
+            if self._near(member, event_time):
+                cluster = member.cluster
+                break
+        if cluster is None:
+            best = 0.0
+            for member in self._members:
+                if not self._near(member, event_time):
+                    continue
+                score = jaccard(grams, member.grams)
+                # The most similar wins, so a headline between two stories joins the closer.
+                if score >= self.threshold and score > best:
+                    best, cluster = score, member.cluster
+        if cluster is None:
+            cluster = (
+                "s"
+                + hashlib.sha1(
+                    f"{key}\n{event_time.isoformat()}".encode(), usedforsecurity=False
+                ).hexdigest()[:16]
+            )
+        member = _Member(key, grams, event_time, cluster)
+        self._members.append(member)
+        self._by_key.setdefault(key, []).append(member)
+        return cluster
+
+    def prune(self, before: datetime) -> None:
+        """Forget headlines whose event time is more than the window before ``before``."""
+        keep = [m for m in self._members if m.event_time >= before - self.window]
+        self._members = keep
+        self._by_key = {}
+        for member in keep:
+            self._by_key.setdefault(member.key, []).append(member)

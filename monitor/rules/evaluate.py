@@ -1,0 +1,502 @@
+"""Evaluate rules into signals: news items, quotes, and moves that follow policy news.
+
+Pure functions: no I/O, no clock, no database. The caller hands in what it knows (an
+item's text and event time, a quote, the KOSPI's change, 52-week and volume figures)
+and stores the :class:`Signal` s, deduplicating on ``dedup_key``.
+
+- :func:`evaluate_news` wraps :func:`monitor.rules.match.tag`: one signal per news rule
+  that fires, keyed by story cluster so that syndicated copies signal once.
+- :func:`evaluate_moves` evaluates the move rules on one quote.
+- :func:`evaluate_joined` evaluates the joined rules: a move of a stock after policy
+  news about its company (or its sector) inside a window on *event* time, measured on
+  the KRX calendar. All joined rules that hold for one ticker in one session make one
+  ``policy_move`` signal (the most severe names it, the explanation lists them all):
+  a user wants one alert for "Naver moved on policy news today", and a key without
+  the rule id stays the same when a later intraday quote meets a different rule first.
+
+A condition that cannot be checked (no KOSPI change for a move relative to the
+KOSPI, no 52-week figures, no average volume) does not hold: a missing index quote
+must not make a market-wide rally look like a stock's own move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Literal, Protocol
+
+from adapters.records import Quote
+from monitor import market
+from monitor.market import Session
+from monitor.rules.match import Hit, tag
+from monitor.rules.model import JoinedRule, MoveRule, MoveSpec, Ruleset
+from monitor.timefmt import KST
+
+SignalKind = Literal["news", "move", "policy_move", "source_stale"]
+JSON = dict[str, Any]
+
+_SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Something worth telling the user, with the evidence for it.
+
+    ``subject`` is a ticker for moves, an entity id (or theme id) for news.
+    ``event_time`` is UTC. ``explanation`` is JSON-able. ``dedup_key`` is stable:
+    the same facts evaluated again give the same key.
+    """
+
+    kind: SignalKind
+    rule_id: str
+    severity: str
+    subject: str
+    event_time: datetime
+    explanation: JSON
+    dedup_key: str
+
+
+def _utc(when: datetime) -> datetime:
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"naive datetime {when!r}: event times need a zone")
+    return when.astimezone(UTC)
+
+
+# --- news ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewsFacts:
+    """One tagged news item: what :func:`evaluate_joined` needs, and its signals."""
+
+    item_id: str
+    title: str
+    event_time: datetime
+    cluster: str
+    rule_ids: tuple[str, ...]
+    entities: frozenset[str]
+    tickers: frozenset[str]
+    sectors: frozenset[str]
+    signals: tuple[Signal, ...]
+
+
+def _hits(hits: Sequence[Hit]) -> list[JSON]:
+    return [
+        {"surface": h.surface, "term": h.term, "field": h.field, "start": h.start, "end": h.end}
+        for h in hits
+    ]
+
+
+def _first(found: Mapping[str, list[Hit]], ruleset: Ruleset) -> str | None:
+    """The id named first, title before summary; one with tickers before any other
+    (a stock monitor's news is about the company, or the person linked to it, before
+    the office that appointed them)."""
+    ranked = sorted(
+        (
+            not (k in ruleset.entities and ruleset.entities[k].tickers()),
+            min((h.field != "title", h.start) for h in hits),
+            k,
+        )
+        for k, hits in found.items()
+    )
+    return ranked[0][2] if ranked else None
+
+
+def tag_news(
+    item_id: str,
+    title: str,
+    summary: str,
+    published_at: datetime,
+    cluster: str,
+    ruleset: Ruleset,
+    *,
+    source: str | None = None,
+    language: str | None = None,
+) -> NewsFacts:
+    """Tag one item with ``ruleset`` and build its news signals."""
+    when = _utc(published_at)
+    tagging = tag(title, summary, ruleset, source=source, language=language)
+    # The subject: an entity (see _first), else the first theme.
+    subject = _first(tagging.entities, ruleset) or _first(tagging.themes, ruleset) or ""
+    evidence: JSON = {
+        "item_id": item_id,
+        "title": title,
+        "published_at": when.isoformat(),
+        "cluster": cluster,
+        "themes": {k: _hits(v) for k, v in tagging.themes.items()},
+        "entities": {k: _hits(v) for k, v in tagging.entities.items()},
+        "tickers": sorted(tagging.tickers),
+        "sectors": sorted(tagging.sectors),
+    }
+    signals = tuple(
+        Signal(
+            kind="news",
+            rule_id=fired.rule_id,
+            severity=ruleset.rules[fired.rule_id].severity,
+            subject=subject,
+            event_time=when,
+            explanation={**evidence, "why": fired.explanation},
+            # By cluster, not item: the same story from five outlets is one signal.
+            dedup_key=f"news:{fired.rule_id}:{cluster}",
+        )
+        for fired in tagging.news_rules_fired
+    )
+    return NewsFacts(
+        item_id=item_id,
+        title=title,
+        event_time=when,
+        cluster=cluster,
+        rule_ids=tuple(f.rule_id for f in tagging.news_rules_fired),
+        entities=frozenset(tagging.entities),
+        tickers=tagging.tickers,
+        sectors=tagging.sectors,
+        signals=signals,
+    )
+
+
+def evaluate_news(
+    item_id: str,
+    title: str,
+    summary: str,
+    published_at: datetime,
+    cluster: str,
+    ruleset: Ruleset,
+    *,
+    source: str | None = None,
+    language: str | None = None,
+) -> list[Signal]:
+    """One signal per news rule that fires on the item (see :func:`tag_news`)."""
+    facts = tag_news(
+        item_id, title, summary, published_at, cluster, ruleset, source=source, language=language
+    )
+    return list(facts.signals)
+
+
+# --- moves --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MoveStats:
+    """Figures a quote is compared with, from the caller's daily bars.
+
+    ``high``/``low``: the extremes of the ``weeks`` weeks up to and including the
+    quote's session, as quote pages report them ("52-week high 259,000" on the day
+    Naver touched 259,000); a quote whose day high reaches ``high`` is at a new high.
+    ``avg_volume``: the mean daily volume of the ``volume_days`` sessions before.
+    """
+
+    high: float | None = None
+    low: float | None = None
+    weeks: int = 52
+    avg_volume: float | None = None
+    volume_days: int = 20
+
+
+@dataclass(frozen=True)
+class MoveFacts:
+    """A quote and what it is compared with."""
+
+    quote: Quote
+    kospi_change_pct: float | None = None
+    stats: MoveStats | None = None
+
+
+def _change_pct(quote: Quote) -> float | None:
+    if quote.change_pct is not None:
+        return quote.change_pct
+    if quote.prev_close:
+        return (quote.price - quote.prev_close) / quote.prev_close * 100
+    return None
+
+
+def _applies(spec: MoveSpec, ticker: str, ruleset: Ruleset) -> bool:
+    if spec.tickers or spec.sectors:
+        if ticker in spec.tickers:
+            return True
+        company = ruleset.by_ticker.get(ticker)
+        return company is not None and company.sector in spec.sectors
+    # No list: every followed stock, and a KRX stock code starts with a digit; an index
+    # (KOSPI) is the yardstick, not a mover.
+    return ticker[:1].isdigit()
+
+
+def _check_move(spec: MoveSpec, facts: MoveFacts) -> JSON | None:
+    """What the quote did that ``spec`` asks for, or None when a condition fails."""
+    quote, stats = facts.quote, facts.stats
+    seen: JSON = {}
+    if spec.change is not None:
+        cond = spec.change
+        pct = _change_pct(quote)
+        if pct is None:
+            return None
+        measured = pct
+        if cond.relative_to is not None:
+            # Only the KOSPI's change is handed in; another index cannot be checked.
+            if cond.relative_to != "KOSPI" or facts.kospi_change_pct is None:
+                return None
+            measured = pct - facts.kospi_change_pct
+        # Rounded: 6.37 - 0.70 is 5.670000000000001 in floats.
+        measured = round(measured, 6)
+        ok = {
+            "up": measured >= cond.pct,
+            "down": measured <= -cond.pct,
+            "either": abs(measured) >= cond.pct,
+        }[cond.direction]
+        if not ok:
+            return None
+        seen["change"] = {
+            "change_pct": pct,
+            "relative_to": cond.relative_to,
+            "index_change_pct": facts.kospi_change_pct if cond.relative_to else None,
+            "excess_pct": measured,
+            "threshold_pct": cond.pct,
+            "direction": cond.direction,
+        }
+    if spec.new_extreme is not None:
+        cond_x = spec.new_extreme
+        if stats is None or stats.weeks != cond_x.weeks:
+            return None
+        day_high = quote.high if quote.high is not None else quote.price
+        day_low = quote.low if quote.low is not None else quote.price
+        hit_high = stats.high is not None and day_high >= stats.high
+        hit_low = stats.low is not None and day_low <= stats.low
+        side = {"high": hit_high, "low": hit_low, "either": hit_high or hit_low}[cond_x.side]
+        if not side:
+            return None
+        seen["new_extreme"] = {
+            "weeks": cond_x.weeks,
+            "side": "high" if hit_high else "low",
+            "day_high": day_high,
+            "day_low": day_low,
+            "high": stats.high,
+            "low": stats.low,
+        }
+    if spec.volume is not None:
+        cond_v = spec.volume
+        if (
+            stats is None
+            or stats.avg_volume is None
+            or stats.volume_days != cond_v.days
+            or quote.volume is None
+        ):
+            return None
+        if quote.volume < cond_v.multiple * stats.avg_volume:
+            return None
+        seen["volume"] = {
+            "volume": quote.volume,
+            "avg_volume": stats.avg_volume,
+            "days": cond_v.days,
+            "multiple": cond_v.multiple,
+        }
+    return seen
+
+
+def trading_day_of(when: datetime) -> date:
+    """The KST calendar day of ``when``: the session a quote belongs to."""
+    return _utc(when).astimezone(KST).date()
+
+
+def _quote_json(quote: Quote) -> JSON:
+    return {
+        "ticker": quote.ticker,
+        "as_of": _utc(quote.as_of).isoformat(),
+        "price": quote.price,
+        "prev_close": quote.prev_close,
+        "change_pct": _change_pct(quote),
+        "high": quote.high,
+        "low": quote.low,
+        "volume": quote.volume,
+        "source": quote.source,
+    }
+
+
+def evaluate_moves(
+    quote: Quote,
+    *,
+    kospi_change_pct: float | None,
+    stats: MoveStats | None,
+    ruleset: Ruleset,
+) -> list[Signal]:
+    """One signal per move rule the quote meets (joined rules: :func:`evaluate_joined`)."""
+    facts = MoveFacts(quote, kospi_change_pct, stats)
+    day = trading_day_of(quote.as_of)
+    signals = []
+    for rule in ruleset.rules.values():
+        if not isinstance(rule, MoveRule) or not _applies(rule, quote.ticker, ruleset):
+            continue
+        seen = _check_move(rule, facts)
+        if seen is None:
+            continue
+        signals.append(
+            Signal(
+                kind="move",
+                rule_id=rule.id,
+                severity=rule.severity,
+                subject=quote.ticker,
+                event_time=_utc(quote.as_of),
+                explanation={"quote": _quote_json(quote), "matched": seen},
+                dedup_key=f"move:{rule.id}:{quote.ticker}:{day.isoformat()}",
+            )
+        )
+    return signals
+
+
+# --- moves after news ---------------------------------------------------------------
+
+
+class Calendar(Protocol):
+    """The KRX calendar as :mod:`monitor.market` gives it."""
+
+    def session_on(self, day: date) -> Session | None: ...
+
+    def trading_days_before(self, day: date, n: int) -> list[date]: ...
+
+
+class _KRX:
+    def session_on(self, day: date) -> Session | None:
+        return market.session_on(day)
+
+    def trading_days_before(self, day: date, n: int) -> list[date]:
+        return market.trading_days_before(day, n)
+
+
+KRX: Calendar = _KRX()
+
+
+def news_window(
+    as_of: datetime, trading_days_before: int, same_session: bool, calendar: Calendar
+) -> tuple[datetime, datetime, date]:
+    """(start, end, session day): news with start < event time <= end counts.
+
+    The session is the quote's KST day (the last trading day before it when the quote
+    is stamped on a closed day). ``same_session`` covers the previous trading day's
+    close up to the quote; each of ``trading_days_before`` adds one whole trading day
+    before that, counted close to close, so news after a close (an evening
+    announcement) belongs to the next session, as the market sees it. Never news after
+    the quote: it cannot have caused the move.
+    """
+    end = _utc(as_of)
+    day = trading_day_of(as_of)
+    if calendar.session_on(day) is None:
+        day = calendar.trading_days_before(day, 1)[0]
+    before = calendar.trading_days_before(day, trading_days_before + 1)
+    start_session = calendar.session_on(before[0])
+    assert start_session is not None  # trading_days_before returns trading days
+    start = start_session.closes_at.astimezone(UTC)
+    if not same_session:
+        last = calendar.session_on(before[-1])
+        assert last is not None
+        end = min(end, last.closes_at.astimezone(UTC))
+    return start, end, day
+
+
+def _move_spec(rule: JoinedRule, ruleset: Ruleset) -> MoveSpec:
+    if isinstance(rule.move, str):
+        spec = ruleset.rules[rule.move]
+        assert isinstance(spec, MoveRule)  # load_rules checks the reference
+        return spec
+    return rule.move
+
+
+def _about(rule: JoinedRule, news: NewsFacts, ticker: str, ruleset: Ruleset) -> str | None:
+    """How ``news`` is about ``ticker`` under ``rule.about``: "entity", "sector" or None."""
+    if rule.about in ("entity", "either") and ticker in news.tickers:
+        return "entity"
+    if rule.about in ("sector", "either"):
+        company = ruleset.by_ticker.get(ticker)
+        if company is not None and company.sector and company.sector in news.sectors:
+            return "sector"
+    return None
+
+
+def evaluate_joined(
+    move: MoveFacts,
+    news: Sequence[NewsFacts],
+    ruleset: Ruleset,
+    calendar: Calendar = KRX,
+) -> list[Signal]:
+    """At most one ``policy_move`` for the quote: every joined rule whose move the quote
+    makes after news of the rule's news rules about the ticker, inside its window."""
+    quote = move.quote
+    matched: list[tuple[JoinedRule, JSON, JSON, list[JSON]]] = []
+    day: date | None = None
+    for rule in ruleset.rules.values():
+        if not isinstance(rule, JoinedRule):
+            continue
+        spec = _move_spec(rule, ruleset)
+        if not _applies(spec, quote.ticker, ruleset):
+            continue
+        seen = _check_move(spec, move)
+        if seen is None:
+            continue
+        start, end, day = news_window(
+            quote.as_of, rule.window.trading_days_before, rule.window.same_session, calendar
+        )
+        wanted = set(rule.news)
+        found: list[JSON] = []
+        for item in sorted(news, key=lambda n: (n.event_time, n.item_id)):
+            if not start < item.event_time <= end:
+                continue
+            rules = [r for r in item.rule_ids if not wanted or r in wanted]
+            if not rules:
+                continue
+            about = _about(rule, item, quote.ticker, ruleset)
+            if about is None:
+                continue
+            found.append(
+                {
+                    "item_id": item.item_id,
+                    "title": item.title,
+                    "event_time": item.event_time.isoformat(),
+                    "cluster": item.cluster,
+                    "news_rules": rules,
+                    "about": about,
+                }
+            )
+        if found:
+            window: JSON = {
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "session": day.isoformat(),
+                "trading_days_before": rule.window.trading_days_before,
+                "same_session": rule.window.same_session,
+            }
+            matched.append((rule, seen, window, found))
+    if not matched or day is None:
+        return []
+    # The most severe rule names the signal; ties go to the first in the ruleset.
+    lead = max(matched, key=lambda m: _SEVERITY_RANK[m[0].severity])[0]
+    return [
+        Signal(
+            kind="policy_move",
+            rule_id=lead.id,
+            severity=lead.severity,
+            subject=quote.ticker,
+            event_time=_utc(quote.as_of),
+            explanation={
+                "move": _quote_json(quote),
+                "rules": [
+                    {"rule_id": r.id, "severity": r.severity, "matched": s, "window": w, "news": f}
+                    for r, s, w, f in matched
+                ],
+            },
+            # No rule id: one alert per ticker per session, whichever rule met it first.
+            dedup_key=f"policy_move:{quote.ticker}:{day.isoformat()}",
+        )
+    ]
+
+
+def evaluate_quote(
+    move: MoveFacts,
+    news: Sequence[NewsFacts],
+    ruleset: Ruleset,
+    calendar: Calendar = KRX,
+) -> list[Signal]:
+    """Move signals and the policy move of one quote, in that order."""
+    return [
+        *evaluate_moves(
+            move.quote, kospi_change_pct=move.kospi_change_pct, stats=move.stats, ruleset=ruleset
+        ),
+        *evaluate_joined(move, news, ruleset, calendar),
+    ]

@@ -1,0 +1,107 @@
+"""Story keys and clusters: syndicated copies group, different stories do not."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from monitor.rules.cluster import StoryClusters, bigrams, jaccard, story_key
+from monitor.timefmt import KST
+
+T0 = datetime(2025, 6, 16, 10, 30, tzinfo=KST)
+
+APPOINTMENT = "하정우 네이버 센터장, 대통령실 첫 AI미래기획수석 임명"
+
+
+KEY = "하정우네이버센터장대통령실첫ai미래기획수석임명"
+
+
+@pytest.mark.parametrize(
+    ("title", "key"),
+    [
+        (APPOINTMENT, KEY),
+        ("[속보] " + APPOINTMENT, KEY),
+        ("【단독】" + APPOINTMENT + "(종합)", KEY),
+        (APPOINTMENT + " - 연합뉴스", KEY),
+        (APPOINTMENT + " - 조선비즈 - Chosun Biz", KEY),
+        ("Naver shares surge 15% | Reuters", "naversharessurge15"),
+        ("ＮＡＶＥＲ  shares   surge 15%!", "naversharessurge15"),
+        # A long tail after " - " is the headline's own, not an outlet.
+        (
+            "AI 기본법 통과 - 업계는 규제 완화 요구 목소리 커져",
+            "ai기본법통과업계는규제완화요구목소리커져",
+        ),
+        # Only tags: keep them rather than return an empty key.
+        ("[속보]", "속보"),
+    ],
+)
+def test_story_key(title: str, key: str) -> None:
+    assert story_key(title) == key
+
+
+def test_bigrams_and_jaccard() -> None:
+    assert bigrams("abc") == frozenset({"ab", "bc"})
+    assert bigrams("a") == frozenset({"a"})
+    assert bigrams("") == frozenset()
+    assert jaccard(bigrams("abcd"), bigrams("abcd")) == 1.0
+    assert jaccard(frozenset(), frozenset()) == 1.0
+
+
+SAME_STORY = [
+    APPOINTMENT,
+    "[속보] " + APPOINTMENT,
+    "[단독] " + APPOINTMENT + " - 한국경제",
+    APPOINTMENT + " | 매일경제",
+    "(종합) " + APPOINTMENT.replace(",", "…"),
+    # Near-duplicates: a changed particle, a dropped word.
+    "하정우 네이버 센터장, 대통령실 첫 AI미래기획수석에 임명",
+    "하정우 네이버 센터장 대통령실 첫 AI미래기획수석 임명돼",
+]
+
+OTHER_STORIES = [
+    "JP모건, 네이버 목표주가 27만원으로 상향…비중확대",
+    "네이버 주가 15% 급등…외국인 순매수",
+    "카카오 52주 신고가 경신",
+    "하정우 주연 영화 개봉 첫 주 흥행 1위",
+    "대통령실, 첫 AI미래기획수석 후보군 검토",
+]
+
+
+def test_syndicated_copies_group_and_other_stories_do_not() -> None:
+    clusters = StoryClusters()
+    ids = [
+        clusters.assign(title, T0 + timedelta(minutes=10 * n)) for n, title in enumerate(SAME_STORY)
+    ]
+    assert len(set(ids)) == 1
+    others = [clusters.assign(title, T0 + timedelta(hours=1)) for title in OTHER_STORIES]
+    assert len(set(others)) == len(OTHER_STORIES)
+    assert ids[0] not in others
+    assert len(clusters) == len(SAME_STORY) + len(OTHER_STORIES)
+
+
+def test_the_window_is_on_event_time() -> None:
+    clusters = StoryClusters()
+    first = clusters.assign("[속보] 코스피 3000 돌파", T0)
+    # Within 48 h (either side: items arrive out of order) it is the same story …
+    assert clusters.assign("코스피 3000 돌파 - 연합뉴스", T0 + timedelta(hours=47)) == first
+    assert clusters.assign("코스피 3000 돌파", T0 - timedelta(hours=20)) == first
+    # … a month later the same words are news again.
+    assert clusters.assign("[속보] 코스피 3000 돌파", T0 + timedelta(days=30)) != first
+
+
+def test_cluster_ids_are_stable_across_instances_and_prune_forgets() -> None:
+    a, b = StoryClusters(), StoryClusters()
+    assert a.assign(APPOINTMENT, T0) == b.assign("[속보] " + APPOINTMENT, T0)
+    a.prune(T0 + timedelta(days=3))
+    assert len(a) == 0
+    assert len(b) == 1
+
+
+def test_refuses_naive_times_and_bad_settings() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        StoryClusters().assign(APPOINTMENT, datetime(2025, 6, 16, 10, 30))
+    with pytest.raises(ValueError):
+        StoryClusters(threshold=0)
+    with pytest.raises(ValueError):
+        StoryClusters(window=timedelta(0))
