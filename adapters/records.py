@@ -46,7 +46,6 @@ class FeedResult:
     items: list[RawItem] = field(default_factory=list)
     not_modified: bool = False
     warnings: tuple[str, ...] = ()
-    final_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

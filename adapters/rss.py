@@ -34,5 +34,4 @@ async def fetch_feed(
         validators=response.validators,
         items=parsed.items,
         warnings=parsed.warnings,
-        final_url=response.url,
     )

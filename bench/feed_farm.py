@@ -120,8 +120,9 @@ def serve_farm(conn: Connection, feeds: int, items: int, lifetime: float) -> Non
     """Child process: serve the farm on 127.0.0.1, send the port, stop when told or due."""
     from aiohttp import web
 
+    from bench.loopback import serve_until_told
+
     farm = build_farm(feeds, items)
-    parent = os.getppid()
 
     async def feed(request: web.Request) -> web.StreamResponse:
         n = int(request.match_info["n"])
@@ -135,25 +136,10 @@ def serve_farm(conn: Connection, feeds: int, items: int, lifetime: float) -> Non
             headers={"ETag": etag, "Content-Type": "application/rss+xml; charset=utf-8"},
         )
 
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_get("/feed/{n}.xml", feed)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, HOST, 0, backlog=4096)
-        await site.start()
-        port = runner.addresses[0][1]
-        conn.send((port, sum(len(b) for b, _ in farm)))
-        deadline = time.monotonic() + lifetime
-        try:
-            while time.monotonic() < deadline and os.getppid() == parent:
-                if conn.poll(0):
-                    break
-                await asyncio.sleep(0.2)
-        finally:
-            await runner.cleanup()
-
-    asyncio.run(main())
+    app = web.Application()
+    app.router.add_get("/feed/{n}.xml", feed)
+    size = sum(len(b) for b, _ in farm)
+    serve_until_told(app, conn, lifetime, backlog=4096, announce=lambda port: (port, size))
 
 
 # ------------------------------------------------------------------ the kmon side

@@ -140,7 +140,8 @@ def serve_naver(conn: Connection, counters: Any, lifetime: float) -> None:
     """
     from aiohttp import web
 
-    parent = os.getppid()
+    from bench.loopback import serve_until_told
+
     rng = random.Random(20250618)
     last_ms = 0
 
@@ -157,24 +158,9 @@ def serve_naver(conn: Connection, counters: Any, lifetime: float) -> None:
             return web.Response(status=400, text="bad query")
         return web.Response(body=body, content_type="application/json", charset="utf-8")
 
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_get(PATH, realtime)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, HOST, 0, backlog=1024)
-        await site.start()
-        conn.send(runner.addresses[0][1])
-        deadline = time.monotonic() + lifetime
-        try:
-            while time.monotonic() < deadline and os.getppid() == parent:
-                if conn.poll(0):
-                    break
-                await asyncio.sleep(0.2)
-        finally:
-            await runner.cleanup()
-
-    asyncio.run(main())
+    app = web.Application()
+    app.router.add_get(PATH, realtime)
+    serve_until_told(app, conn, lifetime)
 
 
 # ------------------------------------------------------------------ the kmon side

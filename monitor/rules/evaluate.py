@@ -4,8 +4,9 @@ Pure functions: no I/O, no clock, no database. The caller hands in what it knows
 item's text and event time, a quote, the KOSPI's change, 52-week and volume figures)
 and stores the :class:`Signal` s, deduplicating on ``dedup_key``.
 
-- :func:`evaluate_news` wraps :func:`monitor.rules.match.tag`: one signal per news rule
-  that fires, keyed by story cluster so that syndicated copies signal once.
+- :func:`tag_news` wraps :func:`monitor.rules.match.tag`: the item's facts and one
+  signal per news rule that fires, keyed by story cluster so that syndicated copies
+  signal once.
 - :func:`evaluate_moves` evaluates the move rules on one quote.
 - :func:`evaluate_joined` evaluates the joined rules: a move of a stock after policy
   news about its company (or its sector) inside a window on *event* time, measured on
@@ -155,25 +156,7 @@ def tag_news(
     )
 
 
-def evaluate_news(
-    item_id: str,
-    title: str,
-    summary: str,
-    published_at: datetime,
-    cluster: str,
-    ruleset: Ruleset,
-    *,
-    source: str | None = None,
-    language: str | None = None,
-) -> list[Signal]:
-    """One signal per news rule that fires on the item (see :func:`tag_news`)."""
-    facts = tag_news(
-        item_id, title, summary, published_at, cluster, ruleset, source=source, language=language
-    )
-    return list(facts.signals)
-
-
-# --- moves --------------------------------------------------------------------------
+# --- moves -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

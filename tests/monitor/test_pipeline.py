@@ -16,7 +16,7 @@ from monitor.db import repo
 from monitor.db.schema import Item
 from monitor.pipeline import HostLimiter, PollContext, poll_source
 from tests.feeds import entries, rss
-from tests.servers import FakeSource, Reply
+from tests.servers import FakeSource, Reply, truncated_reply
 
 NOW = datetime(2025, 6, 18, 1, 0, tzinfo=UTC)
 SM = async_sessionmaker[AsyncSession]
@@ -159,18 +159,12 @@ async def test_truncated_transfer_is_retried_and_loses_nothing(
     ctx: PollContext, http_server: FakeSource
 ) -> None:
     body = rss(entries(4))
-    http_server.sequence("/rss", [_truncated(body), Reply(body)])
+    http_server.sequence("/rss", [truncated_reply(body), Reply(body)])
     await add_source(ctx, http_server.url("/rss"))
     first = await poll(ctx)
     second = await poll(ctx)
     assert (first.status, first.error_key) == ("error", "truncated")
     assert (second.status, len(second.new_item_ids)) == ("ok", 4)
-
-
-def _truncated(body: bytes) -> object:
-    from tests.servers import truncated_reply
-
-    return truncated_reply(body)
 
 
 async def test_euc_kr_feed_without_declaration_is_stored_as_hangul(

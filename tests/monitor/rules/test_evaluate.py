@@ -28,7 +28,6 @@ from monitor.rules.evaluate import (
     Signal,
     evaluate_joined,
     evaluate_moves,
-    evaluate_news,
     evaluate_quote,
     news_window,
     tag_news,
@@ -141,14 +140,14 @@ def test_the_news_of_the_episode(ruleset: Ruleset) -> None:
     json.dumps(signal.explanation)
 
 
-def test_evaluate_news_wraps_tag_and_keys_by_cluster(ruleset: Ruleset) -> None:
+def test_news_signals_are_keyed_by_cluster(ruleset: Ruleset) -> None:
     item_id, title, summary, when = APPOINTMENT
-    first = evaluate_news(item_id, title, summary, when, "story-1", ruleset)
+    first = tag_news(item_id, title, summary, when, "story-1", ruleset).signals
     # Another outlet's copy in the same cluster gives the same keys.
-    copy = evaluate_news("copy", title + " - 연합뉴스", "", when, "story-1", ruleset)
+    copy = tag_news("copy", title + " - 연합뉴스", "", when, "story-1", ruleset).signals
     assert [s.dedup_key for s in first] == [s.dedup_key for s in copy]
     assert [s.rule_id for s in first] == ["ai-policy", "ai-policy-platform", "ai-appointment"]
-    assert evaluate_news("x", "오늘의 날씨", "", when, "story-2", ruleset) == []
+    assert tag_news("x", "오늘의 날씨", "", when, "story-2", ruleset).signals == ()
 
 
 def test_the_episode_gives_exactly_these_signals(ruleset: Ruleset) -> None:
