@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.records import DailyBar, Quote
 from monitor.db.dialect import BATCH, insert_for, insert_new
-from monitor.db.schema import DailyBarRow, QuoteRow, Source
+from monitor.db.repo import SourceSpec, sync_kind
+from monitor.db.schema import DailyBarRow, QuoteRow
 
 # The kind of the ``sources`` rows that keep each quote provider's health.
 SOURCE_KIND = "quotes"
@@ -176,28 +177,5 @@ async def sync_quote_sources(
 
     Providers no longer configured are disabled; their history stays.
     """
-    rows = {
-        row.name: row
-        for row in (await session.scalars(select(Source).where(Source.kind == SOURCE_KIND))).all()
-    }
-    for name, url in providers.items():
-        row = rows.pop(name, None)
-        if row is None:
-            session.add(
-                Source(
-                    name=name,
-                    kind=SOURCE_KIND,
-                    url=url,
-                    interval_seconds=interval,
-                    enabled=True,
-                    status="new",
-                    error_count=0,
-                    next_check_at=now,
-                    created_at=now,
-                )
-            )
-        else:
-            row.url, row.interval_seconds, row.enabled = url, interval, True
-    for row in rows.values():
-        row.enabled = False
-    await session.flush()
+    specs = [SourceSpec(name, url, interval) for name, url in providers.items()]
+    await sync_kind(session, SOURCE_KIND, specs, now=now)

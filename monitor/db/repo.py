@@ -52,44 +52,50 @@ def _state(row: Source) -> SourceState:
     )
 
 
-async def sync_sources(
-    session: AsyncSession, configured: Sequence[SourceConfig], *, now: datetime
-) -> None:
-    """Make the sources table match the config.
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """What the configuration says about one row of the sources table."""
 
-    New sources are due at once. A source whose URL or kind changed starts afresh
-    (validators and error state cleared). Sources no longer configured are disabled,
-    not deleted, so their items stay.
+    name: str
+    url: str
+    interval: float
+    enabled: bool = True
+
+
+async def sync_kind(
+    session: AsyncSession, kind: str, wanted: Sequence[SourceSpec], *, now: datetime
+) -> None:
+    """Make the ``kind`` rows of the sources table match ``wanted``.
+
+    New sources are due at once. A source whose URL changed starts afresh (validators
+    and error state cleared). Sources no longer wanted are disabled, not deleted, so
+    their history stays. Rows of other kinds are left alone.
     """
-    # Only news sources: quote providers keep their rows in the same table.
-    query = select(Source).where(Source.kind == FEED_KIND)
+    query = select(Source).where(Source.kind == kind)
     rows = {row.name: row for row in (await session.scalars(query)).all()}
-    for cfg in configured:
-        row = rows.pop(cfg.name, None)
+    for spec in wanted:
+        row = rows.pop(spec.name, None)
+        fresh = row is None
         if row is None:
-            session.add(
-                Source(
-                    name=cfg.name,
-                    kind=cfg.kind,
-                    url=cfg.url,
-                    interval_seconds=cfg.interval,
-                    enabled=cfg.enabled,
-                    status="new",
-                    error_count=0,
-                    next_check_at=now,
-                    created_at=now,
-                )
-            )
-            continue
-        if (row.url, row.kind) != (cfg.url, cfg.kind):
-            row.url, row.kind = cfg.url, cfg.kind
+            row = Source(name=spec.name, kind=kind, url=spec.url, created_at=now)
+            session.add(row)
+        if fresh or row.url != spec.url:
+            row.url = spec.url
             row.etag = row.last_modified = row.last_error = None
             row.error_count, row.status, row.next_check_at = 0, "new", now
-        row.interval_seconds = cfg.interval
-        row.enabled = cfg.enabled
+        row.interval_seconds = spec.interval
+        row.enabled = spec.enabled
     for row in rows.values():
         row.enabled = False
     await session.flush()
+
+
+async def sync_sources(
+    session: AsyncSession, configured: Sequence[SourceConfig], *, now: datetime
+) -> None:
+    """Make the news sources in the table match the config (see :func:`sync_kind`)."""
+    specs = [SourceSpec(c.name, c.url, c.interval, c.enabled) for c in configured]
+    await sync_kind(session, FEED_KIND, specs, now=now)
 
 
 async def load_sources(
