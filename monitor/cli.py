@@ -60,11 +60,14 @@ def fail(message: str, *, code: int = 1) -> NoReturn:
 def run_async(func: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine; database outages become one clear line and exit 1."""
     from monitor.daemon import SchemaNotCurrent
+    from monitor.rules.model import RulesError
 
     try:
         return asyncio.run(func())  # type: ignore[arg-type]
     except SchemaNotCurrent as exc:
         fail(str(exc))
+    except RulesError as exc:
+        fail(f"rules error: {exc}", code=2)
     except (OperationalError, DBAPIError, OSError) as exc:
         fail(f"cannot use the database: {str(exc).splitlines()[0]}")
 
@@ -216,7 +219,16 @@ def config_check(file: Path) -> None:
         settings = load_settings(file, search=False)
     except ConfigError as exc:
         fail(f"config error: {exc}", code=2)
-    click.echo(f"{file}: ok ({len(settings.sources)} sources)")
+    rules = ""
+    if settings.rules.enabled:
+        from monitor.rules.model import RulesError, load_rules
+
+        try:
+            ruleset = load_rules(settings.rules.file)
+        except RulesError as exc:
+            fail(f"rules error: {exc}", code=2)
+        rules = f", {len(ruleset.rules)} rules"
+    click.echo(f"{file}: ok ({len(settings.sources)} sources{rules})")
 
 
 # --- database --------------------------------------------------------------------
@@ -580,3 +592,10 @@ def quotes_poll(state: State, bars: bool, migrate: bool) -> None:
     if cycle.missing:
         click.echo(f"missing: {', '.join(cycle.missing)}")
         sys.exit(1)
+
+
+# The other command groups live in their own modules; they import from this one.
+from monitor.cli_rules import rules, signals  # noqa: E402
+
+main.add_command(rules)
+main.add_command(signals)

@@ -183,6 +183,19 @@ class HealthSettings(BaseModel):
     port: int = Field(default=9108, ge=0, le=65535, description="0 picks a free port")
 
 
+class RulesSettings(BaseModel):
+    """The rules that tag news and moves: the built-in set, and a user's file over it.
+
+    ``file`` may add and replace entities, themes and rules and disable built-in ones
+    (see docs/rules.md); a relative path is read from the config file's folder.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    file: Path | None = None
+
+
 # Quote sources answer every few seconds; asking more often than this is abuse.
 MIN_QUOTE_INTERVAL = 15.0
 
@@ -268,6 +281,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     quotes: QuoteSettings = Field(default_factory=QuoteSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     sources: list[SourceConfig] = Field(default_factory=_default_sources)
@@ -338,9 +352,13 @@ def load_settings(path: Path | None = None, *, search: bool = True) -> Settings:
             raise ConfigError(f"{file}:1: the top level must be a mapping of settings")
         data = doc.data
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, doc)) from exc
+    rules_file = settings.rules.file
+    if rules_file is not None and not rules_file.is_absolute() and file is not None:
+        settings.rules.file = file.parent / rules_file
+    return settings
 
 
 def _format_loc(loc: Sequence[str | int]) -> str:

@@ -27,6 +27,8 @@ from monitor.db import quotes as quotes_repo
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.pipeline import HostLimiter, PollContext, PollOutcome, poll_source, utcnow
 from monitor.quotes import provider_urls
+from monitor.rules.engine import RulesEngine
+from monitor.rules.model import load_rules
 
 log = structlog.get_logger("kmon.daemon")
 
@@ -68,7 +70,12 @@ async def open_runtime(
     migrate_schema: bool = False,
     clock: Callable[[], datetime] = utcnow,
 ) -> AsyncIterator[PollContext]:
-    """Engine, schema check, source sync and the shared HTTP session; closed on exit."""
+    """Rules, engine, schema check, source sync and the shared HTTP session; closed on exit.
+
+    Raises :class:`monitor.rules.model.RulesError` for a rules file that cannot be used.
+    """
+    # The rules first: a broken rules file stops the start before anything is opened.
+    rules = RulesEngine(load_rules(settings.rules.file)) if settings.rules.enabled else None
     db = settings.database
     engine = make_engine(db.url.get_secret_value(), pool_size=db.pool_size, echo=db.echo)
     try:
@@ -99,6 +106,7 @@ async def open_runtime(
                 scheduling=settings.scheduler,
                 host_limiter=HostLimiter(http.per_host_limit),
                 clock=clock,
+                rules=rules,
             )
     finally:
         await engine.dispose()

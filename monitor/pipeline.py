@@ -2,7 +2,8 @@
 
 Order of a poll:
 1. fetch through the source kind's adapter (no database work while waiting on I/O);
-2. in one transaction: insert the new items, update the source's state;
+2. in one transaction: insert the new items, update the source's state, and (with a
+   rules engine) store the signals the new items raise, or a failing source's;
 3. one summary log line; failures become source state, never exceptions.
 The poll keeps its host's slot (:class:`HostLimiter`) through steps 1 and 2.
 """
@@ -30,6 +31,8 @@ from monitor import schedule
 from monitor.config import SchedulerSettings
 from monitor.db import repo
 from monitor.db.repo import SourceState
+from monitor.db.schema import SignalRow
+from monitor.rules.engine import RulesEngine
 
 log = structlog.get_logger("kmon.poll")
 
@@ -96,6 +99,8 @@ class PollContext:
     clock: Callable[[], datetime] = utcnow
     uniform: schedule.Uniform = random.uniform
     observers: list[Callable[[PollOutcome], None]] = field(default_factory=list)
+    # Tags what is stored and stores the signals, in the same transaction.
+    rules: RulesEngine | None = None
 
 
 async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
@@ -137,15 +142,21 @@ async def _record_success(
     next_check = schedule.after_success(
         now, source.interval, jitter=ctx.scheduling.jitter, uniform=ctx.uniform
     )
+    signals: list[SignalRow] = []
     async with ctx.sessionmaker.begin() as session:
-        new_ids = (
-            []
-            if result.not_modified
-            else await repo.insert_items(session, source.id, result.items, fetched_at=now)
-        )
+        if result.not_modified:
+            new_ids = []
+        elif ctx.rules is None:
+            new_ids = await repo.insert_items(session, source.id, result.items, fetched_at=now)
+        else:
+            new = await repo.insert_new_items(session, source.id, result.items, fetched_at=now)
+            new_ids = [item_id for item_id, _ in new]
+            signals = await ctx.rules.on_items(session, source.name, new, now=now)
         await repo.record_success(
             session, source.id, now=now, validators=result.validators, next_check_at=next_check
         )
+    if ctx.rules is not None:
+        ctx.rules.committed(signals)
     return PollOutcome(
         source=source.name,
         status="not_modified" if result.not_modified else "ok",
@@ -187,10 +198,23 @@ async def _record_failure(
 ) -> PollOutcome:
     status, next_check = after_failure(ctx, source, exc, now)
     message = f"{exc.key}: {exc}"
+    signals: list[SignalRow] = []
     async with ctx.sessionmaker.begin() as session:
         await repo.record_failure(
             session, source.id, now=now, status=status, error=message, next_check_at=next_check
         )
+        if ctx.rules is not None:
+            signals = await ctx.rules.on_source_failure(
+                session,
+                source=source.name,
+                interval=source.interval,
+                last_success_at=source.last_success_at,
+                failures=source.error_count + 1,
+                error=message,
+                now=now,
+            )
+    if ctx.rules is not None:
+        ctx.rules.committed(signals)
     return PollOutcome(
         source=source.name,
         status="failed" if status == "failed" else "error",

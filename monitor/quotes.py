@@ -29,6 +29,7 @@ from monitor import market
 from monitor.config import QuoteSettings, TickerConfig
 from monitor.db import quotes as quotes_repo
 from monitor.db import repo
+from monitor.db.schema import SignalRow
 from monitor.pipeline import PollContext, after_failure
 
 log = structlog.get_logger("kmon.quotes")
@@ -234,10 +235,16 @@ async def poll_quotes(ctx: PollContext, cfg: QuoteSettings) -> QuoteCycle:
                 cycle.served_by[provider] = cycle.served_by.get(provider, 0) + 1
         remaining = [t for t in remaining if t.code not in answered]
     cycle.missing = [t.code for t in remaining]
+    signals: list[SignalRow] = []
     async with ctx.sessionmaker.begin() as session:
-        cycle.stored = len(await quotes_repo.insert_quotes(session, accepted, fetched_at=now))
+        new = await quotes_repo.insert_new_quotes(session, accepted, fetched_at=now)
+        cycle.stored = len(new)
+        if ctx.rules is not None:
+            signals = await ctx.rules.on_quotes(session, [q for _, q in new], now=now)
         for state, error in results:
-            await _record(ctx, session, state, error, now)
+            signals += await _record(ctx, session, state, error, now)
+    if ctx.rules is not None:
+        ctx.rules.committed(signals)
     cycle.duration = time.perf_counter() - started
     log.info(
         "quotes",
@@ -261,14 +268,15 @@ async def _record(
     state: repo.SourceState,
     error: FetchError | None,
     now: datetime,
-) -> None:
+) -> list[SignalRow]:
+    """Record one provider's answer; a ``source_stale`` signal when it has been failing."""
     if error is None:
         if state.error_count:
             log.info("quote_source_recovered", source=state.name, after_errors=state.error_count)
         await repo.record_success(
             session, state.id, now=now, validators=Validators(), next_check_at=now
         )
-        return
+        return []
     status, next_check = after_failure(ctx, state, error, now)
     if state.error_count == 0:
         log.warning(
@@ -281,6 +289,17 @@ async def _record(
         status=status,
         error=f"{error.key}: {error}",
         next_check_at=next_check,
+    )
+    if ctx.rules is None:
+        return []
+    return await ctx.rules.on_source_failure(
+        session,
+        source=state.name,
+        interval=state.interval,
+        last_success_at=state.last_success_at,
+        failures=state.error_count + 1,
+        error=f"{error.key}: {error}",
+        now=now,
     )
 
 
@@ -308,6 +327,8 @@ async def refresh_bars(ctx: PollContext, cfg: QuoteSettings) -> int:
     bars = [b for answer in answers for b in answer]
     async with ctx.sessionmaker.begin() as session:
         count = await quotes_repo.upsert_bars(session, bars, fetched_at=now)
+    if ctx.rules is not None:
+        ctx.rules.bars_changed()
     log.info("bars", stored=count, tickers=sum(1 for a in answers if a))
     return count
 

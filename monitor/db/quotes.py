@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.records import DailyBar, Quote
-from monitor.db.dialect import BATCH, insert_for, insert_new
+from monitor.db.dialect import BATCH, insert_for, insert_new_rows
 from monitor.db.repo import SourceSpec, sync_kind
 from monitor.db.schema import DailyBarRow, QuoteRow
 
@@ -30,16 +30,26 @@ async def insert_quotes(
     session: AsyncSession, quotes: Sequence[Quote], *, fetched_at: datetime
 ) -> list[int]:
     """Store quotes not seen yet (unique on ticker, as-of, source); return new ids."""
-    rows = {
-        (q.ticker, q.as_of, q.source): {
-            **{name: getattr(q, name) for name in QUOTE_COLUMNS},
-            "fetched_at": fetched_at,
-        }
-        for q in quotes
-    }
-    return await insert_new(
-        session, _QUOTES, list(rows.values()), keys=("ticker", "as_of", "source")
+    return [row_id for row_id, _ in await insert_new_quotes(session, quotes, fetched_at=fetched_at)]
+
+
+async def insert_new_quotes(
+    session: AsyncSession, quotes: Sequence[Quote], *, fetched_at: datetime
+) -> list[tuple[int, Quote]]:
+    """Like :func:`insert_quotes`: each new row's id and its quote (for the rules)."""
+    given = {(q.ticker, q.as_of, q.source): q for q in quotes}
+    rows = [
+        {**{name: getattr(q, name) for name in QUOTE_COLUMNS}, "fetched_at": fetched_at}
+        for q in given.values()
+    ]
+    new = await insert_new_rows(
+        session,
+        _QUOTES,
+        rows,
+        keys=("ticker", "as_of", "source"),
+        returning=("id", "ticker", "as_of", "source"),
     )
+    return [(row_id, given[(ticker, as_of, source)]) for row_id, ticker, as_of, source in new]
 
 
 async def upsert_bars(
@@ -179,3 +189,23 @@ async def sync_quote_sources(
     """
     specs = [SourceSpec(name, url, interval) for name, url in providers.items()]
     await sync_kind(session, SOURCE_KIND, specs, now=now)
+
+
+async def change_at(
+    session: AsyncSession, ticker: str, *, start: datetime, as_of: datetime
+) -> float | None:
+    """The change (%) of the newest quote of ``ticker`` in ``[start, as_of]``."""
+    row = (
+        await session.execute(
+            select(QuoteRow.change_pct, QuoteRow.price, QuoteRow.prev_close)
+            .where(QuoteRow.ticker == ticker, QuoteRow.as_of >= start, QuoteRow.as_of <= as_of)
+            .order_by(QuoteRow.as_of.desc(), QuoteRow.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    pct, price, prev = row
+    if pct is not None:
+        return float(pct)
+    return (price - prev) / prev * 100 if prev else None

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.records import RawItem, Validators
 from monitor.config import FEED_KIND, SourceConfig
-from monitor.db.dialect import insert_new
+from monitor.db.dialect import insert_new_rows
 from monitor.db.schema import Base, Item, Source
 from monitor.identity import external_id, nfc
 
@@ -128,6 +128,16 @@ async def insert_items(
     Identity is per source (see :func:`monitor.identity.external_id`); the database's
     unique key decides, so restarts, races and replicas cannot duplicate an item.
     """
+    return [
+        item_id
+        for item_id, _ in await insert_new_items(session, source_id, items, fetched_at=fetched_at)
+    ]
+
+
+async def insert_new_items(
+    session: AsyncSession, source_id: int, items: Sequence[RawItem], *, fetched_at: datetime
+) -> list[tuple[int, dict[str, Any]]]:
+    """Like :func:`insert_items`: each new row's id and the values stored (for tagging)."""
     rows: dict[str, dict[str, Any]] = {}
     for item in items:
         title, summary = nfc(item.title), nfc(item.summary)
@@ -146,7 +156,14 @@ async def insert_items(
             "date_estimated": item.date_estimated,
             "fetched_at": fetched_at,
         }
-    return await insert_new(session, _ITEMS, list(rows.values()), keys=("source_id", "external_id"))
+    new = await insert_new_rows(
+        session,
+        _ITEMS,
+        list(rows.values()),
+        keys=("source_id", "external_id"),
+        returning=("id", "external_id"),
+    )
+    return [(item_id, rows[key]) for item_id, key in new]
 
 
 # The state updates are built once: a poll runs them with its values as parameters,

@@ -15,12 +15,13 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import JSON, TypeDecorator
 
 # Stable constraint names on every dialect, so migrations can name what they alter.
 NAMING_CONVENTION = {
@@ -155,3 +156,45 @@ class DailyBarRow(Base):
     volume: Mapped[int | None] = mapped_column(BigInteger)
     source: Mapped[str] = mapped_column(String(32))
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SignalRow(Base):
+    """A conclusion of the rules, stored once: ``dedup_key`` is unique.
+
+    ``tickers`` is a space-delimited list with a space at each end (`` 035420 035720 ``)
+    so that one ``LIKE '% 035420 %'`` finds a ticker on both databases; ``headline`` is
+    the one line a listing shows; ``explanation`` holds the evidence (JSON).
+    """
+
+    __tablename__ = "signals"
+    __table_args__ = (
+        Index("ix_signals_event_time", "event_time"),
+        Index("ix_signals_kind_event_time", "kind", "event_time"),
+        Index("ix_signals_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    rule_id: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(64))
+    tickers: Mapped[str] = mapped_column(String(255))
+    headline: Mapped[str] = mapped_column(Text)
+    event_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    dedup_key: Mapped[str] = mapped_column(String(255), unique=True)
+    explanation: Mapped[dict[str, object]] = mapped_column(JSON)
+
+
+class SignalItem(Base):
+    """The items behind a news signal: the first copy of the story and later ones."""
+
+    __tablename__ = "signal_items"
+    __table_args__ = (
+        PrimaryKeyConstraint("signal_id", "item_id"),
+        Index("ix_signal_items_item_id", "item_id"),
+    )
+
+    signal_id: Mapped[int] = mapped_column(ForeignKey("signals.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    attached_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -20,6 +20,7 @@ matches as well.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -84,12 +85,26 @@ class _Member:
     cluster: str
 
 
+def _prefix(grams: frozenset[str], threshold: float) -> list[str]:
+    """The bigrams a near-duplicate must share at least one of (prefix filtering).
+
+    With Jaccard(A, B) >= t, B holds at least ceil(t·|A|) of A's bigrams, so it holds
+    one of any |A| - ceil(t·|A|) + 1 of them; when both sides index and probe the
+    first ones in the same global order (sorted), two near-duplicates always meet in
+    the index. Probing all members instead made clustering quadratic in a day's news.
+    """
+    ordered = sorted(grams)
+    keep = len(ordered) - math.ceil(threshold * len(ordered) - 1e-9) + 1
+    return ordered[: max(1, keep)]
+
+
 class StoryClusters:
     """An in-memory index of recent headlines and their cluster ids.
 
     A cluster id is derived from the key of the story's first headline (a stable
     hash, so two processes that see the same first headline agree). Call
-    :meth:`prune` now and then to drop headlines older than the window.
+    :meth:`prune` now and then to drop headlines older than the window; :meth:`add`
+    puts back what a previous run assigned (from the stored signals) after a restart.
     """
 
     def __init__(self, *, window: timedelta = WINDOW, threshold: float = THRESHOLD) -> None:
@@ -99,6 +114,7 @@ class StoryClusters:
         self.threshold = threshold
         self._members: list[_Member] = []
         self._by_key: dict[str, list[_Member]] = {}
+        self._by_gram: dict[str, list[_Member]] = {}
 
     def __len__(self) -> int:
         return len(self._members)
@@ -106,22 +122,30 @@ class StoryClusters:
     def _near(self, member: _Member, when: datetime) -> bool:
         return abs(member.event_time - when) <= self.window
 
+    def _remember(self, member: _Member) -> None:
+        self._members.append(member)
+        self._by_key.setdefault(member.key, []).append(member)
+        for gram in _prefix(member.grams, self.threshold):
+            self._by_gram.setdefault(gram, []).append(member)
+
     def assign(self, title: str, event_time: datetime) -> str:
         """The cluster id of ``title`` (published at ``event_time``, tz-aware); remembers it."""
         if event_time.tzinfo is None or event_time.utcoffset() is None:
             raise ValueError(f"naive datetime {event_time!r}: event times need a zone")
         key = story_key(title)
-        grams = bigrams(key)
-        cluster: str | None = None
         for member in self._by_key.get(key, ()):
             if self._near(member, event_time):
-                cluster = member.cluster
-                break
-        if cluster is None:
-            best = 0.0
-            for member in self._members:
-                if not self._near(member, event_time):
+                # The same headline again: nothing new to remember.
+                return member.cluster
+        grams = bigrams(key)
+        cluster: str | None = None
+        best = 0.0
+        seen: set[int] = set()
+        for gram in _prefix(grams, self.threshold):
+            for member in self._by_gram.get(gram, ()):
+                if id(member) in seen or not self._near(member, event_time):
                     continue
+                seen.add(id(member))
                 score = jaccard(grams, member.grams)
                 # The most similar wins, so a headline between two stories joins the closer.
                 if score >= self.threshold and score > best:
@@ -133,15 +157,21 @@ class StoryClusters:
                     f"{key}\n{event_time.isoformat()}".encode(), usedforsecurity=False
                 ).hexdigest()[:16]
             )
-        member = _Member(key, grams, event_time, cluster)
-        self._members.append(member)
-        self._by_key.setdefault(key, []).append(member)
+        self._remember(_Member(key, grams, event_time, cluster))
         return cluster
+
+    def add(self, title: str, event_time: datetime, cluster: str) -> None:
+        """Remember that ``title`` belongs to ``cluster`` (a restart's warm-up)."""
+        key = story_key(title)
+        self._remember(_Member(key, bigrams(key), event_time, cluster))
 
     def prune(self, before: datetime) -> None:
         """Forget headlines whose event time is more than the window before ``before``."""
         keep = [m for m in self._members if m.event_time >= before - self.window]
-        self._members = keep
+        if len(keep) == len(self._members):
+            return
+        self._members = []
         self._by_key = {}
+        self._by_gram = {}
         for member in keep:
-            self._by_key.setdefault(member.key, []).append(member)
+            self._remember(member)

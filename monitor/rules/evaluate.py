@@ -4,8 +4,8 @@ Pure functions: no I/O, no clock, no database. The caller hands in what it knows
 item's text and event time, a quote, the KOSPI's change, 52-week and volume figures)
 and stores the :class:`Signal` s, deduplicating on ``dedup_key``.
 
-- :func:`tag_news` wraps :func:`monitor.rules.match.tag`: the item's facts and one
-  signal per news rule that fires, keyed by story cluster so that syndicated copies
+- :func:`tag_news` wraps :func:`monitor.rules.match.tag`: the item's facts and, when
+  news rules fire, one signal keyed by story cluster, so that syndicated copies
   signal once.
 - :func:`evaluate_moves` evaluates the move rules on one quote.
 - :func:`evaluate_joined` evaluates the joined rules: a move of a stock after policy
@@ -30,8 +30,8 @@ from typing import Any, Literal, Protocol
 from adapters.records import Quote
 from monitor import market
 from monitor.market import Session
-from monitor.rules.match import Hit, tag
-from monitor.rules.model import JoinedRule, MoveRule, MoveSpec, Ruleset
+from monitor.rules.match import Hit, Tagging, tag
+from monitor.rules.model import JoinedRule, MoveRule, MoveSpec, Ruleset, SourceHealthRule
 from monitor.timefmt import KST
 
 SignalKind = Literal["news", "move", "policy_move", "source_stale"]
@@ -116,8 +116,27 @@ def tag_news(
     language: str | None = None,
 ) -> NewsFacts:
     """Tag one item with ``ruleset`` and build its news signals."""
-    when = _utc(published_at)
     tagging = tag(title, summary, ruleset, source=source, language=language)
+    return news_facts(item_id, title, published_at, cluster, tagging, ruleset)
+
+
+def news_facts(
+    item_id: str,
+    title: str,
+    published_at: datetime,
+    cluster: str,
+    tagging: Tagging,
+    ruleset: Ruleset,
+    *,
+    extra: JSON | None = None,
+) -> NewsFacts:
+    """The facts and news signals of an item already tagged (:func:`tag`).
+
+    Split from :func:`tag_news` so that a caller can tag first and cluster only the
+    items that fire a rule: most items fire none, and clustering is the dearer step.
+    ``extra`` (the item's link, its source) joins the explanation.
+    """
+    when = _utc(published_at)
     # The subject: an entity (see _first), else the first theme.
     subject = _first(tagging.entities, ruleset) or _first(tagging.themes, ruleset) or ""
     evidence: JSON = {
@@ -125,24 +144,42 @@ def tag_news(
         "title": title,
         "published_at": when.isoformat(),
         "cluster": cluster,
+        **(extra or {}),
         "themes": {k: _hits(v) for k, v in tagging.themes.items()},
         "entities": {k: _hits(v) for k, v in tagging.entities.items()},
         "tickers": sorted(tagging.tickers),
         "sectors": sorted(tagging.sectors),
     }
-    signals = tuple(
-        Signal(
-            kind="news",
-            rule_id=fired.rule_id,
-            severity=ruleset.rules[fired.rule_id].severity,
-            subject=subject,
-            event_time=when,
-            explanation={**evidence, "why": fired.explanation},
-            # By cluster, not item: the same story from five outlets is one signal.
-            dedup_key=f"news:{fired.rule_id}:{cluster}",
+    fired = tagging.news_rules_fired
+    signals: tuple[Signal, ...] = ()
+    if fired:
+        # One story, one signal: every rule that fired is in the explanation, the most
+        # severe names it (ties: the first in the ruleset), and the key has no rule id,
+        # so a later copy that fires a different mix of rules is still the same signal.
+        lead = max(fired, key=lambda f: _SEVERITY_RANK[ruleset.rules[f.rule_id].severity])
+        signals = (
+            Signal(
+                kind="news",
+                rule_id=lead.rule_id,
+                severity=ruleset.rules[lead.rule_id].severity,
+                subject=subject,
+                event_time=when,
+                explanation={
+                    **evidence,
+                    "why": lead.explanation,
+                    "rules": [
+                        {
+                            "rule_id": f.rule_id,
+                            "severity": ruleset.rules[f.rule_id].severity,
+                            "why": f.explanation,
+                        }
+                        for f in fired
+                    ],
+                },
+                # By cluster, not item: the same story from five outlets is one signal.
+                dedup_key=f"news:{cluster}",
+            ),
         )
-        for fired in tagging.news_rules_fired
-    )
     return NewsFacts(
         item_id=item_id,
         title=title,
@@ -483,3 +520,60 @@ def evaluate_quote(
         ),
         *evaluate_joined(move, news, ruleset, calendar),
     ]
+
+
+# --- source health ------------------------------------------------------------------
+
+
+def evaluate_source_health(
+    source: str,
+    *,
+    interval: float,
+    last_success_at: datetime | None,
+    failures: int,
+    last_error: str | None,
+    now: datetime,
+    ruleset: Ruleset,
+) -> list[Signal]:
+    """A ``source_stale`` signal per source-health rule the failing ``source`` meets.
+
+    Stale: no successful poll for ``missed_intervals`` of its intervals, on the clock
+    (back-off stretches the gaps between polls, so counting failures would flag a
+    source later and later); a source that never succeeded counts its failures. One
+    signal per outage: the key holds the time of the last success.
+    """
+    signals = []
+    for rule in ruleset.rules.values():
+        if not isinstance(rule, SourceHealthRule):
+            continue
+        if rule.sources and source not in rule.sources:
+            continue
+        if last_success_at is not None:
+            silent = (_utc(now) - _utc(last_success_at)).total_seconds()
+            stale = silent >= rule.missed_intervals * interval
+        else:
+            silent = None
+            stale = failures >= rule.missed_intervals
+        if not stale:
+            continue
+        since = _utc(last_success_at).isoformat() if last_success_at else None
+        signals.append(
+            Signal(
+                kind="source_stale",
+                rule_id=rule.id,
+                severity=rule.severity,
+                subject=source,
+                event_time=_utc(now),
+                explanation={
+                    "source": source,
+                    "since": since,
+                    "silent_seconds": silent,
+                    "interval_seconds": interval,
+                    "missed_intervals": rule.missed_intervals,
+                    "failures": failures,
+                    "last_error": last_error,
+                },
+                dedup_key=f"source_stale:{rule.id}:{source}:{since or 'never'}",
+            )
+        )
+    return signals

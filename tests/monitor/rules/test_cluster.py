@@ -77,7 +77,53 @@ def test_syndicated_copies_group_and_other_stories_do_not() -> None:
     others = [clusters.assign(title, T0 + timedelta(hours=1)) for title in OTHER_STORIES]
     assert len(set(others)) == len(OTHER_STORIES)
     assert ids[0] not in others
-    assert len(clusters) == len(SAME_STORY) + len(OTHER_STORIES)
+    # A headline seen again verbatim (after its tags go) is not remembered twice.
+    distinct = {story_key(t) for t in SAME_STORY + OTHER_STORIES}
+    assert len(distinct) < len(SAME_STORY) + len(OTHER_STORIES)
+    assert len(clusters) == len(distinct)
+
+
+def brute_force(titles: list[str], threshold: float) -> list[str]:
+    """Cluster by comparing each headline with every earlier one (the definition)."""
+    seen: list[tuple[frozenset[str], str]] = []
+    out = []
+    for n, title in enumerate(titles):
+        grams = bigrams(story_key(title))
+        best, cluster = 0.0, f"new{n}"
+        for other, cid in seen:
+            score = jaccard(grams, other)
+            if score >= threshold and score > best:
+                best, cluster = score, cid
+        seen.append((grams, cluster))
+        out.append(cluster)
+    return out
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.8, 0.95])
+def test_the_index_finds_what_comparing_with_every_headline_finds(threshold: float) -> None:
+    # Variants of a few stories: words dropped, particles changed, outlets appended.
+    words = "하정우 네이버 센터장 대통령실 첫 AI미래기획수석 임명 카카오 목표주가 상향".split()
+    titles = []
+    for n in range(300):
+        picked = [w for i, w in enumerate(words) if (n >> (i % 9)) & 1 or i % 4 == n % 4]
+        titles.append(" ".join(picked) + (" - 한국경제" if n % 3 == 0 else ""))
+    clusters = StoryClusters(threshold=threshold)
+    got = [clusters.assign(t, T0) for t in titles]
+    expected = brute_force(titles, threshold)
+    # Same partition: two headlines share a cluster in one exactly when in the other.
+    assert len(set(got)) == len(set(expected))
+    assert {(a, b) for a, b in zip(got, expected, strict=True)} == {
+        (got[expected.index(e)], e) for e in expected
+    }
+
+
+def test_add_restores_a_cluster_after_a_restart() -> None:
+    before = StoryClusters()
+    cluster = before.assign(SAME_STORY[0], T0)
+    after = StoryClusters()
+    after.add(SAME_STORY[0], T0, cluster)
+    assert after.assign(SAME_STORY[3], T0 + timedelta(hours=2)) == cluster
+    assert after.assign(OTHER_STORIES[0], T0) != cluster
 
 
 def test_the_window_is_on_event_time() -> None:

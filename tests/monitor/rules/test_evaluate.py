@@ -130,7 +130,7 @@ def test_the_news_of_the_episode(ruleset: Ruleset) -> None:
     assert jpmorgan.rule_ids == ("ai-platform-market",)
     signal = appointment.signals[0]
     assert signal.kind == "news" and signal.subject == "ha-jung-woo"
-    assert signal.dedup_key == f"news:ai-policy:{appointment.cluster}"
+    assert signal.dedup_key == f"news:{appointment.cluster}"
     assert signal.event_time == kst(6, 16, 10, 30).astimezone(UTC)
     # The explanation carries matched terms with positions, and is JSON-able.
     themes = signal.explanation["themes"]
@@ -145,8 +145,13 @@ def test_news_signals_are_keyed_by_cluster(ruleset: Ruleset) -> None:
     first = tag_news(item_id, title, summary, when, "story-1", ruleset).signals
     # Another outlet's copy in the same cluster gives the same keys.
     copy = tag_news("copy", title + " - 연합뉴스", "", when, "story-1", ruleset).signals
-    assert [s.dedup_key for s in first] == [s.dedup_key for s in copy]
-    assert [s.rule_id for s in first] == ["ai-policy", "ai-policy-platform", "ai-appointment"]
+    assert [s.dedup_key for s in first] == [s.dedup_key for s in copy] == ["news:story-1"]
+    # One signal for the story: the most severe rule (the first of two warnings) names
+    # it, and every rule that fired is in the explanation.
+    (signal,) = first
+    assert (signal.rule_id, signal.severity) == ("ai-policy-platform", "warning")
+    fired = [r["rule_id"] for r in signal.explanation["rules"]]
+    assert fired == ["ai-policy", "ai-policy-platform", "ai-appointment"]
     assert tag_news("x", "오늘의 날씨", "", when, "story-2", ruleset).signals == ()
 
 

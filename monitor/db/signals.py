@@ -1,0 +1,196 @@
+"""Repository functions for signals (take a session, never commit).
+
+A signal is stored once: ``dedup_key`` is unique and the insert is
+``ON CONFLICT DO NOTHING``, so a re-poll, a restart or two processes evaluating the
+same facts cannot store one conclusion twice. The items behind a news signal are
+linked in ``signal_items``: the copy that raised it, and later copies of the story.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from monitor.db.dialect import BATCH, insert_for, insert_new_rows
+from monitor.db.schema import Base, Item, SignalItem, SignalRow, Source
+from monitor.rules.evaluate import Signal
+
+_SIGNALS = Base.metadata.tables["signals"]
+_LINKS = Base.metadata.tables["signal_items"]
+
+
+def tickers_column(tickers: Iterable[str]) -> str:
+    """`` a b `` — a space at each end so ``LIKE '% a %'`` finds any one of them."""
+    joined = " ".join(sorted(set(tickers)))
+    return f" {joined} " if joined else ""
+
+
+def signal_tickers(signal: Signal) -> list[str]:
+    """The tickers a signal concerns: a move's ticker, a news item's resolved tickers."""
+    if signal.kind in ("move", "policy_move"):
+        return [signal.subject]
+    found = signal.explanation.get("tickers")
+    return [str(t) for t in found] if isinstance(found, list) else []
+
+
+def headline(signal: Signal) -> str:
+    """The one line a listing shows: the news title, or what moved and by how much."""
+    exp = signal.explanation
+    if signal.kind == "news":
+        return str(exp.get("title", ""))
+    if signal.kind in ("move", "policy_move"):
+        quote = exp.get("quote") or exp.get("move") or {}
+        pct = quote.get("change_pct")
+        change = f" {pct:+.2f}%" if isinstance(pct, (int, float)) else ""
+        price = quote.get("price")
+        shown = f"{price:,.2f}".rstrip("0").rstrip(".") if isinstance(price, float) else price
+        line = f"{signal.subject}{change} at {shown}"
+        if signal.kind == "policy_move":
+            titles = [n["title"] for r in exp.get("rules", []) for n in r.get("news", [])]
+            if titles:
+                line += f" after: {titles[0]}"
+        return line
+    if signal.kind == "source_stale":
+        return f"source {exp.get('source')} has had no successful poll since {exp.get('since')}"
+    return signal.rule_id
+
+
+def _row(signal: Signal, now: datetime) -> dict[str, Any]:
+    return {
+        "kind": signal.kind,
+        "rule_id": signal.rule_id,
+        "severity": signal.severity,
+        "subject": signal.subject[:64],
+        "tickers": tickers_column(signal_tickers(signal))[:255],
+        "headline": headline(signal),
+        "event_time": signal.event_time,
+        "created_at": now,
+        "dedup_key": signal.dedup_key,
+        "explanation": signal.explanation,
+    }
+
+
+async def store_signals(
+    session: AsyncSession, signals: Sequence[Signal], *, now: datetime
+) -> list[SignalRow]:
+    """Insert the signals whose dedup key is new; return the new rows only.
+
+    Signals of one call with the same key are stored once (the first wins).
+    """
+    first: dict[str, Signal] = {}
+    for signal in signals:
+        first.setdefault(signal.dedup_key, signal)
+    rows = [_row(s, now) for s in first.values()]
+    new = await insert_new_rows(session, _SIGNALS, rows, keys=("dedup_key",), returning=("id",))
+    if not new:
+        return []
+    found = await session.scalars(
+        select(SignalRow).where(SignalRow.id.in_([r[0] for r in new])).order_by(SignalRow.id)
+    )
+    return list(found.all())
+
+
+async def ids_by_key(session: AsyncSession, keys: Iterable[str]) -> dict[str, int]:
+    """Signal ids of the given dedup keys (stored ones only)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    result = await session.execute(
+        select(SignalRow.dedup_key, SignalRow.id).where(SignalRow.dedup_key.in_(wanted))
+    )
+    return {key: sid for key, sid in result.all()}
+
+
+async def link_items(
+    session: AsyncSession, links: Iterable[tuple[int, int]], *, now: datetime
+) -> None:
+    """Attach items to signals: (signal id, item id) pairs, each stored once."""
+    rows = [
+        {"signal_id": sid, "item_id": iid, "attached_at": now} for sid, iid in sorted(set(links))
+    ]
+    if not rows:
+        return
+    insert = insert_for(session)
+    stmt = insert(_LINKS).on_conflict_do_nothing(index_elements=["signal_id", "item_id"])
+    for start in range(0, len(rows), BATCH):
+        await session.execute(stmt, rows[start : start + BATCH])
+
+
+async def recent_news(session: AsyncSession, *, since: datetime) -> list[SignalRow]:
+    """News signals with an event time after ``since``, oldest first."""
+    query = (
+        select(SignalRow)
+        .where(SignalRow.kind == "news", SignalRow.event_time > since)
+        .order_by(SignalRow.event_time, SignalRow.id)
+    )
+    return list((await session.scalars(query)).all())
+
+
+@dataclass(frozen=True, slots=True)
+class SignalFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    kind: str | None = None
+    ticker: str | None = None
+    rule: str | None = None
+    severity: str | None = None
+    limit: int = 50
+
+
+def _signals_query(flt: SignalFilter) -> Select[SignalRow]:
+    query = select(SignalRow)
+    if flt.since:
+        query = query.where(SignalRow.event_time >= flt.since)
+    if flt.until:
+        query = query.where(SignalRow.event_time < flt.until)
+    if flt.kind:
+        query = query.where(SignalRow.kind == flt.kind)
+    if flt.rule:
+        query = query.where(SignalRow.rule_id == flt.rule)
+    if flt.severity:
+        query = query.where(SignalRow.severity == flt.severity)
+    if flt.ticker:
+        # Tickers are digits or letters (checked by the CLI), so no LIKE escaping.
+        query = query.where(SignalRow.tickers.like(f"% {flt.ticker} %"))
+    return query.order_by(SignalRow.event_time.desc(), SignalRow.id.desc()).limit(flt.limit)
+
+
+async def list_signals(session: AsyncSession, flt: SignalFilter) -> list[SignalRow]:
+    """Signals newest first (by event time)."""
+    return list((await session.scalars(_signals_query(flt))).all())
+
+
+@dataclass(frozen=True)
+class LinkedItem:
+    id: int
+    source: str
+    title: str
+    url: str | None
+    published_at: datetime
+    attached_at: datetime
+
+
+async def get_signal(
+    session: AsyncSession, signal_id: int
+) -> tuple[SignalRow, list[LinkedItem]] | None:
+    """One signal and the items linked to it, in the order they were attached."""
+    row = await session.get(SignalRow, signal_id)
+    if row is None:
+        return None
+    result = await session.execute(
+        select(Item, Source.name, SignalItem.attached_at)
+        .join(SignalItem, SignalItem.item_id == Item.id)
+        .join(Source, Source.id == Item.source_id)
+        .where(SignalItem.signal_id == signal_id)
+        .order_by(SignalItem.attached_at, Item.id)
+    )
+    items = [
+        LinkedItem(item.id, name, item.title, item.url, item.published_at, attached)
+        for item, name, attached in result.all()
+    ]
+    return row, items
