@@ -153,6 +153,7 @@ class RunFigures:
     first_loop_cpu: float
     not_modified_cycle: float
     not_modified_cpu: float
+    signals: int = 0
 
 
 def _cpu() -> float:
@@ -177,6 +178,8 @@ async def _one_run(db_url: str, port: int, args: argparse.Namespace) -> RunFigur
     extra: dict[str, Any] = (
         {"quotes": {"enabled": False}} if "quotes" in Settings.model_fields else {}
     )
+    if "rules" in Settings.model_fields:
+        extra["rules"] = {"enabled": not args.no_rules}
     settings = Settings(
         database=DatabaseSettings(url=db_url),
         http=HttpSettings(per_host_limit=args.per_host_limit),
@@ -198,6 +201,7 @@ async def _one_run(db_url: str, port: int, args: argparse.Namespace) -> RunFigur
         new = sum(len(o.new_item_ids) for o in first)
         if new != args.feeds * args.items:
             raise SystemExit(f"first cycle stored {new} items, expected {args.feeds * args.items}")
+        signals = await _count_signals(ctx)
 
         started, cpu = time.perf_counter(), _cpu()
         second = await poll_once(ctx, names)
@@ -205,7 +209,20 @@ async def _one_run(db_url: str, port: int, args: argparse.Namespace) -> RunFigur
         if len(second) != args.feeds or any(o.status != "not_modified" for o in second):
             bad = [o for o in second if o.status != "not_modified"][:3]
             raise SystemExit(f"second cycle: not every feed answered 304: {bad}")
-    return RunFigures(new, first_wall, first_cpu, first_loop_cpu, second_wall, second_cpu)
+    return RunFigures(
+        new, first_wall, first_cpu, first_loop_cpu, second_wall, second_cpu, signals
+    )
+
+
+async def _count_signals(ctx: Any) -> int:
+    from sqlalchemy import func, select
+
+    try:
+        from monitor.db.schema import SignalRow
+    except ImportError:  # a version before the rules
+        return 0
+    async with ctx.sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(SignalRow)) or 0)
 
 
 def kmon_side(conn: Connection, backend: str, db_url: str, port: int, args: Any) -> None:
@@ -283,6 +300,7 @@ def main() -> None:
     ap.add_argument("--pg-url", default=DEFAULT_PG_URL)
     ap.add_argument("--skip-pg", action="store_true")
     ap.add_argument("--skip-sqlite", action="store_true")
+    ap.add_argument("--no-rules", action="store_true", help="store items without tagging them")
     ap.add_argument("--lifetime", type=float, default=900, help="server stops after this (s)")
     args = ap.parse_args()
     if not args.skip_pg and "bench" not in (make_url(args.pg_url).database or ""):
@@ -318,7 +336,7 @@ def main() -> None:
             print(
                 f"{backend:<10}: first cycle {statistics.median(rates):>8,.0f} new items/s "
                 f"({statistics.median(r.first_cycle for r in runs):.2f} s for "
-                f"{runs[0].items:,} items); 304 cycle "
+                f"{runs[0].items:,} items, {runs[0].signals:,} signals); 304 cycle "
                 f"{statistics.median(r.not_modified_cycle for r in runs):.3f} s; "
                 f"peak RSS {rss_mb:.0f} MB"
             )

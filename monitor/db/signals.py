@@ -80,19 +80,20 @@ async def store_signals(
 ) -> list[SignalRow]:
     """Insert the signals whose dedup key is new; return the new rows only.
 
-    Signals of one call with the same key are stored once (the first wins).
+    Signals of one call with the same key are stored once (the first wins). The rows
+    returned are built from what was inserted (not read back): they are not attached
+    to the session.
     """
-    first: dict[str, Signal] = {}
+    first: dict[str, dict[str, Any]] = {}
     for signal in signals:
-        first.setdefault(signal.dedup_key, signal)
-    rows = [_row(s, now) for s in first.values()]
-    new = await insert_new_rows(session, _SIGNALS, rows, keys=("dedup_key",), returning=("id",))
-    if not new:
-        return []
-    found = await session.scalars(
-        select(SignalRow).where(SignalRow.id.in_([r[0] for r in new])).order_by(SignalRow.id)
+        if signal.dedup_key not in first:
+            first[signal.dedup_key] = _row(signal, now)
+    new = await insert_new_rows(
+        session, _SIGNALS, list(first.values()), keys=("dedup_key",), returning=("id", "dedup_key")
     )
-    return list(found.all())
+    return sorted(
+        (SignalRow(id=row_id, **first[key]) for row_id, key in new), key=lambda row: row.id
+    )
 
 
 async def ids_by_key(session: AsyncSession, keys: Iterable[str]) -> dict[str, int]:

@@ -28,6 +28,8 @@ from datetime import datetime, timedelta
 
 WINDOW = timedelta(hours=48)
 THRESHOLD = 0.8
+# Near-duplicate candidates looked at per bigram of a headline's prefix (see assign).
+CANDIDATES = 16
 
 # Bracketed tags anywhere: [속보], [단독], (종합), (2보), 【…】, 〔…〕, <…>, 〈…〉, 《…》 has
 # work titles in it and is left alone (its brackets go with the punctuation).
@@ -83,6 +85,7 @@ class _Member:
     grams: frozenset[str]
     event_time: datetime
     cluster: str
+    seq: int  # order of arrival
 
 
 def _prefix(grams: frozenset[str], threshold: float) -> list[str]:
@@ -107,14 +110,25 @@ class StoryClusters:
     puts back what a previous run assigned (from the stored signals) after a restart.
     """
 
-    def __init__(self, *, window: timedelta = WINDOW, threshold: float = THRESHOLD) -> None:
-        if window <= timedelta(0) or not 0 < threshold <= 1:
-            raise ValueError(f"need window > 0 and 0 < threshold <= 1, got {window}, {threshold}")
+    def __init__(
+        self,
+        *,
+        window: timedelta = WINDOW,
+        threshold: float = THRESHOLD,
+        candidates: int = CANDIDATES,
+    ) -> None:
+        if window <= timedelta(0) or not 0 < threshold <= 1 or candidates < 1:
+            raise ValueError(
+                f"need window > 0, 0 < threshold <= 1 and candidates >= 1,"
+                f" got {window}, {threshold}, {candidates}"
+            )
         self.window = window
         self.threshold = threshold
+        self.candidates = candidates
         self._members: list[_Member] = []
         self._by_key: dict[str, list[_Member]] = {}
         self._by_gram: dict[str, list[_Member]] = {}
+        self._seq = 0
 
     def __len__(self) -> int:
         return len(self._members)
@@ -138,18 +152,30 @@ class StoryClusters:
                 # The same headline again: nothing new to remember.
                 return member.cluster
         grams = bigrams(key)
+        size = len(grams)
         cluster: str | None = None
-        best = 0.0
+        # The most similar wins, so a headline between two stories joins the closer;
+        # on a tie, the earlier headline (as comparing with every one in order would).
+        best: tuple[float, int] = (0.0, 0)
         seen: set[int] = set()
         for gram in _prefix(grams, self.threshold):
-            for member in self._by_gram.get(gram, ()):
-                if id(member) in seen or not self._near(member, event_time):
+            # The newest few per bigram: copies of a story arrive within hours, and a
+            # bigram common to a day's headlines ("정부", "ai") must not make each
+            # headline cost a comparison with every other one.
+            for member in reversed(self._by_gram.get(gram, ())[-self.candidates :]):
+                if member.seq in seen:
                     continue
-                seen.add(id(member))
-                score = jaccard(grams, member.grams)
-                # The most similar wins, so a headline between two stories joins the closer.
-                if score >= self.threshold and score > best:
-                    best, cluster = score, member.cluster
+                seen.add(member.seq)
+                other = len(member.grams)
+                # Jaccard >= t needs t·|A| <= |B| <= |A|/t: skip the sets without a chance.
+                if not self.threshold * size <= other <= size / self.threshold:
+                    continue
+                if not self._near(member, event_time):
+                    continue
+                common = len(grams & member.grams)
+                score = common / (size + other - common)
+                if score >= self.threshold and (score, -member.seq) > best:
+                    best, cluster = (score, -member.seq), member.cluster
         if cluster is None:
             cluster = (
                 "s"
@@ -157,13 +183,17 @@ class StoryClusters:
                     f"{key}\n{event_time.isoformat()}".encode(), usedforsecurity=False
                 ).hexdigest()[:16]
             )
-        self._remember(_Member(key, grams, event_time, cluster))
+        self._remember(_Member(key, grams, event_time, cluster, self._next_seq()))
         return cluster
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
 
     def add(self, title: str, event_time: datetime, cluster: str) -> None:
         """Remember that ``title`` belongs to ``cluster`` (a restart's warm-up)."""
         key = story_key(title)
-        self._remember(_Member(key, bigrams(key), event_time, cluster))
+        self._remember(_Member(key, bigrams(key), event_time, cluster, self._next_seq()))
 
     def prune(self, before: datetime) -> None:
         """Forget headlines whose event time is more than the window before ``before``."""

@@ -181,7 +181,9 @@ class RulesEngine:
             return []
         stored = await self._store(session, signals, now)
         # Every copy is linked to its story's signal, the first and the later ones.
-        ids = await signals_repo.ids_by_key(session, (key for key, _ in links))
+        ids = {row.dedup_key: row.id for row in stored}
+        known = {key for key, _ in links if key not in ids}
+        ids.update(await signals_repo.ids_by_key(session, known))
         await signals_repo.link_items(
             session, [(ids[key], item) for key, item in links if key in ids], now=now
         )

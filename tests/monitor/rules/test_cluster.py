@@ -107,7 +107,8 @@ def test_the_index_finds_what_comparing_with_every_headline_finds(threshold: flo
     for n in range(300):
         picked = [w for i, w in enumerate(words) if (n >> (i % 9)) & 1 or i % 4 == n % 4]
         titles.append(" ".join(picked) + (" - 한국경제" if n % 3 == 0 else ""))
-    clusters = StoryClusters(threshold=threshold)
+    # Every candidate looked at: the index alone must not lose a near-duplicate.
+    clusters = StoryClusters(threshold=threshold, candidates=len(titles))
     got = [clusters.assign(t, T0) for t in titles]
     expected = brute_force(titles, threshold)
     # Same partition: two headlines share a cluster in one exactly when in the other.
@@ -115,6 +116,15 @@ def test_the_index_finds_what_comparing_with_every_headline_finds(threshold: flo
     assert {(a, b) for a, b in zip(got, expected, strict=True)} == {
         (got[expected.index(e)], e) for e in expected
     }
+
+
+def test_a_copy_finds_its_story_after_a_busy_hour_of_similar_headlines() -> None:
+    clusters = StoryClusters()
+    story = clusters.assign(SAME_STORY[0], T0)
+    # Two hundred other headlines sharing its common words, then the copy.
+    for n in range(200):
+        clusters.assign(f"대통령실 첫 AI 정책 회의 {n}차 개최", T0 + timedelta(seconds=n))
+    assert clusters.assign(SAME_STORY[1], T0 + timedelta(hours=1)) == story
 
 
 def test_add_restores_a_cluster_after_a_restart() -> None:
