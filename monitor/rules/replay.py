@@ -172,8 +172,8 @@ class _Bars:
         self._by_ticker: dict[
             str, list[tuple[date, float | None, float | None, float, int | None]]
         ] = {}
-        for ticker, *bar in rows:
-            self._by_ticker.setdefault(ticker, []).append((bar[0], bar[1], bar[2], bar[3], bar[4]))
+        for ticker, day, high, low, close, volume in rows:
+            self._by_ticker.setdefault(ticker, []).append((day, high, low, close, volume))
         self._days = {t: [b[0] for b in bars] for t, bars in self._by_ticker.items()}
 
     @classmethod

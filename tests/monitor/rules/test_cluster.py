@@ -102,7 +102,10 @@ def brute_force(titles: list[str], threshold: float) -> list[str]:
 @pytest.mark.parametrize("threshold", [0.5, 0.8, 0.95])
 def test_the_index_finds_what_comparing_with_every_headline_finds(threshold: float) -> None:
     # Variants of a few stories: words dropped, particles changed, outlets appended.
-    words = "하정우 네이버 센터장 대통령실 첫 AI미래기획수석 임명 카카오 목표주가 상향".split()
+    words = [
+        "하정우", "네이버", "센터장", "대통령실", "첫",
+        "AI미래기획수석", "임명", "카카오", "목표주가", "상향",
+    ]  # fmt: skip
     titles = []
     for n in range(300):
         picked = [w for i, w in enumerate(words) if (n >> (i % 9)) & 1 or i % 4 == n % 4]

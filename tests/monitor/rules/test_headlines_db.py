@@ -38,7 +38,8 @@ def feed(rows: list[tuple[str, str]]) -> bytes:
         f"<pubDate>{format_datetime(START + timedelta(days=3 * n))}</pubDate></item>"
         for n, (title, summary) in enumerate(rows)
     )
-    return f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+    head = '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>t</title>'
+    return f"{head}{items}</channel></rss>".encode()
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ def test_check_a_user_file_merged_over_the_defaults(tmp_path: Path) -> None:
     good = tmp_path / "mine.yaml"
     good.write_text(
         "themes:\n"
-        "  - {id: quantum, name_en: Quantum, name_ko: 양자, terms: [양자컴퓨터, quantum computer]}\n"
+        "  - {id: quantum, name_en: Quantum, name_ko: 양자,\n"
+        "     terms: [양자컴퓨터, quantum computer]}\n"
         "rules:\n"
         "  - {id: quantum-news, kind: news, severity: info, themes: {any: [quantum]}}\n"
         "disabled: [ai-platform-market]\n",
@@ -43,7 +44,8 @@ def test_check_a_user_file_merged_over_the_defaults(tmp_path: Path) -> None:
 def test_check_names_the_file_line_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
-        "rules:\n  - id: x\n    kind: news\n    severity: loud\n    themes: {any: [sovereign-ai]}\n",
+        "rules:\n  - id: x\n    kind: news\n    severity: loud\n"
+        "    themes: {any: [sovereign-ai]}\n",
         encoding="utf-8",
     )
     result = CliRunner().invoke(main, ["rules", "check", str(bad)])
