@@ -209,9 +209,7 @@ async def _one_run(db_url: str, port: int, args: argparse.Namespace) -> RunFigur
         if len(second) != args.feeds or any(o.status != "not_modified" for o in second):
             bad = [o for o in second if o.status != "not_modified"][:3]
             raise SystemExit(f"second cycle: not every feed answered 304: {bad}")
-    return RunFigures(
-        new, first_wall, first_cpu, first_loop_cpu, second_wall, second_cpu, signals
-    )
+    return RunFigures(new, first_wall, first_cpu, first_loop_cpu, second_wall, second_cpu, signals)
 
 
 async def _count_signals(ctx: Any) -> int:

@@ -170,7 +170,10 @@ def poll(state: State, sources: tuple[str, ...], migrate: bool) -> None:
 
     async def once() -> list[Any]:
         async with open_runtime(settings, migrate_schema=migrate) as ctx:
-            return await poll_once(ctx, list(sources) or None)
+            outcomes = await poll_once(ctx, list(sources) or None)
+            if ctx.dispatcher is not None:
+                await ctx.dispatcher.run_once()  # what is due now; the daemon sends the rest
+            return outcomes
 
     try:
         outcomes = run_async(once)
@@ -580,7 +583,10 @@ def quotes_poll(state: State, bars: bool, migrate: bool) -> None:
         async with open_runtime(settings, migrate_schema=migrate) as ctx:
             if bars:
                 await refresh_bars(ctx, settings.quotes)
-            return await poll_quotes(ctx, settings.quotes)
+            cycle = await poll_quotes(ctx, settings.quotes)
+            if ctx.dispatcher is not None:
+                await ctx.dispatcher.run_once()
+            return cycle
 
     cycle = run_async(once)
     served = ", ".join(f"{p} {n}" for p, n in cycle.served_by.items()) or "none"
@@ -595,7 +601,9 @@ def quotes_poll(state: State, bars: bool, migrate: bool) -> None:
 
 
 # The other command groups live in their own modules; they import from this one.
+from monitor.cli_alerts import alerts  # noqa: E402
 from monitor.cli_rules import rules, signals  # noqa: E402
 
 main.add_command(rules)
 main.add_command(signals)
+main.add_command(alerts)

@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from monitor.alerts.config import AlertSettings
 from monitor.yamlfile import YamlDocument, YamlFileError, load_yaml
 
 ENV_PREFIX = "KMON_"
@@ -282,6 +283,7 @@ class Settings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     quotes: QuoteSettings = Field(default_factory=QuoteSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     sources: list[SourceConfig] = Field(default_factory=_default_sources)

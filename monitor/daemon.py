@@ -9,22 +9,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import aiohttp
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from adapters.http import USER_AGENT, HttpLimits, make_client_session
+from monitor.alerts.channels import build_channel
+from monitor.alerts.dispatch import Dispatcher
+from monitor.alerts.message import Channel
+from monitor.alerts.outbox import enqueue
 from monitor.config import FEED_KIND, Settings
 from monitor.db import migrate, repo
 from monitor.db import quotes as quotes_repo
 from monitor.db.engine import make_engine, make_sessionmaker
+from monitor.db.schema import SignalRow
 from monitor.pipeline import HostLimiter, PollContext, PollOutcome, poll_source, utcnow
 from monitor.quotes import provider_urls
 from monitor.rules.engine import RulesEngine
@@ -90,11 +96,14 @@ async def open_runtime(
                 now=clock(),
             )
         http = settings.http
-        async with make_client_session(
-            user_agent=http.user_agent or USER_AGENT,
-            connection_limit=max(100, http.per_host_limit),
-        ) as client:
-            yield PollContext(
+        async with (
+            make_client_session(
+                user_agent=http.user_agent or USER_AGENT,
+                connection_limit=max(100, http.per_host_limit),
+            ) as client,
+            alert_channels(settings, client) as channels,
+        ):
+            ctx = PollContext(
                 sessionmaker=sessionmaker,
                 http=client,
                 limits=HttpLimits(
@@ -108,8 +117,53 @@ async def open_runtime(
                 clock=clock,
                 rules=rules,
             )
+            if rules is not None and channels is not None:
+                ctx.dispatcher = wire_alerts(ctx, rules, channels, settings)
+            yield ctx
     finally:
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def alert_channels(
+    settings: Settings, http: aiohttp.ClientSession
+) -> AsyncIterator[dict[str, Channel] | None]:
+    """The configured alert channels (None when alerts are off), closed on exit."""
+    if not settings.alerts.enabled or not settings.rules.enabled:
+        yield None
+        return
+    channels = {
+        name: build_channel(name, config, http) for name, config in settings.alerts.channels.items()
+    }
+    try:
+        yield channels
+    finally:
+        for channel in channels.values():
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+
+def wire_alerts(
+    ctx: PollContext, rules: RulesEngine, channels: Mapping[str, Channel], settings: Settings
+) -> Dispatcher:
+    """Signals stored by ``rules`` get their deliveries in the same transaction; the
+    dispatcher is woken when that transaction commits."""
+    alerts = settings.alerts
+    dispatcher = Dispatcher(
+        ctx.sessionmaker,
+        channels,
+        alerts,
+        ctx.clock,
+        ctx.uniform,
+        names={t.code: t.name_en for t in settings.quotes.tickers},
+    )
+
+    async def outbox(session: AsyncSession, rows: Sequence[SignalRow], *, now: datetime) -> None:
+        await enqueue(session, rows, alerts, now=now)
+
+    rules.listeners.append(outbox)
+    rules.after_commit.append(dispatcher.wake)
+    return dispatcher
 
 
 async def poll_once(ctx: PollContext, names: Sequence[str] | None = None) -> list[PollOutcome]:

@@ -181,3 +181,38 @@ class _SourceFreshness(Collector):
             at.add_metric([name], last)
             since.add_metric([name], max(0.0, now - last))
         return (at, since, interval)
+
+
+# --- alerts ---------------------------------------------------------------------------
+
+# MessageOutcome.status values of the alert dispatcher, exported from the start.
+ALERT_OUTCOMES = ("sent", "retry", "dead", "throttled", "paused")
+
+
+class AlertMetrics:
+    """Alert delivery counters on a daemon's registry. Feed it from the dispatcher:
+    ``Dispatcher(..., observers=[lambda o: alert_metrics.count(o.channel, o.status,
+    o.signals)])``."""
+
+    def __init__(self, registry: CollectorRegistry, channels: Iterable[str] = ()) -> None:
+        self.messages = Counter(
+            "kmon_alert_messages",
+            "Alert messages by channel and outcome (sent, retry, dead, throttled, paused).",
+            ["channel", "outcome"],
+            registry=registry,
+        )
+        self.deliveries = Counter(
+            "kmon_alert_deliveries",
+            "Deliveries (signal × channel) by channel and outcome, folded ones included.",
+            ["channel", "outcome"],
+            registry=registry,
+        )
+        for channel in channels:
+            for outcome in ALERT_OUTCOMES:
+                self.messages.labels(channel, outcome)
+                self.deliveries.labels(channel, outcome)
+
+    def count(self, channel: str, outcome: str, deliveries: int) -> None:
+        """One message's outcome, covering ``deliveries`` rows."""
+        self.messages.labels(channel, outcome).inc()
+        self.deliveries.labels(channel, outcome).inc(deliveries)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -33,6 +33,9 @@ from monitor.db import repo
 from monitor.db.repo import SourceState
 from monitor.db.schema import SignalRow
 from monitor.rules.engine import RulesEngine
+
+if TYPE_CHECKING:
+    from monitor.alerts.dispatch import Dispatcher
 
 log = structlog.get_logger("kmon.poll")
 
@@ -101,6 +104,8 @@ class PollContext:
     observers: list[Callable[[PollOutcome], None]] = field(default_factory=list)
     # Tags what is stored and stores the signals, in the same transaction.
     rules: RulesEngine | None = None
+    # Sends the alerts of those signals (the daemon runs it; burst commands once).
+    dispatcher: Dispatcher | None = None
 
 
 async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:

@@ -3,15 +3,16 @@
 Order: watchdog pings start at once (a slow start-up must not look like a hang);
 the runtime opens (schema check, sources synced); metrics are seeded from the
 sources table; the health server listens; the schedule is armed and READY=1 sent.
-On ``stop``: STOPPING=1, running polls drain, the health server closes last so that
-``/readyz`` says "unready" while the daemon drains.
+The alert dispatcher runs beside the schedule. On ``stop``: STOPPING=1, running polls
+drain, the dispatcher sends what they raised and stops, the health server closes last so
+that ``/readyz`` says "unready" while the daemon drains.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from apscheduler.schedulers.base import STATE_RUNNING
 
@@ -19,8 +20,35 @@ from monitor.config import Settings
 from monitor.daemon import Daemon, open_runtime, serve
 from monitor.health import Readiness, serving
 from monitor.metrics import Metrics
+from monitor.pipeline import PollContext
 from monitor.quotes import QuoteCycle, quote_tasks
 from monitor.sdnotify import Notifier
+
+
+@contextlib.asynccontextmanager
+async def dispatching(ctx: PollContext, grace_period: float) -> AsyncIterator[None]:
+    """The alert dispatcher, running beside the daemon.
+
+    It stops after the daemon has drained its polls (so their alerts still go out),
+    within ``grace_period``; a send cut short is sent again after its lease.
+    """
+    dispatcher = ctx.dispatcher
+    if dispatcher is None:
+        yield
+        return
+    done = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(done), name="alert-dispatcher")
+    try:
+        yield
+    finally:
+        done.set()
+        dispatcher.wake()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=grace_period)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def run_service(
@@ -59,12 +87,13 @@ async def run_service(
                     jobs = len(daemon.scheduler.get_jobs())
                     notifier.notify("READY=1", f"STATUS=polling {jobs} sources")
 
-                await serve(
-                    daemon,
-                    stop=stop,
-                    on_ready=ready,
-                    on_stopping=lambda: notifier.notify("STOPPING=1", "STATUS=stopping"),
-                )
+                async with dispatching(ctx, settings.scheduler.grace_period):
+                    await serve(
+                        daemon,
+                        stop=stop,
+                        on_ready=ready,
+                        on_stopping=lambda: notifier.notify("STOPPING=1", "STATUS=stopping"),
+                    )
     finally:
         watchdog.cancel()
         with contextlib.suppress(asyncio.CancelledError):

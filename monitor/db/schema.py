@@ -198,3 +198,44 @@ class SignalItem(Base):
     signal_id: Mapped[int] = mapped_column(ForeignKey("signals.id", ondelete="CASCADE"))
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
     attached_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Delivery(Base):
+    """The outbox: one row per signal × channel, written with the signal.
+
+    ``status``: ``pending`` (waiting for ``due_at``; claimed while ``claimed_until`` is
+    in the future), ``sent``, ``dead`` (a permanent failure or too many attempts; the
+    reason in ``last_error``) or ``suppressed`` (a repeat, never sent). ``due_at`` is
+    the earliest send time: the group wait, a throttle window's end, the end of quiet
+    hours, the digest time or a retry's backoff. ``claimed_until`` is a lease: a row
+    whose lease ran out (the process died between sending and marking) is claimed
+    again, which is the one resend the design allows. ``held`` says why a row waited
+    (``quiet``, ``digest``, ``throttle``), so a message can say it is a digest.
+    ``message_key`` names the batch a row was sent in; ``response`` is the server's
+    answer, truncated. ``(signal_id, channel)`` is unique: a signal reaches a channel
+    at most once, however many routes match it.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("signal_id", "channel"),
+        Index("ix_deliveries_status_due_at", "status", "due_at"),
+        Index("ix_deliveries_created_at", "created_at"),
+        Index("ix_deliveries_route_channel_sent_at", "route", "channel", "sent_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    signal_id: Mapped[int] = mapped_column(ForeignKey("signals.id", ondelete="CASCADE"))
+    route: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    held: Mapped[str | None] = mapped_column(String(16))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message_key: Mapped[str | None] = mapped_column(String(64))
+    response: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,1 @@
+"""Alerts: route signals to channels through a durable outbox, and send them."""

@@ -1,0 +1,120 @@
+"""Console: alerts as log lines, for a first run before Slack or email is set up.
+
+One line per signal, event ``alert`` with the fields severity, rule, subject, title,
+url and why, through structlog (``stream: log``, the daemon's own log) or as a JSON
+object per line on standard output (``stream: stdout``, for piping into another
+tool). Titles and URLs stay data: JSON escapes quotes and line breaks, and control
+and bidi-override characters are replaced before they reach a terminal, where the
+console renderer would otherwise print them raw.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
+
+import structlog
+from pydantic import BaseModel, ConfigDict
+
+from monitor.alerts.message import AlertMessage, AlertSignal, Sent
+from monitor.timefmt import KST
+
+__all__ = ["ConsoleChannel", "ConsoleConfig"]
+
+LOGGER_NAME = "kmon.alert"
+
+log = structlog.get_logger(LOGGER_NAME)
+
+# C0/C1 controls (ESC included), line and paragraph separators, bidi controls.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+_LEVELS = {"info": "info", "warning": "warning", "critical": "critical"}
+
+
+class ConsoleConfig(BaseModel):
+    """Alerts written where the operator already looks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["console"]
+    stream: Literal["log", "stdout"] = "log"
+
+
+class ConsoleChannel:
+    """Writes one line per signal; never fails for reasons outside the process."""
+
+    def __init__(self, name: str, config: ConsoleConfig, *, stdout: TextIO | None = None) -> None:
+        self.name = name
+        self._config = config
+        self._stdout = stdout
+
+    async def send(self, message: AlertMessage) -> Sent:
+        """Write ``message``'s signals; ``Sent.detail`` says how many lines."""
+        for signal in message.signals:
+            fields = _fields(self.name, message, signal)
+            if self._config.stream == "stdout":
+                out = self._stdout or sys.stdout
+                record = {"logger": LOGGER_NAME, "event": "alert", **fields}
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.flush()
+            else:
+                level = _LEVELS.get(signal.severity, "info")
+                getattr(log, level)("alert", logger=LOGGER_NAME, **fields)
+        count = len(message.signals)
+        detail = f"wrote {count} line{'s' if count != 1 else ''}"
+        if message.folded:
+            detail += f" (+{message.folded} folded)"
+        return Sent(detail=detail)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+def _fields(channel: str, message: AlertMessage, signal: AlertSignal) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "channel": channel,
+        "severity": signal.severity,
+        "rule": _text(signal.rule_id),
+        "subject": _text(signal.subject),
+        "title": _text(signal.title),
+        "url": _text(signal.url) if signal.url else None,
+        "why": _why(signal),
+        "event_time": _kst_iso(signal.event_time),
+        "signal_id": signal.id,
+    }
+    if signal.source:
+        fields["source"] = _text(signal.source)
+    if signal.move is not None:
+        fields["move"] = {
+            "ticker": _text(signal.move.ticker),
+            "name": _text(signal.move.name) if signal.move.name else None,
+            "price": signal.move.price,
+            "change_pct": signal.move.change_pct,
+        }
+    if message.folded:
+        fields["folded"] = message.folded
+    if message.digest:
+        fields["digest"] = True
+    if message.test:
+        fields["test"] = True
+    return fields
+
+
+def _why(signal: AlertSignal) -> str:
+    parts = [_text(signal.why)] if signal.why else []
+    if signal.terms:
+        parts.append("terms: " + ", ".join(_text(term) for term in signal.terms))
+    return "; ".join(parts)
+
+
+def _text(value: str) -> str:
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def _kst_iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(KST).isoformat()

@@ -1,0 +1,538 @@
+"""Email: one alert message as a text + HTML mail, sent over SMTP with aiosmtplib.
+
+Rendering (:func:`render_email`) uses only the standard library's :mod:`email`
+package with ``email.policy.SMTP``: CRLF line ends, RFC 2047 encoded words for
+Korean subjects and display names, and a transfer encoding chosen per part. It
+writes no MIME by hand.
+
+Header safety. The policy refuses CR and LF in a header value, which would turn a
+headline such as ``"…\\r\\nBcc: victim@example.com"`` into an exception rather than
+a mail. So every untrusted string bound for a header (the subject, built from
+titles) is folded onto one line first: control characters, Unicode line separators
+and bidi overrides become spaces. The SMTP envelope (MAIL FROM, RCPT TO) is taken
+from the configuration, never parsed back out of the headers, so no text in a
+message can add a recipient.
+
+Bodies. The text part is the headlines and explanations on plain lines. In the HTML
+part every untrusted string goes through :func:`html.escape`, and only absolute
+http(s) URLs become links, with the ``href`` attribute escaped (``quote=True``);
+``javascript:`` and ``data:`` URLs are shown as text, never linked.
+
+Identity and threading. ``Message-ID`` is derived from the message key, so a resend
+after a crash is recognisably the same mail (``<{key}@{sender's domain}>``, the key
+reduced to characters a Message-ID may hold). When all signals of a message belong
+to one story, ``In-Reply-To`` and ``References`` point at a per-story root id
+``<story-{story}@…>``, so mail clients thread the updates of a story together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import html
+import ipaddress
+import re
+import socket
+import ssl
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime
+from typing import Literal
+from urllib.parse import urlsplit
+
+import aiosmtplib
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from adapters.errors import AuthError, FetchError, PermanentError, TransientError
+from monitor.alerts.message import SEVERITIES, AlertMessage, AlertSignal, MoveLine, Sent
+from monitor.timefmt import KST
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "EmailChannel",
+    "EmailConfig",
+    "parse_address",
+    "render_email",
+]
+
+Security = Literal["starttls", "tls", "none"]
+
+DEFAULT_PORTS: dict[str, int] = {"starttls": 587, "tls": 465, "none": 25}
+
+_SUBJECT_MAX = 200
+_TITLE_MAX = 500
+_REASON_MAX = 200
+_ID_MAX = 100  # longer keys are hashed, to keep Message-ID lines reasonable
+_FALLBACK_DOMAIN = "kmon.invalid"
+
+# C0/C1 controls, line and paragraph separators, bidi embeddings/overrides/isolates.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# What is kept as-is in the local part of a generated Message-ID (a subset of atext).
+_ID_SAFE = re.compile(r"[A-Za-z0-9_+-]")
+_ASCII_DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+# -- configuration ------------------------------------------------------------
+
+
+def parse_address(text: str) -> Address:
+    """One mail address, with an optional display name (``"코스피 감시 <kmon@x.kr>"``).
+
+    Raises ValueError for anything else: several addresses, a missing domain,
+    control characters (CR/LF included) or a header parser defect.
+    """
+    if _CONTROL.search(text):
+        raise ValueError("must not contain line breaks or control characters")
+    try:
+        header = SMTP_POLICY.header_factory("to", text)
+        addresses = header.addresses
+        defects = header.defects
+    except (IndexError, ValueError, TypeError):
+        raise ValueError(f"not a mail address: {text!r}") from None
+    if len(addresses) != 1 or defects:
+        raise ValueError(f"not a single mail address: {text!r}")
+    address: Address = addresses[0]
+    if not address.username or not address.domain or " " in address.addr_spec:
+        raise ValueError(f"not a mail address: {text!r}")
+    return address
+
+
+class EmailConfig(BaseModel):
+    """An SMTP relay and who gets the alerts. The password is never shown or logged."""
+
+    # A validation error must not print the password (or anything) it was given.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    type: Literal["email"]
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Security = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str
+    recipients: list[str] = Field(min_length=1)
+    timeout: float = Field(default=30.0, gt=0, le=300)
+    validate_certs: bool = True
+    ca_file: str | None = None
+    subject_prefix: str = "[kmon]"
+
+    @field_validator("host")
+    @classmethod
+    def _host_name(cls, value: str) -> str:
+        if _CONTROL.search(value) or not value.strip() or " " in value.strip():
+            raise ValueError("must be a host name or address")
+        return value.strip()
+
+    @field_validator("sender")
+    @classmethod
+    def _sender_address(cls, value: str) -> str:
+        parse_address(value)
+        return value.strip()
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipient_addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parse_address(item)
+        return [item.strip() for item in value]
+
+    @field_validator("username", "subject_prefix", "ca_file")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and _CONTROL.search(value):
+            raise ValueError("must be one line without control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> EmailConfig:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: set both or neither")
+        if self.username is not None and self.security == "none" and not _is_loopback(self.host):
+            raise ValueError(
+                "refusing to send a password without TLS: use security 'starttls' or 'tls'"
+            )
+        return self
+
+    @property
+    def smtp_port(self) -> int:
+        """The port to connect to: the configured one, else the usual one for ``security``."""
+        return self.port if self.port is not None else DEFAULT_PORTS[self.security]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- rendering ----------------------------------------------------------------
+
+
+def render_email(message: AlertMessage, config: EmailConfig) -> EmailMessage:
+    """``message`` as a multipart/alternative mail (text and HTML) ready for SMTP."""
+    sender = parse_address(config.sender)
+    domain = _id_domain(sender)
+    mail = EmailMessage(policy=SMTP_POLICY)
+    mail["Subject"] = _subject(message, config)
+    mail["From"] = sender
+    mail["To"] = [parse_address(item) for item in config.recipients]
+    created = message.created_at or datetime.now(UTC)
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    mail["Date"] = format_datetime(created.astimezone(UTC))
+    mail["Message-ID"] = f"<{_id_part(message.key)}@{domain}>"
+    story = _shared_story(message.signals)
+    if story is not None:
+        root = f"<story-{_id_part(story)}@{domain}>"
+        mail["In-Reply-To"] = root
+        mail["References"] = root
+    # RFC 3834: a machine wrote this; auto-responders should not answer it.
+    mail["Auto-Submitted"] = "auto-generated"
+    mail.set_content(_text_body(message))
+    mail.add_alternative(_html_body(message), subtype="html")
+    return mail
+
+
+def _header_text(text: str, limit: int) -> str:
+    """One line with no control characters, at most ``limit`` characters."""
+    line = " ".join(_CONTROL.sub(" ", text).split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def _severity_of(signals: Sequence[AlertSignal]) -> str:
+    known = [s.severity for s in signals if s.severity in SEVERITIES]
+    return max(known, key=SEVERITIES.index, default="info")
+
+
+def _severity_label(signal: AlertSignal) -> str:
+    return signal.severity.upper() if signal.severity in SEVERITIES else "INFO"
+
+
+def _subject(message: AlertMessage, config: EmailConfig) -> str:
+    count = len(message.signals) + message.folded
+    if message.digest or not message.signals:
+        core = f"Digest: {count} signal{'s' if count != 1 else ''}"
+    else:
+        first = message.signals[0]
+        headline = _one_line(first.title) or _one_line(first.subject) or "(no title)"
+        core = f"[{_severity_of(message.signals).upper()}] {headline}"
+        if count > 1:
+            core += f" (+{count - 1} more)"
+    if message.test:
+        core = f"[TEST] {core}"
+    return _header_text(f"{config.subject_prefix} {core}".strip(), _SUBJECT_MAX)
+
+
+def _id_domain(sender: Address) -> str:
+    domain = sender.domain
+    return domain.lower() if _ASCII_DOMAIN.match(domain) else _FALLBACK_DOMAIN
+
+
+def _id_part(key: str) -> str:
+    """``key`` as the local part of a Message-ID: stable, and different keys differ.
+
+    Letters, digits, ``_ + -`` are kept; every other byte of its UTF-8 becomes
+    ``=XX``. Very long keys are replaced by a hash.
+    """
+    out = "".join(
+        ch if _ID_SAFE.fullmatch(ch) else "".join(f"={b:02X}" for b in ch.encode()) for ch in key
+    )
+    if not out:
+        out = "empty"
+    if len(out) > _ID_MAX:
+        out = "h-" + hashlib.sha256(key.encode()).hexdigest()
+    return out
+
+
+def _shared_story(signals: Sequence[AlertSignal]) -> str | None:
+    stories = {s.story for s in signals}
+    if len(stories) == 1:
+        (story,) = stories
+        return story or None
+    return None
+
+
+def _linkable(url: str | None) -> str | None:
+    """The URL when it is an absolute http(s) URL with a host, else None."""
+    if not url:
+        return None
+    candidate = _one_line(url)
+    try:
+        parts = urlsplit(candidate)
+        has_host = bool(parts.hostname)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not has_host:
+        return None
+    return candidate
+
+
+def _when(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(KST).strftime("%Y-%m-%d %H:%M KST")
+
+
+def _move_text(move: MoveLine) -> str:
+    ticker = _one_line(move.ticker)
+    name = _one_line(move.name) if move.name else ""
+    parts = [f"{name} ({ticker})" if name else ticker]
+    if move.price is not None:
+        price = move.price
+        parts.append(f"{price:,.0f}" if float(price).is_integer() else f"{price:,.2f}")
+    if move.change_pct is not None:
+        arrow = "▲" if move.change_pct > 0 else "▼" if move.change_pct < 0 else "–"
+        parts.append(f"{arrow} {move.change_pct:+.2f}%")
+    return " ".join(parts)
+
+
+def _why_text(signal: AlertSignal) -> str:
+    parts: list[str] = []
+    if signal.why:
+        parts.append(_one_line(signal.why))
+    parts.append(f"rule {_one_line(signal.rule_id)}")
+    if signal.terms:
+        parts.append("terms: " + ", ".join(_one_line(term) for term in signal.terms))
+    return "Why: " + " · ".join(parts)
+
+
+def _meta_text(signal: AlertSignal) -> str:
+    parts = [_one_line(p) for p in (signal.subject, signal.source or "") if _one_line(p)]
+    parts.append(_when(signal.event_time))
+    return " · ".join(parts)
+
+
+def _title(signal: AlertSignal) -> str:
+    title = _one_line(signal.title) or _one_line(signal.subject) or "(no title)"
+    return title if len(title) <= _TITLE_MAX else title[: _TITLE_MAX - 1] + "…"
+
+
+def _notes(message: AlertMessage) -> list[str]:
+    notes: list[str] = []
+    if message.folded > 0:
+        notes.append(f"+{message.folded} more held by the throttle")
+    if message.digest:
+        notes.append("Digest of signals held for quiet hours or the daily summary.")
+    if message.test:
+        notes.append("Test message from kmon: no action needed.")
+    return notes
+
+
+def _heading(message: AlertMessage) -> str:
+    count = len(message.signals) + message.folded
+    severity = _severity_of(message.signals).upper()
+    if message.digest:
+        return f"kmon digest: {count} signal{'s' if count != 1 else ''}"
+    if count > 1:
+        return f"kmon {severity}: {count} signals"
+    return f"kmon {severity} alert"
+
+
+def _text_body(message: AlertMessage) -> str:
+    lines = [_heading(message), ""]
+    for signal in message.signals:
+        lines.append(f"[{_severity_label(signal)}] {_title(signal)}")
+        if signal.move is not None:
+            lines.append(_move_text(signal.move))
+        lines.append(_why_text(signal))
+        lines.append(_meta_text(signal))
+        if (url := _linkable(signal.url)) is not None:
+            lines.append(url)
+        lines.append("")
+    lines.extend(_notes(message))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_SEVERITY_COLOUR = {"INFO": "#2f6fb0", "WARNING": "#b07a00", "CRITICAL": "#c0392b"}
+
+
+def _html_body(message: AlertMessage) -> str:
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8"></head>',
+        '<body style="font-family: sans-serif; line-height: 1.4">',
+        f"<h2>{esc(_heading(message))}</h2>",
+    ]
+    for signal in message.signals:
+        label = _severity_label(signal)
+        title = esc(_title(signal))
+        url = _linkable(signal.url)
+        headline = f'<a href="{esc(url, quote=True)}">{title}</a>' if url else title
+        parts.append('<div style="margin: 0 0 1em 0">')
+        parts.append(
+            f'<p style="margin: 0"><b style="color: {_SEVERITY_COLOUR[label]}">'
+            f"[{label}]</b> <b>{headline}</b></p>"
+        )
+        if signal.move is not None:
+            parts.append(f'<p style="margin: 0">{esc(_move_text(signal.move))}</p>')
+        parts.append(f'<p style="margin: 0">{esc(_why_text(signal))}</p>')
+        parts.append(f'<p style="margin: 0; color: #666">{esc(_meta_text(signal))}</p>')
+        parts.append("</div>")
+    for note in _notes(message):
+        parts.append(f'<p style="color: #666">{esc(note)}</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# -- sending ------------------------------------------------------------------
+
+
+class EmailChannel:
+    """Sends each message in its own SMTP session (connect, TLS, AUTH, send, QUIT)."""
+
+    def __init__(self, name: str, config: EmailConfig) -> None:
+        self.name = name
+        self._config = config
+        self._sender = parse_address(config.sender).addr_spec
+        self._recipients = [parse_address(item).addr_spec for item in config.recipients]
+        self._where = f"smtp {config.host}:{config.smtp_port}"
+        self._tls: ssl.SSLContext | None = None
+        self._local_hostname: str | None = None
+
+    async def send(self, message: AlertMessage) -> Sent:
+        """Send ``message``; raise TransientError / PermanentError / AuthError on failure.
+
+        ``Sent.detail`` is the server's reply to the message data ("250 …"); recipients
+        the server refused while accepting others are listed in ``Sent.extra``.
+        """
+        config = self._config
+        mail = render_email(message, config)
+        tls_context = await self._tls_context() if config.security != "none" else None
+        if self._local_hostname is None:
+            # getfqdn may ask DNS: once per channel, off the event loop.
+            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+        client = aiosmtplib.SMTP(
+            hostname=config.host,
+            port=config.smtp_port,
+            local_hostname=self._local_hostname,
+            timeout=config.timeout,
+            use_tls=config.security == "tls",
+            start_tls=config.security == "starttls",
+            tls_context=tls_context,
+            username=config.username,
+            password=config.password.get_secret_value() if config.password else None,
+        )
+        try:
+            async with client:
+                refused, reply = await client.send_message(
+                    mail, sender=self._sender, recipients=self._recipients
+                )
+        except Exception as exc:
+            error = _smtp_error(exc, self._where)
+            if error is None:
+                raise
+            raise error from exc
+        extra: dict[str, str] = {}
+        if refused:
+            extra["refused"] = "; ".join(
+                f"{address} ({response.code} {_clean(response.message)})"
+                for address, response in sorted(refused.items())
+            )
+        return Sent(detail=f"250 {_clean(reply)}".strip(), extra=extra)
+
+    async def close(self) -> None:
+        """Nothing to release: every send opens and closes its own connection."""
+
+    async def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            try:
+                # Loading CA files reads the disk: off the event loop, once.
+                self._tls = await asyncio.to_thread(_make_tls_context, self._config)
+            except (OSError, ssl.SSLError) as exc:
+                raise PermanentError(
+                    "tls_config", f"{self._where}: cannot load the CA file ({_reason_of(exc)})"
+                ) from exc
+        return self._tls
+
+
+def _make_tls_context(config: EmailConfig) -> ssl.SSLContext:
+    # With ca_file only that CA is trusted (a private relay); else the system store.
+    context = ssl.create_default_context(cafile=config.ca_file)
+    if not config.validate_certs:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _by_code(code: int, text: str, where: str) -> FetchError:
+    key = f"smtp_{code}"
+    what = f"{where}: {code} {_clean(text)}".rstrip()
+    if 400 <= code < 500:
+        return TransientError(key, what)
+    if 500 <= code < 600:
+        return PermanentError(key, what)
+    return TransientError(key, f"{what} (unexpected reply)")
+
+
+def _smtp_error(exc: Exception, where: str) -> FetchError | None:
+    """The error family member for an SMTP failure, or None for a bug to re-raise."""
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        if 400 <= exc.code < 500:  # 454: temporary authentication failure
+            return TransientError(f"smtp_{exc.code}", f"{where}: {exc.code} {_clean(exc.message)}")
+        return AuthError(
+            f"smtp_{exc.code}",
+            f"{where}: login refused ({exc.code} {_clean(exc.message)})",
+        )
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        # Every recipient was refused; retry only if one of them might pass later.
+        codes = [r.code for r in exc.recipients]
+        temporary = [c for c in codes if 400 <= c < 500]
+        first = next((r for r in exc.recipients if r.code in temporary), exc.recipients[0])
+        refused = ", ".join(f"{r.recipient} ({r.code})" for r in exc.recipients)
+        what = f"{where}: recipients refused: {refused}: {_clean(first.message)}"
+        if temporary:
+            return TransientError(f"smtp_{first.code}", what)
+        return PermanentError(f"smtp_{first.code}", what)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return _by_code(exc.code, exc.message, where)
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+        return TransientError("timeout", f"{where}: {_clean(exc.message)}")
+    if isinstance(exc, aiosmtplib.SMTPConnectError):
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLError):
+            return TransientError("tls", f"{where}: TLS failed ({_reason_of(cause)})")
+        return TransientError("smtp_connect", f"{where}: cannot connect ({_reason_of(cause)})")
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        return TransientError(
+            "smtp_disconnected", f"{where}: connection lost ({_clean(exc.message)})"
+        )
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        return PermanentError("smtp_not_supported", f"{where}: {_clean(exc.message)}")
+    if isinstance(exc, aiosmtplib.SMTPException):
+        # e.g. "STARTTLS extension not supported", "AUTH extension not supported".
+        return PermanentError("smtp_unsupported", f"{where}: {_clean(exc.message)}")
+    if isinstance(exc, ssl.SSLError):
+        return TransientError("tls", f"{where}: TLS failed ({_reason_of(exc)})")
+    if isinstance(exc, TimeoutError):
+        return TransientError("timeout", f"{where}: timed out")
+    if isinstance(exc, OSError):
+        return TransientError("smtp_connect", f"{where}: network error ({_reason_of(exc)})")
+    return None
+
+
+def _reason_of(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = (
+        getattr(exc, "reason", None)
+        or getattr(exc, "strerror", None)
+        or str(exc)
+        or type(exc).__name__
+    )
+    return _clean(str(text)) or type(exc).__name__
+
+
+def _clean(text: str) -> str:
+    line = " ".join(_CONTROL.sub(" ", text).split())
+    return line if len(line) <= _REASON_MAX else line[: _REASON_MAX - 1] + "…"

@@ -1,0 +1,90 @@
+"""What a channel is given to send, and what it answers.
+
+A channel never reads the database: the dispatcher turns delivery rows into one
+:class:`AlertMessage` (one or several signals, grouped) and hands it over. Every text
+field that came from a feed (``title``, ``url``, ``source``, matched terms) is
+untrusted: each channel escapes it for its own format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+SEVERITIES = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True)
+class MoveLine:
+    """A ticker's move, as a message shows it."""
+
+    ticker: str
+    name: str | None
+    price: float | None
+    change_pct: float | None
+
+
+@dataclass(frozen=True)
+class AlertSignal:
+    """One signal as a message shows it.
+
+    ``title``: the headline of a news item, or a one-line summary the rules wrote
+    (moves, stale sources). ``url``: the item's link, if any (only http(s) is linked).
+    ``terms``: the matched terms, as they appeared in the text. ``story``: the story
+    cluster (news), used to thread email updates of one story.
+    """
+
+    id: int
+    kind: str  # news | move | policy_move | source_stale
+    rule_id: str
+    severity: str  # info | warning | critical
+    subject: str
+    title: str
+    event_time: datetime
+    url: str | None = None
+    source: str | None = None
+    move: MoveLine | None = None
+    terms: tuple[str, ...] = ()
+    why: str = ""
+    story: str | None = None
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    """One message to send: signals grouped by a route for a channel.
+
+    ``folded``: signals a throttle held back and counted into this message, beyond
+    the ones listed. ``digest``: the message gathers signals held for quiet hours or
+    a daily digest. ``key``: a stable id for the message (the dispatcher derives it
+    from its delivery rows), used as the email Message-ID so a resend after a crash
+    is recognisably the same message.
+    """
+
+    key: str
+    route: str
+    signals: tuple[AlertSignal, ...]
+    folded: int = 0
+    digest: bool = False
+    test: bool = False
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A channel's answer to a successful send: what the server said."""
+
+    detail: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Channel(Protocol):
+    """A way to send messages. ``send`` raises :class:`adapters.errors.TransientError`
+    (retry; ``retry_after`` when the server said when) or
+    :class:`adapters.errors.PermanentError` (dead-letter) on failure."""
+
+    name: str
+
+    async def send(self, message: AlertMessage) -> Sent: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,528 @@
+"""Slack: one alert message posted to an incoming webhook.
+
+Rendering (:func:`render_slack`) is a pure function from an :class:`AlertMessage` to
+the documented webhook JSON: Block Kit ``blocks`` plus a plain ``text`` fallback that
+Slack shows in notifications. Sending (:class:`SlackChannel`) is one POST.
+
+Escaping. Slack gives ``&``, ``<`` and ``>`` special meaning in mrkdwn and asks
+senders to write them as ``&amp;``, ``&lt;`` and ``&gt;`` — only those three
+(docs.slack.dev, "Formatting text"). Every string that came from a feed or a rule
+(title, source, subject, terms, why, the URL) passes through :func:`escape_mrkdwn`,
+which also folds the text onto one line and drops control and bidi-override
+characters, so a headline cannot start a block quote, forge a line of our layout or
+hide text. With ``<`` escaped, ``<!channel>``, ``<!here>``, ``<@U123>`` and
+``<http://evil|trusted>`` arrive as inert text; every mrkdwn text object is also
+sent with ``"verbatim": true`` so Slack does not auto-link bare URLs or auto-parse
+names in untrusted text. The only ``<…>`` sequence in a message is a link we write
+ourselves, ``<url|title>``, and only for http(s) URLs, with the URL percent-encoded
+(``|``, ``<``, ``>``, spaces, quotes, controls, non-ASCII) so it cannot close the
+link early or smuggle a label. ``*``, ``_``, ``~`` and backticks are left alone: in
+mrkdwn they only change emphasis, they cannot link, mention or notify anyone, and
+escaping them would need look-alike characters in Korean and English headlines.
+
+Limits (Block Kit reference, docs.slack.dev): at most 50 blocks a message; section
+and context text objects 1–3000 characters; a header 150 characters of
+``plain_text``; at most 10 context elements; the top-level ``text`` is truncated by
+Slack beyond 40,000 characters. Slack has also been seen to refuse messages whose
+blocks hold ~13,000 characters in total (``msg_blocks_too_long``, undocumented;
+slackapi/bolt-js#2509), so the blocks of one message share a 10,000-character
+budget. Untrusted fields are cut to fixed budgets before they are joined, so a
+section can never exceed its limit; signals that do not fit are summed up as "and N
+more" in the closing context line. Lengths are counted in UTF-16 code units, the
+stricter of the two ways a "character" may be counted, so emoji cannot push a text
+over a limit.
+
+Why aiohttp rather than slack_sdk's ``AsyncWebhookClient``: that client accepts a
+session, but applies its timeout only to sessions it creates itself, logs the
+webhook URL (a credential) at debug level and has retry handlers of its own, while
+kmon's outbox already owns retries. A POST of documented JSON is a few lines.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import ssl
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from adapters.errors import AuthError, FetchError, PermanentError, TransientError
+from adapters.http import parse_retry_after
+from monitor.alerts.message import SEVERITIES, AlertMessage, AlertSignal, MoveLine, Sent
+from monitor.timefmt import KST
+
+__all__ = [
+    "MAX_BLOCKS",
+    "MAX_CONTEXT_ELEMENTS",
+    "MAX_HEADER_TEXT",
+    "MAX_SECTION_TEXT",
+    "MAX_TEXT",
+    "SlackChannel",
+    "SlackConfig",
+    "escape_mrkdwn",
+    "link_target",
+    "render_slack",
+    "slack_len",
+]
+
+# Documented Block Kit limits.
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_HEADER_TEXT = 150
+MAX_CONTEXT_ELEMENTS = 10
+MAX_TEXT = 40_000
+# Observed, not documented (see the module docstring): stay well below ~13,000.
+BLOCKS_TEXT_BUDGET = 10_000
+
+# Budgets for the parts of one signal's section, after escaping. Their sum, with the
+# fixed labels, stays under MAX_SECTION_TEXT whatever the input.
+_TITLE_MAX = 400
+_URL_MAX = 1000  # a longer (encoded) URL is shown unlinked rather than cut
+_NAME_MAX = 100
+_WHY_MAX = 400
+_RULE_MAX = 100
+_TERMS_MAX = 300
+_SOURCE_MAX = 150
+_SUBJECT_MAX = 100
+
+_BODY_MAX = 4096  # of Slack's answer; it is a short word like "ok" or "no_service"
+_REASON_MAX = 200
+
+_SEVERITY_ICON = {"info": "ℹ️", "warning": "⚠️", "critical": "🚨"}
+
+# C0/C1 controls, line and paragraph separators, bidi embeddings/overrides/isolates.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_ESCAPE_TABLE = str.maketrans(_ENTITIES)
+# Kept as they are in a link target; everything else is percent-encoded. "|", "<",
+# ">", space, quotes, backslash, controls and non-ASCII are not in the list.
+_URL_SAFE = "/:?#[]@!$&'()*+,;=%~-._"
+
+
+# -- configuration ------------------------------------------------------------
+
+
+class SlackConfig(BaseModel):
+    """A Slack incoming webhook. The URL is a credential: it is never shown or logged."""
+
+    # A validation error must not print the webhook URL it was given.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    type: Literal["slack"]
+    webhook_url: SecretStr
+    timeout: float = Field(default=10.0, gt=0, le=120)
+    username: str | None = Field(default=None, min_length=1, max_length=80)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_url(cls, value: SecretStr) -> SecretStr:
+        # Messages must not echo the value: it is a secret.
+        url = value.get_secret_value().strip()
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:
+            raise ValueError("must be an https:// webhook URL") from None
+        if parts.scheme not in ("http", "https") or not host or _CONTROL.search(url) or " " in url:
+            raise ValueError("must be an https:// webhook URL")
+        if parts.scheme == "http" and not _is_loopback(host):
+            raise ValueError("must use https:// (plain http:// only for a loopback host)")
+        return SecretStr(url)
+
+    @field_validator("username")
+    @classmethod
+    def _one_line_name(cls, value: str | None) -> str | None:
+        if value is not None and _CONTROL.search(value):
+            raise ValueError("must be one line without control characters")
+        return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- escaping -----------------------------------------------------------------
+
+
+def slack_len(text: str) -> int:
+    """Length as Slack may count it: UTF-16 code units (an emoji can count two)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def escape_mrkdwn(text: str, limit: int | None = None) -> str:
+    """Untrusted ``text`` made inert for mrkdwn: one line, ``&<>`` as entities.
+
+    With ``limit``, the escaped result is at most that long (UTF-16 units) and ends
+    in "…" when cut; the cut never splits an entity.
+    """
+    clean = _one_line(text)
+    escaped = clean.translate(_ESCAPE_TABLE)
+    if limit is None or slack_len(escaped) <= limit:
+        return escaped
+    pieces: list[str] = []
+    size = 0
+    budget = limit - 1  # room for the ellipsis
+    for ch in clean:
+        piece = _ENTITIES.get(ch, ch)
+        width = slack_len(piece)
+        if size + width > budget:
+            break
+        pieces.append(piece)
+        size += width
+    return "".join(pieces).rstrip() + "…"
+
+
+def link_target(url: str | None) -> str | None:
+    """The URL as it may appear inside ``<…|…>``, or None when it must not be linked.
+
+    Only absolute http(s) URLs with a host are linked; ``javascript:``, ``data:``,
+    relative and malformed URLs are not. Characters that could end the link or its
+    label are percent-encoded and ``&`` is written as ``&amp;``, as Slack asks.
+    """
+    if not url:
+        return None
+    candidate = url.strip()
+    try:
+        parts = urlsplit(candidate)
+        has_host = bool(parts.hostname)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not has_host:
+        return None
+    target = quote(candidate, safe=_URL_SAFE).replace("&", "&amp;")
+    return target if slack_len(target) <= _URL_MAX else None
+
+
+def _truncate_plain(text: str, limit: int) -> str:
+    """Our own text (no entities to split) cut to ``limit`` UTF-16 units."""
+    if slack_len(text) <= limit:
+        return text
+    out: list[str] = []
+    size = 0
+    for ch in text:
+        width = slack_len(ch)
+        if size + width > limit - 1:
+            break
+        out.append(ch)
+        size += width
+    return "".join(out).rstrip() + "…"
+
+
+# -- rendering ----------------------------------------------------------------
+
+
+def render_slack(message: AlertMessage) -> dict[str, Any]:
+    """The incoming-webhook payload for ``message``: ``text``, ``blocks`` and flags.
+
+    One header, one section per signal that fits, and a closing context line for
+    what did not fit ("and N more"), what the throttle folded in, digests and test
+    messages. Within every documented limit whatever the input (see module doc).
+    """
+    signals = message.signals
+    header = _header_block(message)
+    closing_reserved = 1  # the closing context block, always room for it
+    budget = BLOCKS_TEXT_BUDGET - slack_len(header["text"]["text"]) - 600  # closing line
+    sections: list[dict[str, Any]] = []
+    for signal in signals:
+        if 1 + len(sections) + closing_reserved >= MAX_BLOCKS:
+            break
+        text = _section_text(signal)
+        cost = slack_len(text)
+        if cost > budget:
+            break
+        budget -= cost
+        sections.append(_mrkdwn_section(text))
+    shown = len(sections)
+    hidden = len(signals) - shown
+
+    blocks: list[dict[str, Any]] = [header, *sections]
+    notes = _closing_notes(message, hidden)
+    if notes:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [_mrkdwn(note) for note in notes[:MAX_CONTEXT_ELEMENTS]],
+            }
+        )
+    return {
+        "text": _fallback_text(message),
+        "blocks": blocks,
+        # Do not make Slack fetch untrusted pages for previews.
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def _mrkdwn_section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": _mrkdwn(text)}
+
+
+def _severity_of(signals: Sequence[AlertSignal]) -> str:
+    """The highest severity among ``signals``; an unknown word counts as info."""
+    known = [s.severity for s in signals if s.severity in SEVERITIES]
+    return max(known, key=SEVERITIES.index, default="info")
+
+
+def _icon(severity: str) -> str:
+    return _SEVERITY_ICON.get(severity, _SEVERITY_ICON["info"])
+
+
+def _header_block(message: AlertMessage) -> dict[str, Any]:
+    # Only our own words in the header: plain_text is shown as-is, untrusted text
+    # belongs in the escaped sections.
+    severity = _severity_of(message.signals)
+    count = len(message.signals) + message.folded
+    if message.digest:
+        text = f"📬 kmon digest · {count} signal{'s' if count != 1 else ''}"
+    elif count > 1:
+        text = f"{_icon(severity)} {severity.upper()} · {count} signals"
+    else:
+        text = f"{_icon(severity)} {severity.upper()} · kmon alert"
+    if message.test:
+        text = f"[TEST] {text}"
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "text": _truncate_plain(text, MAX_HEADER_TEXT)},
+    }
+
+
+def _headline(signal: AlertSignal, limit: int = _TITLE_MAX) -> str:
+    title = escape_mrkdwn(signal.title, limit) or escape_mrkdwn(signal.subject, limit)
+    title = title or "(no title)"
+    target = link_target(signal.url)
+    if target is None:
+        return title
+    return f"<{target}|{title}>"
+
+
+def _move_text(move: MoveLine) -> str:
+    name = escape_mrkdwn(move.name, _NAME_MAX) if move.name else ""
+    ticker = escape_mrkdwn(move.ticker, _NAME_MAX)
+    parts = [f"*{name}* ({ticker})" if name else f"*{ticker}*"]
+    if move.price is not None:
+        parts.append(_format_price(move.price))
+    if move.change_pct is not None:
+        arrow = "▲" if move.change_pct > 0 else "▼" if move.change_pct < 0 else "–"
+        parts.append(f"{arrow} {move.change_pct:+.2f}%")
+    return " ".join(parts)
+
+
+def _format_price(price: float) -> str:
+    return f"{price:,.0f}" if float(price).is_integer() else f"{price:,.2f}"
+
+
+def _why_text(signal: AlertSignal) -> str:
+    parts: list[str] = []
+    if signal.why:
+        parts.append(escape_mrkdwn(signal.why, _WHY_MAX))
+    # A backtick would end the code span early; rule ids are ours but not trusted.
+    rule = escape_mrkdwn(signal.rule_id.replace("`", "'"), _RULE_MAX)
+    parts.append(f"rule `{rule}`")
+    if signal.terms:
+        terms = escape_mrkdwn(", ".join(signal.terms), _TERMS_MAX)
+        parts.append(f"terms: {terms}")
+    return "*Why:* " + " · ".join(parts)
+
+
+def _when(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(KST).strftime("%Y-%m-%d %H:%M KST")
+
+
+def _section_text(signal: AlertSignal) -> str:
+    lines = [f"{_icon(signal.severity)} *{_headline(signal)}*"]
+    if signal.move is not None:
+        lines.append(_move_text(signal.move))
+    lines.append(_why_text(signal))
+    meta = []
+    if signal.subject:
+        meta.append(escape_mrkdwn(signal.subject, _SUBJECT_MAX))
+    if signal.source:
+        meta.append(escape_mrkdwn(signal.source, _SOURCE_MAX))
+    meta.append(_when(signal.event_time))
+    lines.append(" · ".join(meta))
+    text = "\n".join(lines)
+    # The budgets above make this unreachable; keep the limit even if they drift.
+    if slack_len(text) > MAX_SECTION_TEXT:
+        text = f"{_icon(signal.severity)} *{_headline(signal, 200)}*"
+    return text
+
+
+def _closing_notes(message: AlertMessage, hidden: int) -> list[str]:
+    notes: list[str] = []
+    if hidden > 0:
+        notes.append(f"and {hidden} more not shown")
+    if message.folded > 0:
+        notes.append(f"+{message.folded} more held by the throttle")
+    if message.digest:
+        notes.append("Digest of signals held for quiet hours or the daily summary")
+    if message.test:
+        notes.append("Test message from kmon: no action needed")
+    if notes and message.route:
+        notes.append(f"route: {escape_mrkdwn(message.route, 100)}")
+    return notes
+
+
+def _fallback_line(signal: AlertSignal) -> str:
+    line = f"{_icon(signal.severity)} {_headline(signal)}"
+    if signal.move is not None:
+        line += f" — {_move_text(signal.move)}"
+    elif signal.subject:
+        line += f" — {escape_mrkdwn(signal.subject, _SUBJECT_MAX)}"
+    return line
+
+
+def _fallback_text(message: AlertMessage) -> str:
+    """What notifications and clients without Block Kit show: the same, in lines."""
+    severity = _severity_of(message.signals)
+    count = len(message.signals) + message.folded
+    prefix = "[TEST] " if message.test else ""
+    if message.digest:
+        head = f"{prefix}kmon digest: {count} signal{'s' if count != 1 else ''}"
+    elif len(message.signals) == 1 and message.folded == 0:
+        return prefix + _fallback_line(message.signals[0])
+    else:
+        head = f"{prefix}kmon {severity.upper()}: {count} signals"
+    lines = [head]
+    size = slack_len(head)
+    reserve = 200  # for the closing lines
+    for index, signal in enumerate(message.signals):
+        line = "• " + _fallback_line(signal)
+        cost = slack_len(line) + 1
+        if size + cost > MAX_TEXT - reserve:
+            lines.append(f"and {len(message.signals) - index} more")
+            break
+        lines.append(line)
+        size += cost
+    if message.folded > 0:
+        lines.append(f"+{message.folded} more held by the throttle")
+    return "\n".join(lines)
+
+
+# -- sending ------------------------------------------------------------------
+
+
+class SlackChannel:
+    """Posts each message to a Slack incoming webhook through the shared session."""
+
+    def __init__(self, name: str, config: SlackConfig, session: aiohttp.ClientSession) -> None:
+        self.name = name
+        self._config = config
+        self._session = session
+        host = urlsplit(config.webhook_url.get_secret_value()).hostname or "?"
+        # What errors may name: the host, never the path (which is the secret).
+        self._where = f"slack webhook ({host})"
+
+    async def send(self, message: AlertMessage) -> Sent:
+        """Post ``message``; raise TransientError / PermanentError as the answer says."""
+        payload = render_slack(message)
+        if self._config.username:
+            payload["username"] = self._config.username
+        timeout = aiohttp.ClientTimeout(total=self._config.timeout)
+        where = self._where
+        # Every error is raised "from None": aiohttp's own exceptions may carry the
+        # request URL, and a logged traceback must not show the secret.
+        try:
+            async with self._session.post(
+                self._config.webhook_url.get_secret_value(),
+                json=payload,
+                timeout=timeout,
+                allow_redirects=False,
+                raise_for_status=False,
+            ) as resp:
+                status = resp.status
+                body = await _read_capped(resp)
+                retry_after_header = resp.headers.get("Retry-After")
+        except TimeoutError:
+            raise TransientError(
+                "timeout", f"{where}: no answer within {self._config.timeout:g}s"
+            ) from None
+        except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
+            reason = _reason_of(getattr(exc, "os_error", exc))
+            raise TransientError("tls", f"{where}: TLS failed ({reason})") from None
+        except aiohttp.ClientConnectorError as exc:
+            reason = _reason_of(exc.os_error)
+            raise TransientError("connect", f"{where}: cannot connect ({reason})") from None
+        except aiohttp.ServerDisconnectedError:
+            raise TransientError(
+                "disconnected", f"{where}: server closed the connection without answering"
+            ) from None
+        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
+            raise PermanentError("bad_url", f"{where}: not a usable webhook URL") from None
+        except aiohttp.ClientError as exc:
+            raise TransientError(
+                "client", f"{where}: request failed ({type(exc).__name__})"
+            ) from None
+        except OSError as exc:
+            raise TransientError("connect", f"{where}: network error ({_reason_of(exc)})") from None
+        return _answer(status, body, retry_after_header, where)
+
+    async def close(self) -> None:
+        """Nothing to release: the HTTP session belongs to the caller."""
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> str:
+    data = bytearray()
+    async for chunk in resp.content.iter_chunked(1024):
+        data += chunk
+        if len(data) >= _BODY_MAX:
+            break
+    return _clean(bytes(data[:_BODY_MAX]).decode("utf-8", errors="replace"))
+
+
+def _answer(status: int, body: str, retry_after_header: str | None, where: str) -> Sent:
+    """Sent for 2xx; otherwise raise the error that says whether to retry."""
+    if 200 <= status < 300:
+        return Sent(detail=f"{status} {body}".strip())
+    error: FetchError
+    key = f"http_{status}"
+    what = f"{where}: HTTP {status}" + (f" {body}" if body else "")
+    if status == 429 or status == 503:
+        retry_after = parse_retry_after(retry_after_header, now=datetime.now(UTC))
+        if retry_after is not None:
+            what += f" (retry after {retry_after:g}s)"
+        error = TransientError(key, what, http_status=status, retry_after=retry_after)
+    elif status >= 500 or status == 408:
+        error = TransientError(key, what, http_status=status)
+    elif status in (401, 403):
+        # invalid_token, action_prohibited: the webhook was revoked or is refused.
+        error = AuthError(key, what, http_status=status)
+    elif 300 <= status < 400:
+        error = PermanentError(key, f"{what} (webhooks do not redirect)", http_status=status)
+    elif 400 <= status < 500:
+        # invalid_payload, invalid_blocks, no_service, channel_not_found, channel_is_archived
+        error = PermanentError(key, what, http_status=status)
+    else:
+        error = TransientError(key, f"{what} (unexpected status)", http_status=status)
+    raise error
+
+
+def _reason_of(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
+    return _clean(str(text)) or type(exc).__name__
+
+
+def _clean(text: str) -> str:
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 1] + "…"
