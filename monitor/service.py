@@ -19,7 +19,7 @@ from apscheduler.schedulers.base import STATE_RUNNING
 from monitor.config import Settings
 from monitor.daemon import Daemon, open_runtime, serve
 from monitor.health import Readiness, serving
-from monitor.metrics import Metrics
+from monitor.metrics import AlertMetrics, Metrics
 from monitor.pipeline import PollContext
 from monitor.quotes import QuoteCycle, quote_tasks
 from monitor.sdnotify import Notifier
@@ -75,6 +75,13 @@ async def run_service(
                     await metrics.seed(ctx.sessionmaker)
                     ctx.observers.append(metrics.observe)
                     quote_observers.append(metrics.observe_quotes)
+                    if ctx.dispatcher is not None:
+                        alert_metrics = AlertMetrics(
+                            metrics.registry, channels=settings.alerts.channels
+                        )
+                        ctx.dispatcher.observers.append(
+                            lambda o: alert_metrics.count(o.channel, o.status, o.signals)
+                        )
                     readiness = Readiness(
                         ctx.sessionmaker,
                         scheduler_running=lambda: daemon.scheduler.state == STATE_RUNNING,

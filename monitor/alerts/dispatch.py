@@ -665,17 +665,17 @@ def _log_outcome(outcome: MessageOutcome, errors: dict[str, int]) -> None:
     if outcome.status == SENT:
         errors[outcome.channel] = 0
         if failing:
-            log.info("alert", transition="recovered", after_errors=failing, **fields)
+            log.info("delivery", transition="recovered", after_errors=failing, **fields)
         else:
-            log.info("alert", **fields)
+            log.info("delivery", **fields)
     elif outcome.status == DEAD:
         errors[outcome.channel] = failing + 1
-        log.warning("alert", transition="dead", **fields)
+        log.warning("delivery", transition="dead", **fields)
     elif outcome.status == "retry":
         errors[outcome.channel] = failing + 1
         if failing:
-            log.info("alert", errors=failing + 1, **fields)
+            log.info("delivery", errors=failing + 1, **fields)
         else:
-            log.warning("alert", transition="failing", **fields)
+            log.warning("delivery", transition="failing", **fields)
     else:
-        log.info("alert", **fields)
+        log.info("delivery", **fields)

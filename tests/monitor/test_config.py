@@ -121,6 +121,7 @@ def test_the_example_config_is_valid_and_states_the_defaults() -> None:
     assert settings.health == defaults.health
     assert settings.quotes == defaults.quotes
     assert settings.rules == defaults.rules
+    assert settings.alerts == defaults.alerts
     assert (settings.log_format, settings.log_level) == (defaults.log_format, defaults.log_level)
     assert settings.database.pool_size == defaults.database.pool_size
     by_name = {s.name: s for s in defaults.sources}
