@@ -36,6 +36,7 @@ import socket
 import ssl
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -179,7 +180,7 @@ def render_email(message: AlertMessage, config: EmailConfig) -> EmailMessage:
     sender = parse_address(config.sender)
     domain = _id_domain(sender)
     mail = EmailMessage(policy=SMTP_POLICY)
-    mail["Subject"] = _subject(message, config)
+    _set_subject(mail, _subject(message, config))
     mail["From"] = sender
     mail["To"] = [parse_address(item) for item in config.recipients]
     created = message.created_at or datetime.now(UTC)
@@ -197,6 +198,22 @@ def render_email(message: AlertMessage, config: EmailConfig) -> EmailMessage:
     mail.set_content(_text_body(message))
     mail.add_alternative(_html_body(message), subtype="html")
     return mail
+
+
+def _set_subject(mail: EmailMessage, subject: str) -> None:
+    """The Subject header, Korean spaces intact on the wire.
+
+    The policy's folder (CPython before gh-144156) may split a non-ASCII subject at a
+    space into two encoded words and drop that space, which readers ignore between
+    encoded words: "확보 사업" arrives as "확보사업". The legacy encoder keeps every
+    space inside its encoded words and writes lines short enough for the policy to
+    pass them through as they are. ``subject`` is already one line (``_subject``).
+    """
+    if subject.isascii():
+        mail["Subject"] = subject
+        return
+    encoded = Header(subject, "utf-8", header_name="Subject").encode(linesep=SMTP_POLICY.linesep)
+    mail.set_raw("Subject", encoded)
 
 
 def _header_text(text: str, limit: int) -> str:

@@ -199,6 +199,24 @@ def test_a_long_headline_gives_a_bounded_subject() -> None:
     assert subject.endswith("…")
 
 
+@pytest.mark.parametrize(
+    "title",
+    [
+        "정부, 국가 AI 컴퓨팅 센터 GPU 확보 사업 참여 기업 공모 착수",
+        "대통령실 첫 AI미래기획수석에 하정우 네이버 AI센터장 임명 - 한국경제 - 연합뉴스 속보",
+        "소버린 AI 경쟁 본격화 네이버 카카오 나란히 신고가 외국인 순매수 이어져",
+    ],
+)
+def test_korean_subjects_keep_their_spaces_on_the_wire(title: str) -> None:
+    # Folding a long Korean subject may split it into encoded words at a space, which
+    # readers then drop: the subject read back must be the one written, every space.
+    mail = render_email(message(replace(NEWS, title=title)), config())
+    wire = mail.as_bytes()
+    subject_lines = wire.split(b"\r\n\r\n")[0].decode("ascii")
+    assert all(len(line) <= 78 for line in subject_lines.split("\r\n"))
+    assert title in str(reparsed(mail)["Subject"])
+
+
 # -- configuration -------------------------------------------------------------
 
 
