@@ -1,0 +1,685 @@
+"""Alert dispatch: signals committed by kmon, delivered to a loopback Slack stand-in.
+
+Run: .venv/bin/python bench/alert_dispatch.py  (prints figures; not a test)
+
+A separate (spawned) process plays Slack's incoming webhook on 127.0.0.1 with aiohttp:
+it answers every POST ``200 ok``, notes ``time.monotonic()`` when the body has arrived
+(CLOCK_MONOTONIC is one clock for every process on Linux, so the two sides can be
+compared) and reads which signals the message carries from the ``kmon-bench-N`` token
+that every headline ends with. It also reads the signal count from the message header,
+so a signal that the renderer left out cannot go unnoticed.
+
+For each database (a new SQLite file in a temporary directory; PostgreSQL created and
+dropped by the script) and each run, kmon gets ``Settings`` built in code: no sources,
+no quote polling, the default rules, one Slack channel pointing at the stand-in and one
+route with no group wait and no throttle. ``open_runtime(..., migrate_schema=True)``
+builds what the daemon builds (engine, HTTP session, channel, dispatcher wired to the
+rules engine) and the dispatcher runs as ``kmon run`` runs it
+(``monitor.service.dispatching``). A producer task stores news signals the way the
+rules engine does: ``store_signals`` and the engine's listeners (the outbox
+``enqueue``) in one transaction, the commit time taken as soon as it returns, then
+``RulesEngine.committed`` (which wakes the dispatcher).
+
+- paced: ``--signals`` signals at ``--rate`` per second, one per transaction, each
+  started on its own schedule slot (start + n / rate: a late commit does not push the
+  later ones back);
+- burst: the same number, committed back to back, ``--burst-batch`` signals per
+  transaction (1 by default); producer and dispatcher share the event loop, as in the
+  daemon;
+- backlog: the same number committed first (100 per transaction) while the
+  dispatcher is not running, then the dispatcher started: how fast it drains a
+  backlog on its own.
+
+Latency = receipt at the stand-in − commit, per signal; deliveries/s = signals
+received / (last receipt − first commit), for the backlog / (last receipt −
+dispatcher start). At the end of every run the script checks
+that each signal arrived exactly once and that every delivery row is ``sent``, and
+stops with a message otherwise. ``--profile`` runs everything again under cProfile
+(slower) and prints where the event loop's time went. The server stops when the
+script ends, or after ``--lifetime`` s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import math
+import multiprocessing
+import os
+import pstats
+import re
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from monitor.alerts.dispatch import Dispatcher, MessageOutcome
+    from monitor.pipeline import PollContext
+    from monitor.rules.evaluate import Signal
+
+DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/kmon_bench_alerts"
+HOST = "127.0.0.1"
+WEBHOOK_PATH = "/services/T0KMON000/B0KMON000/bench-webhook"
+TOKEN = "kmon-bench-"
+MODES = ("paced", "burst", "backlog")
+# Signals per transaction when the backlog is written (not timed).
+BACKLOG_BATCH = 100
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# ---------------------------------------------------------------- the stand-in server
+
+_TOKEN = re.compile(re.escape(TOKEN) + r"(\d+)")
+# The header says how many signals a message carries: "⚠️ WARNING · 20 signals", or
+# "… · kmon alert" for one.
+_HEADER_COUNT = re.compile(r"· (\d+) signals")
+
+
+def serve_slack(conn: Connection, counters: Any, lifetime: float) -> None:
+    """Child process: the webhook stand-in on 127.0.0.1; sends its port; stops when
+    told or due. ``counters`` is a shared array: [signals received, messages]."""
+    from aiohttp import web
+
+    from bench.loopback import serve_until_told
+
+    # (receipt time, signal numbers found, signal count the header declares)
+    messages: list[tuple[float, list[int], int]] = []
+
+    async def webhook(request: web.Request) -> web.Response:
+        body = await request.read()
+        received = time.monotonic()
+        try:
+            payload = json.loads(body)
+            header = payload["blocks"][0]["text"]["text"]
+            text = payload["text"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return web.Response(status=400, text="invalid_payload")
+        # The fallback text lists every signal of the message, one line each.
+        found = sorted({int(n) for n in _TOKEN.findall(text)})
+        declared = int(match[1]) if (match := _HEADER_COUNT.search(header)) else 1
+        messages.append((received, found, declared))
+        with counters.get_lock():
+            counters[0] += len(found)
+            counters[1] += 1
+        return web.Response(text="ok")
+
+    async def receipts(request: web.Request) -> web.Response:
+        return web.json_response(messages)
+
+    async def reset(request: web.Request) -> web.Response:
+        messages.clear()
+        with counters.get_lock():
+            counters[0] = counters[1] = 0
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post(WEBHOOK_PATH, webhook)
+    app.router.add_get("/receipts", receipts)
+    app.router.add_post("/reset", reset)
+    serve_until_told(app, conn, lifetime)
+
+
+# ------------------------------------------------------------------ the kmon side
+
+
+@dataclass
+class Phases:
+    """Where the dispatcher's rounds spent their time (seconds, summed)."""
+
+    rounds: int = 0
+    claimed: int = 0
+    round: float = 0.0  # Dispatcher._round, whole
+    claim: float = 0.0  # _claim_and_plan: claim UPDATE, rows + signals read, plan
+    render: float = 0.0  # render_slack (inside send)
+    send: float = 0.0  # SlackChannel.send: render + POST + answer
+    mark: float = 0.0  # _sent: the UPDATE … status='sent' transaction
+    next_due: float = 0.0  # _next_due: two MIN() queries after each round
+
+
+@dataclass
+class Run:
+    backend: str
+    mode: str
+    signals: int
+    per_transaction: int
+    latencies: list[float]  # seconds, one per signal
+    first_commit: float
+    last_commit: float
+    started: float  # deliveries/s counts from here: first commit, or dispatcher start
+    last_receipt: float
+    messages: int
+    lateness: list[float]  # paced: seconds each transaction started after its slot
+    cpu: float
+    loop_cpu: float
+    phases: Phases
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(
+    fn: Callable[P, Awaitable[T]], add: Callable[[float, T], None]
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        started = time.perf_counter()
+        result = await fn(*args, **kwargs)
+        add(time.perf_counter() - started, result)
+        return result
+
+    return wrapper
+
+
+def instrument(dispatcher: Dispatcher, phases: Phases) -> Callable[[], None]:
+    """Time the phases of each round on this dispatcher; returns the undo."""
+    from monitor.alerts import slack
+
+    def add(name: str) -> Callable[[float, Any], None]:
+        def to(seconds: float, _result: Any) -> None:
+            setattr(phases, name, getattr(phases, name) + seconds)
+
+        return to
+
+    def round_done(seconds: float, _result: Any) -> None:
+        phases.rounds += 1
+        phases.round += seconds
+
+    def claimed(seconds: float, plan: Any) -> None:
+        phases.claim += seconds
+        phases.claimed += plan.claimed
+
+    render = slack.render_slack
+
+    def timed_render(message: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            return render(message)
+        finally:
+            phases.render += time.perf_counter() - started
+
+    d: Any = dispatcher  # instance attributes shadow the methods for this run only
+    d._round = _timed(d._round, round_done)
+    d._claim_and_plan = _timed(d._claim_and_plan, claimed)
+    d._sent = _timed(d._sent, add("mark"))
+    d._next_due = _timed(d._next_due, add("next_due"))
+    for channel in d.channels.values():
+        channel.send = _timed(channel.send, add("send"))
+    slack.render_slack = timed_render
+
+    def undo() -> None:
+        slack.render_slack = render
+
+    return undo
+
+
+def bench_signal(n: int, now: datetime) -> Signal:
+    """Signal ``n``: a news signal as the rules engine writes one, its headline ending
+    in the token the stand-in looks for."""
+    from monitor.rules.evaluate import Signal
+
+    title = f"네이버, 소버린 AI 파운데이션 모델 공개…정부 GPU 지원 확대 {TOKEN}{n}"
+    hit = {"surface": "소버린 AI", "term": "소버린 AI", "field": "title", "start": 4, "end": 10}
+    return Signal(
+        kind="news",
+        rule_id="ai-policy-platform",
+        severity="warning",
+        subject="naver",
+        event_time=now,
+        explanation={
+            "item_id": str(n),
+            "title": title,
+            "published_at": now.isoformat(),
+            "cluster": f"bench-{n}",
+            "url": f"https://news.example.kr/article/{n}?from=rss",
+            "source": "yonhap-news",
+            "themes": {"sovereign-ai": [hit]},
+            "entities": {"naver": [{**hit, "surface": "네이버", "start": 0, "end": 3}]},
+            "tickers": ["035420"],
+            "sectors": ["ai-platform"],
+            "why": "AI policy news naming an AI platform company",
+            "rules": [{"rule_id": "ai-policy-platform", "severity": "warning", "why": "…"}],
+        },
+        dedup_key=f"news:bench-{n}",
+    )
+
+
+async def produce(
+    ctx: PollContext, count: int, rate: float | None, per_transaction: int
+) -> tuple[list[float], list[float]]:
+    """Store ``count`` signals and their deliveries, as the rules engine does; return
+    each signal's commit time (monotonic) and, when paced, how late each transaction
+    started after its slot."""
+    from monitor.db.signals import store_signals
+    from monitor.pipeline import utcnow
+
+    rules = ctx.rules
+    assert rules is not None
+    loop = asyncio.get_running_loop()
+    commits = [0.0] * count
+    lateness: list[float] = []
+    start = loop.time()
+    for first in range(0, count, per_transaction):
+        if rate is not None:
+            slot = start + first / rate
+            if (wait := slot - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            lateness.append(loop.time() - slot)
+        now = utcnow()
+        batch = [bench_signal(n, now) for n in range(first, min(count, first + per_transaction))]
+        async with ctx.sessionmaker.begin() as session:
+            rows = await store_signals(session, batch, now=now)
+            for listener in rules.listeners:  # the outbox: enqueue(session, rows, …)
+                await listener(session, rows, now=now)
+        committed = time.monotonic()
+        if len(rows) != len(batch):
+            raise SystemExit(f"stored {len(rows)} of {len(batch)} signals")
+        for n in range(first, first + len(batch)):
+            commits[n] = committed
+        rules.committed(rows)  # after_commit: dispatcher.wake()
+    return commits, lateness
+
+
+async def wait_for_deliveries(counters: Any, count: int, within: float) -> None:
+    deadline = time.monotonic() + within
+    while counters[0] < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"only {counters[0]} of {count} signals reached the stand-in "
+                f"within {within:.0f} s ({counters[1]} messages)"
+            )
+        await asyncio.sleep(0.01)  # the script's own watch, not part of the dispatch path
+
+
+def alert_settings(port: int, max_per_message: int | None) -> dict[str, Any]:
+    dispatch = {} if max_per_message is None else {"max_per_message": max_per_message}
+    return {
+        "channels": {
+            "slack": {"type": "slack", "webhook_url": f"http://{HOST}:{port}{WEBHOOK_PATH}"}
+        },
+        "routes": [{"name": "bench", "channels": ["slack"], "group_wait": 0}],
+        "dispatch": dispatch,
+    }
+
+
+async def one_run(backend: str, db_url: str, port: int, mode: str, counters: Any, args: Any) -> Run:
+    from sqlalchemy import func, select
+
+    from monitor.config import DatabaseSettings, Settings
+    from monitor.daemon import open_runtime
+    from monitor.db.schema import Delivery
+    from monitor.service import dispatching
+
+    settings = Settings(
+        database=DatabaseSettings(url=db_url),
+        log_format="json",
+        sources=[],
+        quotes={"enabled": False},
+        alerts=alert_settings(port, args.max_per_message),
+    )
+    paced = mode == "paced"
+    per_transaction = {"paced": 1, "burst": args.burst_batch, "backlog": BACKLOG_BATCH}[mode]
+    phases = Phases()
+    base = f"http://{HOST}:{port}"
+    async with open_runtime(settings, migrate_schema=True) as ctx:
+        if ctx.dispatcher is None or ctx.rules is None:
+            raise SystemExit("open_runtime built no dispatcher: alerts or rules are off")
+        async with ctx.http.post(base + "/reset") as resp:
+            resp.raise_for_status()
+        outcomes: list[MessageOutcome] = []
+        ctx.dispatcher.observers.append(outcomes.append)
+        undo = instrument(ctx.dispatcher, phases)
+        try:
+            if mode == "backlog":
+                # Committed before the dispatcher runs: it finds all of them due.
+                commits, lateness = await produce(ctx, args.signals, None, per_transaction)
+            cpu, loop_cpu = _cpu(), time.thread_time()
+            started = time.monotonic()
+            async with dispatching(ctx, grace_period=30.0):
+                if mode != "backlog":
+                    commits, lateness = await produce(
+                        ctx, args.signals, args.rate if paced else None, per_transaction
+                    )
+                    started = min(commits)
+                timeout = 120.0 + (args.signals / args.rate if paced else 0.0)
+                await wait_for_deliveries(counters, args.signals, timeout)
+            # The dispatcher has stopped: its last round has marked what it sent.
+            cpu, loop_cpu = _cpu() - cpu, time.thread_time() - loop_cpu
+        finally:
+            undo()
+        async with ctx.sessionmaker() as session:
+            statuses = dict(
+                (
+                    await session.execute(
+                        select(Delivery.status, func.count()).group_by(Delivery.status)
+                    )
+                ).all()
+            )
+        async with ctx.http.get(base + "/receipts") as resp:
+            messages = await resp.json()
+    receipts = check(backend, mode, args.signals, messages, statuses, outcomes)
+    return Run(
+        backend=backend,
+        mode=mode,
+        signals=args.signals,
+        per_transaction=per_transaction,
+        latencies=[receipts[n] - commits[n] for n in range(args.signals)],
+        first_commit=min(commits),
+        last_commit=max(commits),
+        started=started,
+        last_receipt=max(receipts.values()),
+        messages=len(messages),
+        lateness=lateness,
+        cpu=cpu,
+        loop_cpu=loop_cpu,
+        phases=phases,
+        statuses=statuses,
+    )
+
+
+def check(
+    backend: str,
+    mode: str,
+    count: int,
+    messages: list[Any],
+    statuses: dict[str, int],
+    outcomes: list[MessageOutcome],
+) -> dict[int, float]:
+    """Every signal received exactly once, every message whole, every delivery sent;
+    returns each signal's receipt time. Stops the script otherwise."""
+    where = f"{backend} {mode}"
+    receipts: dict[int, float] = {}
+    twice: set[int] = set()
+    for received, found, declared in messages:
+        if len(found) != declared:
+            raise SystemExit(
+                f"{where}: a message declares {declared} signals but lists {len(found)}"
+            )
+        for n in found:
+            if n in receipts:
+                twice.add(n)
+            receipts[n] = received
+    missing = set(range(count)) - set(receipts)
+    stray = set(receipts) - set(range(count))
+    if missing or twice or stray:
+        raise SystemExit(
+            f"{where}: {len(missing)} signals never received (e.g. {sorted(missing)[:5]}), "
+            f"{len(twice)} received more than once (e.g. {sorted(twice)[:5]}), "
+            f"{len(stray)} unknown"
+        )
+    if statuses != {"sent": count}:
+        raise SystemExit(f"{where}: deliveries by status {statuses}, expected {count} sent")
+    not_sent = [o for o in outcomes if o.status != "sent"]
+    if not_sent:
+        raise SystemExit(f"{where}: {len(not_sent)} messages not sent, e.g. {not_sent[0]}")
+    return receipts
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0–100)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+HEADER = (
+    "| database   | run          | commits/s | deliveries/s | messages | sig/msg "
+    "| p50 ms | p99 ms | max ms | rounds | CPU s (loop) |\n"
+    "|------------|--------------|----------:|-------------:|---------:|--------:"
+    "|-------:|-------:|-------:|-------:|-------------:|"
+)
+
+
+def report(run: Run) -> str:
+    ms = [x * 1000 for x in run.latencies]
+    span = run.last_commit - run.first_commit
+    commit_rate = (run.signals - run.per_transaction) / span if span > 0 else float("inf")
+    label = run.mode if run.per_transaction == 1 else f"{run.mode} ×{run.per_transaction}"
+    if run.mode == "backlog":
+        # Every signal waited for the dispatcher to start: no latency to speak of.
+        latency = f"| {'–':>6} | {'–':>6} | {'–':>6} "
+    else:
+        latency = f"| {statistics.median(ms):6.1f} | {percentile(ms, 99):6.1f} | {max(ms):6.1f} "
+    return (
+        f"| {run.backend:<10} | {label:<12} | {commit_rate:9,.0f} "
+        f"| {run.signals / (run.last_receipt - run.started):12,.0f} "
+        f"| {run.messages:8,} | {run.signals / run.messages:7.2f} "
+        + latency
+        + f"| {run.phases.rounds:6,} | {run.cpu:5.1f} ({run.loop_cpu:4.1f}) |"
+    )
+
+
+def phase_line(run: Run) -> str:
+    p = run.phases
+    rounds, msgs = max(p.rounds, 1), max(run.messages, 1)
+    rest = p.round - p.claim - p.send - p.mark - p.next_due
+    line = (
+        f"  {run.backend} {run.mode}: {p.claimed / rounds:.2f} signals claimed per round; "
+        f"per round {p.round / rounds * 1000:.2f} ms = claim+plan "
+        f"{p.claim / rounds * 1000:.2f} + sends {p.send / rounds * 1000:.2f} + marks "
+        f"{p.mark / rounds * 1000:.2f} + next_due {p.next_due / rounds * 1000:.2f} + "
+        f"rest {rest / rounds * 1000:.2f} (claim transaction begin/commit, log lines); "
+        f"per message: send {p.send / msgs * 1000:.2f} ms (render "
+        f"{p.render / msgs * 1000:.2f}), mark {p.mark / msgs * 1000:.2f} ms; rounds busy "
+        f"{p.round:.2f} s of {run.last_receipt - run.started:.2f} s"
+    )
+    if run.lateness:
+        late = [x * 1000 for x in run.lateness]
+        line += (
+            f"; producer: slot lateness p50 {statistics.median(late):.1f} ms, "
+            f"p99 {percentile(late, 99):.1f} ms, max {max(late):.1f} ms"
+        )
+    return line
+
+
+# ------------------------------------------------------------------ profiling
+
+_GROUPS = (
+    ("sqlalchemy", "/sqlalchemy/"),
+    ("aiosqlite", "/aiosqlite/"),
+    ("asyncpg", "/asyncpg/"),
+    ("aiohttp/yarl/multidict", ("/aiohttp/", "/yarl/", "/multidict/")),
+    ("structlog/logging", ("/structlog/", "/logging/")),
+    ("monitor/alerts", "/monitor/alerts/"),
+    ("monitor (other)", "/monitor/"),
+    ("asyncio", "/asyncio/"),
+    ("json", "/json/"),
+)
+
+
+def profile_summary(stats: pstats.Stats, top: int = 12) -> str:
+    """Own time by package (the event loop's wait in epoll apart), then the functions
+    with the most own time."""
+    table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    groups: dict[str, float] = {}
+    idle = 0.0
+    for (filename, _line, name), (_cc, _nc, tt, _ct, _callers) in table.items():
+        if name == "<method 'poll' of 'select.epoll' objects>":
+            idle += tt
+            continue
+        label = "other (C builtins: greenlet, sockets, queues; stdlib)"
+        for group, needles in _GROUPS:
+            if any(n in filename for n in ((needles,) if isinstance(needles, str) else needles)):
+                label = group
+                break
+        groups[label] = groups.get(label, 0.0) + tt
+    busy = sum(groups.values()) or 1.0
+    lines = [
+        f"    busy {busy:.2f} s, waiting in epoll {idle:.2f} s; busy time: "
+        + ", ".join(f"{g} {t / busy:.0%}" for g, t in sorted(groups.items(), key=lambda g: -g[1]))
+    ]
+    ranked = sorted(table.items(), key=lambda kv: -kv[1][2])
+    shown = 0
+    for (filename, line, name), (_cc, nc, tt, ct, _callers) in ranked:
+        if name == "<method 'poll' of 'select.epoll' objects>":
+            continue
+        short = "/".join(Path(filename).parts[-2:]) if filename != "~" else "~"
+        lines.append(
+            f"    {tt / busy:5.1%} own {ct:7.2f} s cum {nc:>9,} calls  {short}:{line} {name}"
+        )
+        shown += 1
+        if shown == top:
+            break
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ the script
+
+
+async def _fresh_postgres(url: str, *, drop_only: bool = False) -> None:
+    from tests.pg import recreate_database
+
+    await recreate_database(url, create=not drop_only)
+
+
+def _postgres_problem(url: str) -> str | None:
+    try:
+        asyncio.run(_fresh_postgres(url, drop_only=True))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
+def run_backend(
+    backend: str, url: str, tmp: Path, port: int, counters: Any, args: Any
+) -> list[Run]:
+    runs = []
+    try:
+        for mode in args.modes:
+            if backend == "sqlite":
+                db_url = f"sqlite+aiosqlite:///{tmp / f'{mode}.db'}"
+            else:
+                asyncio.run(_fresh_postgres(url))
+                db_url = url
+            profiler = cProfile.Profile() if args.profile else None
+            if profiler is not None:
+                profiler.enable()
+            try:
+                run = asyncio.run(one_run(backend, db_url, port, mode, counters, args))
+            finally:
+                if profiler is not None:
+                    profiler.disable()
+                for leftover in tmp.glob(f"{mode}.db*"):
+                    leftover.unlink()
+            print(report(run), flush=True)
+            runs.append(run)
+            if profiler is not None:
+                print(f"  cProfile, {backend} {mode}, event-loop thread:")
+                print(profile_summary(pstats.Stats(profiler)), flush=True)
+    finally:
+        if backend == "postgresql":
+            asyncio.run(_fresh_postgres(url, drop_only=True))
+    return runs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--signals", type=int, default=10_000)
+    ap.add_argument("--rate", type=float, default=100.0, help="paced run: signals per second")
+    ap.add_argument("--burst-batch", type=int, default=1, help="burst run: signals per transaction")
+    ap.add_argument(
+        "--max-per-message",
+        type=int,
+        default=None,
+        help="alerts.dispatch.max_per_message (default: the setting's default)",
+    )
+    ap.add_argument(
+        "--modes", default=",".join(MODES), help="comma-separated: paced, burst, backlog"
+    )
+    ap.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    ap.add_argument("--skip-pg", action="store_true")
+    ap.add_argument("--skip-sqlite", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="run under cProfile (slower)")
+    ap.add_argument("--lifetime", type=float, default=900, help="server stops after this (s)")
+    args = ap.parse_args()
+    if args.signals < 1 or args.rate <= 0 or args.burst_batch < 1:
+        ap.error("--signals and --burst-batch must be at least 1, --rate above 0")
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not args.modes or set(args.modes) - set(MODES):
+        ap.error(f"--modes: choose from {', '.join(MODES)}")
+    if not args.skip_pg and "bench" not in (make_url(args.pg_url).database or ""):
+        ap.error("--pg-url: the database is dropped and recreated; its name must contain 'bench'")
+
+    # Settings gives KMON_* variables precedence over arguments: none of the machine's
+    # configuration (a real database URL above all) may leak into the benchmark.
+    for name in [n for n in os.environ if n.startswith("KMON_")]:
+        del os.environ[name]
+    from monitor.alerts.config import DispatchSettings
+    from monitor.logs import configure_logging
+
+    mp = multiprocessing.get_context("spawn")
+    counters = mp.Array("q", 2)
+    ours, theirs = mp.Pipe()
+    server = mp.Process(target=serve_slack, args=(theirs, counters, args.lifetime), daemon=True)
+    server.start()
+    try:
+        with open(os.devnull, "w", encoding="utf-8") as devnull:
+            # As the CLI would: JSON lines at INFO (one "alert" line per message).
+            configure_logging("json", "INFO", stream=devnull)
+            port = ours.recv()
+            backends: list[tuple[str, str]] = []
+            if not args.skip_sqlite:
+                backends.append(("sqlite", ""))
+            pg_note = ""
+            if not args.skip_pg:
+                shown = make_url(args.pg_url).render_as_string(hide_password=True)
+                problem = _postgres_problem(args.pg_url)
+                if problem is None:
+                    backends.append(("postgresql", args.pg_url))
+                else:
+                    pg_note = f"postgresql: skipped, {shown} not reachable ({problem})"
+            defaults = DispatchSettings()
+            print(
+                f"Slack stand-in on {HOST}:{port} (pid {server.pid}); {args.signals:,} "
+                f"signals per run; paced at {args.rate:g}/s, one per transaction; burst "
+                f"{args.burst_batch} per transaction; backlog written {BACKLOG_BATCH} per "
+                "transaction before the dispatcher starts; group_wait 0, no throttle, "
+                f"max_per_message {args.max_per_message or defaults.max_per_message}, "
+                f"batch {defaults.batch}; Python {sys.version.split()[0]}, "
+                f"{os.cpu_count()} CPUs" + ("; under cProfile" if args.profile else "")
+            )
+            if pg_note:
+                print(pg_note)
+            print(HEADER, flush=True)
+            runs: list[Run] = []
+            with tempfile.TemporaryDirectory(prefix="kmon-alerts-") as tmp:
+                for backend, url in backends:
+                    runs += run_backend(backend, url, Path(tmp), port, counters, args)
+            print(
+                "commits/s = signals committed per second by the producer; deliveries/s "
+                "= signals received / (last receipt − first commit; backlog: − dispatcher "
+                "start); latency = receipt "
+                "at the stand-in − commit, per signal; CPU = this process (user+sys, all "
+                "threads), loop = the event-loop thread (producer and dispatcher)."
+            )
+            for run in runs:
+                print(phase_line(run))
+            print(
+                "checked: every signal received exactly once, every message listing "
+                "all it declares, every delivery row 'sent'."
+            )
+    finally:
+        ours.send("stop")
+        server.join(timeout=10)
+        if server.is_alive():
+            server.terminate()
+            server.join()
+
+
+if __name__ == "__main__":
+    main()
