@@ -88,8 +88,12 @@ async def store_signals(
     for signal in signals:
         if signal.dedup_key not in first:
             first[signal.dedup_key] = _row(signal, now)
+    # In key order: two polls storing the same stories at once (syndicated copies in
+    # two feeds) each wait on the other's uncommitted key, and on PostgreSQL taking
+    # them in different orders deadlocks (seen on the feed farm). One order, no cycle.
+    rows = [first[key] for key in sorted(first)]
     new = await insert_new_rows(
-        session, _SIGNALS, list(first.values()), keys=("dedup_key",), returning=("id", "dedup_key")
+        session, _SIGNALS, rows, keys=("dedup_key",), returning=("id", "dedup_key")
     )
     return sorted(
         (SignalRow(id=row_id, **first[key]) for row_id, key in new), key=lambda row: row.id

@@ -20,9 +20,11 @@ matches as well.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -73,6 +75,16 @@ def bigrams(key: str) -> frozenset[str]:
     return frozenset(key[i : i + 2] for i in range(len(key) - 1))
 
 
+def _codes(key: str) -> frozenset[int]:
+    """The bigrams of :func:`bigrams` as ints (two code points in one): a day of
+    clustered headlines keeps thousands of these sets, and small ints take a fraction
+    of the memory of two-character strings."""
+    if len(key) < 2:
+        return frozenset({ord(key)}) if key else frozenset()
+    points = [ord(ch) for ch in key]
+    return frozenset((a << 21) | b for a, b in itertools.pairwise(points))
+
+
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     if not a and not b:
         return 1.0
@@ -82,13 +94,15 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
 @dataclass(frozen=True)
 class _Member:
     key: str
-    grams: frozenset[str]
+    # A tuple of shared int objects (see StoryClusters._keep): a few hundred bytes a
+    # headline instead of the two kilobytes of a set of its own ints.
+    grams: tuple[int, ...]
     event_time: datetime
     cluster: str
     seq: int  # order of arrival
 
 
-def _prefix(grams: frozenset[str], threshold: float) -> list[str]:
+def _prefix(grams: Collection[int], threshold: float) -> list[int]:
     """The bigrams a near-duplicate must share at least one of (prefix filtering).
 
     With Jaccard(A, B) >= t, B holds at least ceil(t·|A|) of A's bigrams, so it holds
@@ -127,7 +141,8 @@ class StoryClusters:
         self.candidates = candidates
         self._members: list[_Member] = []
         self._by_key: dict[str, list[_Member]] = {}
-        self._by_gram: dict[str, list[_Member]] = {}
+        self._by_gram: dict[int, list[_Member]] = {}
+        self._vocab: dict[int, int] = {}
         self._seq = 0
 
     def __len__(self) -> int:
@@ -151,7 +166,7 @@ class StoryClusters:
             if self._near(member, event_time):
                 # The same headline again: nothing new to remember.
                 return member.cluster
-        grams = bigrams(key)
+        grams = _codes(key)
         size = len(grams)
         cluster: str | None = None
         # The most similar wins, so a headline between two stories joins the closer;
@@ -172,7 +187,7 @@ class StoryClusters:
                     continue
                 if not self._near(member, event_time):
                     continue
-                common = len(grams & member.grams)
+                common = len(grams.intersection(member.grams))
                 score = common / (size + other - common)
                 if score >= self.threshold and (score, -member.seq) > best:
                     best, cluster = (score, -member.seq), member.cluster
@@ -183,8 +198,13 @@ class StoryClusters:
                     f"{key}\n{event_time.isoformat()}".encode(), usedforsecurity=False
                 ).hexdigest()[:16]
             )
-        self._remember(_Member(key, grams, event_time, cluster, self._next_seq()))
+        self._remember(_Member(key, self._keep(grams), event_time, cluster, self._next_seq()))
         return cluster
+
+    def _keep(self, grams: frozenset[int]) -> tuple[int, ...]:
+        # One int object per distinct bigram, shared by every headline that has it.
+        vocab = self._vocab
+        return tuple(vocab.setdefault(code, code) for code in grams)
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -193,7 +213,7 @@ class StoryClusters:
     def add(self, title: str, event_time: datetime, cluster: str) -> None:
         """Remember that ``title`` belongs to ``cluster`` (a restart's warm-up)."""
         key = story_key(title)
-        self._remember(_Member(key, bigrams(key), event_time, cluster, self._next_seq()))
+        self._remember(_Member(key, self._keep(_codes(key)), event_time, cluster, self._next_seq()))
 
     def prune(self, before: datetime) -> None:
         """Forget headlines whose event time is more than the window before ``before``."""
