@@ -629,7 +629,7 @@ def main() -> None:
     server.start()
     try:
         with open(os.devnull, "w", encoding="utf-8") as devnull:
-            # As the CLI would: JSON lines at INFO (one "alert" line per message).
+            # As the CLI would: JSON lines at INFO (one "delivery" line per message).
             configure_logging("json", "INFO", stream=devnull)
             port = ours.recv()
             backends: list[tuple[str, str]] = []

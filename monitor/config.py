@@ -8,7 +8,6 @@ daemon (SQLite in the state directory, the curated feeds of :mod:`monitor.defaul
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from adapters.http import is_loopback_host
 from monitor.alerts.config import AlertSettings
 from monitor.yamlfile import YamlDocument, YamlFileError, load_yaml
 
@@ -63,13 +63,7 @@ Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
 def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 # The kind of the configured news sources; quote sources keep their health in the

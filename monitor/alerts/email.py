@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
-import ipaddress
 import re
 import socket
 import ssl
@@ -48,6 +47,7 @@ import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from adapters.errors import AuthError, FetchError, PermanentError, TransientError
+from adapters.http import is_loopback_host
 from monitor.alerts.message import SEVERITIES, AlertMessage, AlertSignal, MoveLine, Sent
 from monitor.timefmt import KST
 
@@ -151,7 +151,11 @@ class EmailConfig(BaseModel):
     def _credentials(self) -> EmailConfig:
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together: set both or neither")
-        if self.username is not None and self.security == "none" and not _is_loopback(self.host):
+        if (
+            self.username is not None
+            and self.security == "none"
+            and not is_loopback_host(self.host)
+        ):
             raise ValueError(
                 "refusing to send a password without TLS: use security 'starttls' or 'tls'"
             )
@@ -161,15 +165,6 @@ class EmailConfig(BaseModel):
     def smtp_port(self) -> int:
         """The port to connect to: the configured one, else the usual one for ``security``."""
         return self.port if self.port is not None else DEFAULT_PORTS[self.security]
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- rendering ----------------------------------------------------------------

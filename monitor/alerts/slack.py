@@ -40,7 +40,6 @@ kmon's outbox already owns retries. A POST of documented JSON is a few lines.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import ssl
 from collections.abc import Sequence
@@ -52,7 +51,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from adapters.errors import AuthError, FetchError, PermanentError, TransientError
-from adapters.http import parse_retry_after
+from adapters.http import is_loopback_host, parse_retry_after
 from monitor.alerts.message import SEVERITIES, AlertMessage, AlertSignal, MoveLine, Sent
 from monitor.timefmt import KST
 
@@ -130,7 +129,7 @@ class SlackConfig(BaseModel):
             raise ValueError("must be an https:// webhook URL") from None
         if parts.scheme not in ("http", "https") or not host or _CONTROL.search(url) or " " in url:
             raise ValueError("must be an https:// webhook URL")
-        if parts.scheme == "http" and not _is_loopback(host):
+        if parts.scheme == "http" and not is_loopback_host(host):
             raise ValueError("must use https:// (plain http:// only for a loopback host)")
         return SecretStr(url)
 
@@ -140,15 +139,6 @@ class SlackConfig(BaseModel):
         if value is not None and _CONTROL.search(value):
             raise ValueError("must be one line without control characters")
         return value
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- escaping -----------------------------------------------------------------

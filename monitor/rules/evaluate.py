@@ -222,7 +222,7 @@ class MoveFacts:
     stats: MoveStats | None = None
 
 
-def _change_pct(quote: Quote) -> float | None:
+def change_pct(quote: Quote) -> float | None:
     if quote.change_pct is not None:
         return quote.change_pct
     if quote.prev_close:
@@ -247,7 +247,7 @@ def _check_move(spec: MoveSpec, facts: MoveFacts) -> JSON | None:
     seen: JSON = {}
     if spec.change is not None:
         cond = spec.change
-        pct = _change_pct(quote)
+        pct = change_pct(quote)
         if pct is None:
             return None
         measured = pct
@@ -323,7 +323,7 @@ def _quote_json(quote: Quote) -> JSON:
         "as_of": _utc(quote.as_of).isoformat(),
         "price": quote.price,
         "prev_close": quote.prev_close,
-        "change_pct": _change_pct(quote),
+        "change_pct": change_pct(quote),
         "high": quote.high,
         "low": quote.low,
         "volume": quote.volume,

@@ -32,6 +32,7 @@ from monitor.rules.evaluate import (
     MoveFacts,
     NewsFacts,
     Signal,
+    change_pct,
     evaluate_quote,
     news_facts,
     trading_day_of,
@@ -150,7 +151,7 @@ async def replay(
         quote = Quote(**{name: getattr(row, name) for name in QUOTE_COLUMNS})
         day = trading_day_of(quote.as_of)
         if quote.ticker == INDEX:
-            index_change[day] = _change(quote)
+            index_change[day] = change_pct(quote)
             continue
         key = (quote.ticker, day)
         if key not in stats:
@@ -208,14 +209,6 @@ class _Bars:
             avg_volume_20d=sum(volumes) / len(volumes) if volumes else None,
             last_bar_day=bars[-1][0] if bars else None,
         )
-
-
-def _change(quote: Quote) -> float | None:
-    if quote.change_pct is not None:
-        return quote.change_pct
-    if quote.prev_close:
-        return (quote.price - quote.prev_close) / quote.prev_close * 100
-    return None
 
 
 def hit_table(result: ReplayResult, ruleset: Ruleset) -> list[Mapping[str, object]]:
