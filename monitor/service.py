@@ -42,6 +42,7 @@ async def dispatching(ctx: PollContext, grace_period: float) -> AsyncIterator[No
     try:
         yield
     finally:
+        # A last round sends what the drained polls raised (run() does it when woken).
         done.set()
         dispatcher.wake()
         try:

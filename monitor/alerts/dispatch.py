@@ -208,6 +208,8 @@ class Dispatcher:
         self.observers = list(observers)
         self.crash_delay = crash_delay
         self._wake = asyncio.Event()
+        # Set while :meth:`run` waits between rounds (tests await it instead of sleeping).
+        self.idle = asyncio.Event()
         # Consecutive failed messages per channel, to log only when health flips.
         self._errors: dict[str, int] = {}
 
@@ -224,7 +226,12 @@ class Dispatcher:
         the channels' timeouts); cancelling it instead is safe: leased rows are sent
         again after the lease.
         """
-        while not stop.is_set():
+        while True:
+            # Once more after ``stop`` when something was committed meanwhile: the last
+            # polls' alerts go out now rather than at the next start.
+            final = stop.is_set()
+            if final and not self._wake.is_set():
+                break
             self._wake.clear()
             try:
                 claimed, next_due = await self._round()
@@ -235,7 +242,11 @@ class Dispatcher:
                 delay = self.crash_delay
             else:
                 delay = self._delay(claimed, next_due)
+            if final:
+                break
+            self.idle.set()
             await self._sleep(stop, delay)
+            self.idle.clear()
 
     def _delay(self, claimed: int, next_due: datetime | None) -> float:
         if next_due is None:

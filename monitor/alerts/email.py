@@ -332,7 +332,7 @@ def _title(signal: AlertSignal) -> str:
 def _notes(message: AlertMessage) -> list[str]:
     notes: list[str] = []
     if message.folded > 0:
-        notes.append(f"+{message.folded} more held by the throttle")
+        notes.append(f"+{message.folded} more folded in by the throttle (kmon signals list)")
     if message.digest:
         notes.append("Digest of signals held for quiet hours or the daily summary.")
     if message.test:

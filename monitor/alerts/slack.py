@@ -360,9 +360,9 @@ def _section_text(signal: AlertSignal) -> str:
 def _closing_notes(message: AlertMessage, hidden: int) -> list[str]:
     notes: list[str] = []
     if hidden > 0:
-        notes.append(f"and {hidden} more not shown")
+        notes.append(f"and {hidden} more not shown (kmon signals list)")
     if message.folded > 0:
-        notes.append(f"+{message.folded} more held by the throttle")
+        notes.append(f"+{message.folded} more folded in by the throttle (kmon signals list)")
     if message.digest:
         notes.append("Digest of signals held for quiet hours or the daily summary")
     if message.test:
@@ -404,7 +404,7 @@ def _fallback_text(message: AlertMessage) -> str:
         lines.append(line)
         size += cost
     if message.folded > 0:
-        lines.append(f"+{message.folded} more held by the throttle")
+        lines.append(f"+{message.folded} more folded in by the throttle (kmon signals list)")
     return "\n".join(lines)
 
 

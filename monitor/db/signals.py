@@ -136,6 +136,25 @@ async def recent_news(session: AsyncSession, *, since: datetime) -> list[SignalR
     return list((await session.scalars(query)).all())
 
 
+async def recent_story_copies(
+    session: AsyncSession, *, since: datetime
+) -> list[tuple[str, datetime, str]]:
+    """(title, published at, story cluster) of every item linked to a news signal
+    whose event time is after ``since``, oldest first."""
+    result = await session.execute(
+        select(Item.title, Item.published_at, SignalRow.explanation)
+        .join(SignalItem, SignalItem.item_id == Item.id)
+        .join(SignalRow, SignalRow.id == SignalItem.signal_id)
+        .where(SignalRow.kind == "news", SignalRow.event_time > since)
+        .order_by(Item.published_at, Item.id)
+    )
+    return [
+        (title, published, str(explanation["cluster"]))
+        for title, published, explanation in result.all()
+        if explanation.get("cluster")
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class SignalFilter:
     since: datetime | None = None

@@ -125,20 +125,19 @@ class RulesEngine:
         self._warm = False
         self._pruned_at: datetime | None = None
         self._bars: dict[tuple[str, date], BarStats] = {}
+        self._bars_generation = 0
 
     # --- news ------------------------------------------------------------------------
 
     async def _warm_up(self, session: AsyncSession, now: datetime) -> None:
-        """Put back the story clusters of the stored news signals of the window."""
-        rows = await signals_repo.recent_news(session, since=now - self.clusters.window)
-        for row in rows:
-            cluster = row.explanation.get("cluster")
-            if cluster:
-                title = str(row.explanation.get("title", ""))
-                self.clusters.add(title, row.event_time, str(cluster))
+        """Put back the story clusters of the window: every stored copy of each story
+        (a later retitle may resemble a copy more than the first headline)."""
+        copies = await signals_repo.recent_story_copies(session, since=now - self.clusters.window)
+        for title, published_at, cluster in copies:
+            self.clusters.add(title, published_at, cluster)
         self._warm = True
         self._pruned_at = now
-        log.info("clusters_restored", stories=len(rows))
+        log.info("clusters_restored", copies=len(copies), stories=len({c for *_, c in copies}))
 
     async def on_items(
         self,
@@ -197,12 +196,16 @@ class RulesEngine:
         if stats is None:
             if len(self._bars) > 10_000:
                 self._bars.clear()
+            generation = self._bars_generation
             stats = await quotes_repo.bar_stats(session, ticker, before=day)
-            self._bars[key] = stats
+            # Bars refreshed while this was read: use it once, do not keep it.
+            if generation == self._bars_generation:
+                self._bars[key] = stats
         return stats
 
     def bars_changed(self) -> None:
         """Forget cached bar figures (call after daily bars are refreshed)."""
+        self._bars_generation += 1
         self._bars.clear()
 
     async def _index_change(

@@ -104,6 +104,7 @@ async def replay(
     lookback = since - timedelta(days=2 * _window_days(ruleset) + 7)
     clusters = StoryClusters()
     news: list[NewsFacts] = []
+    stories: set[str] = set()
     query = (
         select(Item.id, Item.title, Item.summary, Item.language, Item.url, Item.published_at)
         .add_columns(Source.name)
@@ -130,7 +131,10 @@ async def replay(
             ruleset,
             extra={"url": url, "source": source},
         )
-        news.append(facts)
+        # As the live engine: a story's facts are its first copy's (the stored signal).
+        if cluster not in stories:
+            stories.add(cluster)
+            news.append(facts)
         if published >= since:
             result.items += 1
             keep(list(facts.signals))

@@ -417,7 +417,8 @@ async def test_the_loop_sends_within_milliseconds_of_a_wake(sessionmaker: SM) ->
     stop = asyncio.Event()
     task = asyncio.create_task(d.run(stop))
     try:
-        await asyncio.sleep(0.05)  # the first round found nothing; the loop now idles
+        async with asyncio.timeout(2):
+            await d.idle.wait()  # the first round found nothing; the loop now idles
         assert chat.attempts == []
         await store(sessionmaker, alerts, signal_row(), now=clock())
         d.wake()

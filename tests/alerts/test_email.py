@@ -188,7 +188,7 @@ def test_digest_subject_and_notes() -> None:
 
     assert mail["Subject"] == "[감시] Digest: 3 signals"
     text, html = bodies(mail)
-    assert "+2 more held by the throttle" in text
+    assert "+2 more folded in by the throttle (kmon signals list)" in text
     assert "Digest" in html
 
 

@@ -136,11 +136,11 @@ def test_folded_digest_and_test_messages_say_so_in_context() -> None:
 
     assert slack_problems(payload) == []
     notes = context_texts(payload)
-    assert "+7 more held by the throttle" in notes
+    assert "+7 more folded in by the throttle (kmon signals list)" in notes
     assert any("Digest" in note for note in notes)
     assert any("Test message" in note for note in notes)
     assert payload["blocks"][0]["text"]["text"].startswith("[TEST] 📬 kmon digest · 8 signals")
-    assert "+7 more held by the throttle" in payload["text"]
+    assert "+7 more folded in by the throttle (kmon signals list)" in payload["text"]
 
 
 @pytest.mark.parametrize(
@@ -251,7 +251,7 @@ def test_sixty_signals_stay_within_limits_and_say_how_many_more() -> None:
     assert len(payload["blocks"]) <= MAX_BLOCKS
     shown = len(sections(payload))
     assert 0 < shown < 60
-    assert f"and {60 - shown} more not shown" in context_texts(payload)
+    assert f"and {60 - shown} more not shown (kmon signals list)" in context_texts(payload)
     assert len(payload["text"].splitlines()) == 61  # every signal fits the fallback
 
 
@@ -276,7 +276,7 @@ def test_huge_hostile_signals_stay_within_every_limit() -> None:
         if block["type"] == "header":
             assert slack_len(block["text"]["text"]) <= MAX_HEADER_TEXT
     assert slack_len(payload["text"]) <= MAX_TEXT
-    assert any("more not shown" in note for note in context_texts(payload))
+    assert any("more not shown (kmon signals list)" in note for note in context_texts(payload))
     assert payload["text"].splitlines()[-2].startswith("and ")
 
 
