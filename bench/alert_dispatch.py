@@ -66,6 +66,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy.engine import make_url
 
+from bench.scratch_db import fresh_postgres, postgres_problem
+
 if TYPE_CHECKING:
     from monitor.alerts.dispatch import Dispatcher, MessageOutcome
     from monitor.pipeline import PollContext
@@ -541,20 +543,6 @@ def profile_summary(stats: pstats.Stats, top: int = 12) -> str:
 # ------------------------------------------------------------------ the script
 
 
-async def _fresh_postgres(url: str, *, drop_only: bool = False) -> None:
-    from tests.pg import recreate_database
-
-    await recreate_database(url, create=not drop_only)
-
-
-def _postgres_problem(url: str) -> str | None:
-    try:
-        asyncio.run(_fresh_postgres(url, drop_only=True))
-    except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return None
-
-
 def run_backend(
     backend: str, url: str, tmp: Path, port: int, counters: Any, args: Any
 ) -> list[Run]:
@@ -564,7 +552,7 @@ def run_backend(
             if backend == "sqlite":
                 db_url = f"sqlite+aiosqlite:///{tmp / f'{mode}.db'}"
             else:
-                asyncio.run(_fresh_postgres(url))
+                asyncio.run(fresh_postgres(url))
                 db_url = url
             profiler = cProfile.Profile() if args.profile else None
             if profiler is not None:
@@ -583,7 +571,7 @@ def run_backend(
                 print(profile_summary(pstats.Stats(profiler)), flush=True)
     finally:
         if backend == "postgresql":
-            asyncio.run(_fresh_postgres(url, drop_only=True))
+            asyncio.run(fresh_postgres(url, drop_only=True))
     return runs
 
 
@@ -638,7 +626,7 @@ def main() -> None:
             pg_note = ""
             if not args.skip_pg:
                 shown = make_url(args.pg_url).render_as_string(hide_password=True)
-                problem = _postgres_problem(args.pg_url)
+                problem = postgres_problem(args.pg_url)
                 if problem is None:
                     backends.append(("postgresql", args.pg_url))
                 else:

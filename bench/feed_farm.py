@@ -37,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy.engine import make_url
 
+from bench.scratch_db import fresh_postgres, postgres_problem
+
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/kmon_bench"
 HOST = "127.0.0.1"
 
@@ -162,12 +164,6 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _fresh_postgres(url: str, *, drop_only: bool = False) -> None:
-    from tests.pg import recreate_database
-
-    await recreate_database(url, create=not drop_only)
-
-
 async def _one_run(db_url: str, port: int, args: argparse.Namespace) -> RunFigures:
     from monitor.config import DatabaseSettings, HttpSettings, Settings, SourceConfig
     from monitor.daemon import open_runtime, poll_once
@@ -234,7 +230,7 @@ def kmon_side(conn: Connection, backend: str, db_url: str, port: int, args: Any)
     async def one(run: int, tmp: Path) -> RunFigures:
         if backend == "sqlite":
             return await _one_run(f"sqlite+aiosqlite:///{tmp / f'run{run}.db'}", port, args)
-        await _fresh_postgres(db_url)
+        await fresh_postgres(db_url)
         return await _one_run(db_url, port, args)
 
     runs: list[RunFigures] = []
@@ -252,7 +248,7 @@ def kmon_side(conn: Connection, backend: str, db_url: str, port: int, args: Any)
                         leftover.unlink()
             finally:
                 if backend == "postgresql":
-                    asyncio.run(_fresh_postgres(db_url, drop_only=True))
+                    asyncio.run(fresh_postgres(db_url, drop_only=True))
             log.flush()
             with open(log.name, encoding="utf-8") as lines:
                 polls = sum('"event": "poll"' in line for line in lines)
@@ -279,14 +275,6 @@ def _run_child(target: Any, *args: Any) -> Any:
     if status != "ok":
         raise SystemExit(payload)
     return payload
-
-
-def _postgres_problem(url: str) -> str | None:
-    try:
-        asyncio.run(_fresh_postgres(url, drop_only=True))
-    except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return None
 
 
 def main() -> None:
@@ -323,7 +311,7 @@ def main() -> None:
             backends.append(("sqlite", ""))
         if not args.skip_pg:
             shown = make_url(args.pg_url).render_as_string(hide_password=True)
-            problem = _postgres_problem(args.pg_url)
+            problem = postgres_problem(args.pg_url)
             if problem is None:
                 backends.append(("postgresql", args.pg_url))
             else:

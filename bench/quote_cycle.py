@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.scratch_db import fresh_postgres, postgres_problem
+
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/kmon_bench_quotes"
 HOST = "127.0.0.1"
 PATH = "/api/realtime"
@@ -238,20 +240,6 @@ def instrumented(phases: list[Phases]) -> Iterator[None]:
         quotes_repo.insert_quotes = insert
 
 
-async def _fresh_postgres(url: str, *, drop_only: bool = False) -> None:
-    from tests.pg import recreate_database
-
-    await recreate_database(url, create=not drop_only)
-
-
-def _postgres_problem(url: str) -> str | None:
-    try:
-        asyncio.run(_fresh_postgres(url, drop_only=True))
-    except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return None
-
-
 async def run_cycles(
     backend: str, db_url: str, port: int, batch_size: int, counters: Any, args: Any
 ) -> Run:
@@ -412,7 +400,7 @@ def main() -> None:
                 backends.append(("sqlite", ""))
             pg_note = ""
             if not args.skip_pg:
-                problem = _postgres_problem(args.pg_url)
+                problem = postgres_problem(args.pg_url)
                 if problem is None:
                     backends.append(("postgresql", args.pg_url))
                 else:
@@ -433,7 +421,7 @@ def main() -> None:
                         if backend == "sqlite":
                             db_url = f"sqlite+aiosqlite:///{Path(tmp) / f'batch{batch}.db'}"
                         else:
-                            asyncio.run(_fresh_postgres(url))
+                            asyncio.run(fresh_postgres(url))
                             db_url = url
                         try:
                             run = asyncio.run(
@@ -441,7 +429,7 @@ def main() -> None:
                             )
                         finally:
                             if backend == "postgresql":
-                                asyncio.run(_fresh_postgres(url, drop_only=True))
+                                asyncio.run(fresh_postgres(url, drop_only=True))
                         print(report(run), flush=True)
             print(
                 f"server total: {counters[0]:,} requests, {counters[1]:,} codes answered. "

@@ -41,14 +41,13 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
 from typing import Literal
-from urllib.parse import urlsplit
 
 import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from adapters.errors import AuthError, FetchError, PermanentError, TransientError
 from adapters.http import is_loopback_host
-from monitor.alerts.message import SEVERITIES, AlertMessage, AlertSignal, MoveLine, Sent
+from monitor.alerts.message import SEVERITIES, AlertMessage, AlertSignal, MoveLine, Sent, web_url
 from monitor.timefmt import KST
 
 __all__ = [
@@ -276,17 +275,7 @@ def _shared_story(signals: Sequence[AlertSignal]) -> str | None:
 
 def _linkable(url: str | None) -> str | None:
     """The URL when it is an absolute http(s) URL with a host, else None."""
-    if not url:
-        return None
-    candidate = _one_line(url)
-    try:
-        parts = urlsplit(candidate)
-        has_host = bool(parts.hostname)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not has_host:
-        return None
-    return candidate
+    return web_url(_one_line(url)) if url else None
 
 
 def _when(value: datetime) -> str:

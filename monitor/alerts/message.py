@@ -11,8 +11,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+from urllib.parse import urlsplit
 
 SEVERITIES = ("info", "warning", "critical")
+
+
+def web_url(url: str | None) -> str | None:
+    """``url`` stripped when it is an absolute http(s) URL with a host, else None.
+
+    The one test of what a channel may link: ``javascript:``, ``data:``, relative and
+    malformed URLs are shown as text at most, never linked.
+    """
+    if not url:
+        return None
+    candidate = url.strip()
+    try:
+        parts = urlsplit(candidate)
+        has_host = bool(parts.hostname)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not has_host:
+        return None
+    return candidate
 
 
 @dataclass(frozen=True)

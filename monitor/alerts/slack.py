@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from adapters.errors import AuthError, FetchError, PermanentError, TransientError
 from adapters.http import is_loopback_host, parse_retry_after
-from monitor.alerts.message import SEVERITIES, AlertMessage, AlertSignal, MoveLine, Sent
+from monitor.alerts.message import SEVERITIES, AlertMessage, AlertSignal, MoveLine, Sent, web_url
 from monitor.timefmt import KST
 
 __all__ = [
@@ -183,15 +183,8 @@ def link_target(url: str | None) -> str | None:
     relative and malformed URLs are not. Characters that could end the link or its
     label are percent-encoded and ``&`` is written as ``&amp;``, as Slack asks.
     """
-    if not url:
-        return None
-    candidate = url.strip()
-    try:
-        parts = urlsplit(candidate)
-        has_host = bool(parts.hostname)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not has_host:
+    candidate = web_url(url)
+    if candidate is None:
         return None
     target = quote(candidate, safe=_URL_SAFE).replace("&", "&amp;")
     return target if slack_len(target) <= _URL_MAX else None
