@@ -70,7 +70,7 @@ from bench.scratch_db import fresh_postgres, postgres_problem
 
 if TYPE_CHECKING:
     from monitor.alerts.dispatch import Dispatcher, MessageOutcome
-    from monitor.pipeline import PollContext
+    from monitor.ingest.feeds import PollContext
     from monitor.rules.evaluate import Signal
 
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/kmon_bench_alerts"
@@ -269,7 +269,7 @@ async def produce(
     each signal's commit time (monotonic) and, when paced, how late each transaction
     started after its slot."""
     from monitor.db.signals import store_signals
-    from monitor.pipeline import utcnow
+    from monitor.ingest.feeds import utcnow
 
     rules = ctx.rules
     assert rules is not None
@@ -324,9 +324,9 @@ async def one_run(backend: str, db_url: str, port: int, mode: str, counters: Any
     from sqlalchemy import func, select
 
     from monitor.config import DatabaseSettings, Settings
-    from monitor.daemon import open_runtime
     from monitor.db.schema import Delivery
-    from monitor.service import dispatching
+    from monitor.service.daemon import open_runtime
+    from monitor.service.run import dispatching
 
     settings = Settings(
         database=DatabaseSettings(url=db_url),

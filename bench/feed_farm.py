@@ -166,7 +166,7 @@ def _cpu() -> float:
 
 async def _one_run(db_url: str, port: int, args: argparse.Namespace) -> RunFigures:
     from monitor.config import DatabaseSettings, HttpSettings, Settings, SourceConfig
-    from monitor.daemon import open_runtime, poll_once
+    from monitor.service.daemon import open_runtime, poll_once
 
     names = [f"farm-{n:04d}" for n in range(args.feeds)]
     # Burst mode polls only the news sources; quote polling is off all the same, so

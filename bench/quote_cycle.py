@@ -54,7 +54,7 @@ PATH = "/api/realtime"
 INDEX = "KOSPI"
 
 if TYPE_CHECKING:
-    from monitor.pipeline import PollContext
+    from monitor.ingest.feeds import PollContext
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -214,8 +214,8 @@ def _timed(
 @contextmanager
 def instrumented(phases: list[Phases]) -> Iterator[None]:
     """Wrap the provider call and the two quote queries to time them (``phases[-1]``)."""
-    from monitor import quotes
     from monitor.db import quotes as quotes_repo
+    from monitor.ingest import quotes
 
     naver, latest, insert = (
         quotes.PROVIDERS["naver"],
@@ -244,8 +244,8 @@ async def run_cycles(
     backend: str, db_url: str, port: int, batch_size: int, counters: Any, args: Any
 ) -> Run:
     from monitor.config import DatabaseSettings, QuoteSettings, Settings, TickerConfig
-    from monitor.daemon import open_runtime
-    from monitor.quotes import poll_quotes
+    from monitor.ingest.quotes import poll_quotes
+    from monitor.service.daemon import open_runtime
 
     base = f"http://{HOST}:{port}"
     tickers = [

@@ -171,7 +171,7 @@ def test_the_build_context_holds_what_the_image_copies() -> None:
     for local in (".venv", ".git", "kmon.yaml", "kmon.db", "deploy/container/.env", "tests"):
         assert docker_ignored(local, patterns), f"{local} would be sent to the build"
     assert docker_ignored("monitor/__pycache__/cli.cpython-311.pyc", patterns)
-    assert not docker_ignored("monitor/cli.py", patterns)
+    assert not docker_ignored("monitor/cli/main.py", patterns)
 
 
 def test_compose_migrates_before_the_daemon_starts() -> None:

@@ -49,7 +49,7 @@ from monitor.alerts.outbox import (
     alert_signal,
 )
 from monitor.db.schema import Delivery, SignalRow
-from monitor.pipeline import utcnow
+from monitor.ingest.feeds import utcnow
 from monitor.schedule import Uniform
 
 log = structlog.get_logger("kmon.alerts")

@@ -16,7 +16,7 @@ from monitor.config import SchedulerSettings, SourceConfig
 from monitor.db import repo
 from monitor.db import signals as signals_repo
 from monitor.db.schema import SignalRow
-from monitor.pipeline import HostLimiter, PollContext, poll_source
+from monitor.ingest.feeds import HostLimiter, PollContext, poll_source
 from monitor.rules.engine import RulesEngine
 from monitor.rules.model import Ruleset, load_rules
 from tests.servers import FakeSource, Reply

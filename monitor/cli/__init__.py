@@ -1,0 +1,1 @@
+"""The ``kmon`` command, one module per command group."""

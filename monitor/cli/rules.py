@@ -1,0 +1,321 @@
+"""``kmon rules`` (check, test, replay) and ``kmon signals`` (list, show)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from monitor.cli.main import State, _json, fail, query, when
+from monitor.cli.output import FORMATS, Format, clip, render
+from monitor.ingest.feeds import utcnow
+from monitor.timefmt import kst, kst_iso
+
+RULE_KINDS = ("news", "move", "joined", "source_health")
+SIGNAL_KINDS = ("news", "move", "policy_move", "source_stale")
+SEVERITIES = ("info", "warning", "critical")
+
+
+def _load(state: State | None, file: Path | None) -> Any:
+    """The default rules with ``file`` over them (else the configured file)."""
+    from monitor.rules.model import RulesError, load_rules
+
+    if file is None and state is not None:
+        file = state.settings.rules.file
+    try:
+        return load_rules(file)
+    except RulesError as exc:
+        fail(f"rules error: {exc}", code=2)
+
+
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True
+)
+rules_file_option = click.option(
+    "--rules",
+    "rules_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A rules file over the defaults (default: the configured `rules.file`).",
+)
+
+
+@click.group()
+def rules() -> None:
+    """The rules that tag news and moves: check, try and replay them."""
+
+
+@rules.command("check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def rules_check(state: State, file: Path | None) -> None:
+    """Validate FILE merged over the default rules (else the configured file, else the
+    defaults alone); exit 2 with `file:line: field: problem` if it is not usable."""
+    if file is not None and not file.is_file():
+        fail(f"rules error: {file}: no such file", code=2)
+    ruleset = _load(state if file is None else None, file)
+    kinds = {kind: 0 for kind in RULE_KINDS}
+    for rule in ruleset.rules.values():
+        kinds[rule.kind] += 1
+    counts = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    name = str(file or state.settings.rules.file or "default rules")
+    click.echo(
+        f"{name}: ok ({len(ruleset.entities)} entities, {len(ruleset.themes)} themes, "
+        f"{len(ruleset.rules)} rules: {counts})"
+    )
+
+
+def _hits_json(hits: Any) -> list[dict[str, Any]]:
+    return [
+        {"surface": h.surface, "term": h.term, "field": h.field, "start": h.start, "end": h.end}
+        for h in hits
+    ]
+
+
+@rules.command("test")
+@click.argument("text")
+@click.option("--summary", default="", help="A summary to match besides TEXT (the title).")
+@click.option("--source", help="The source name, for rules limited to sources.")
+@click.option("--language", help="ko or en (default: Korean when TEXT has Hangul).")
+@rules_file_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_obj
+def rules_test(
+    state: State,
+    text: str,
+    summary: str,
+    source: str | None,
+    language: str | None,
+    rules_file: Path | None,
+    fmt: str,
+) -> None:
+    """Which news rules fire on TEXT (a headline), and why.
+
+    Exit status 0 when a rule fires, 1 when none does (like grep).
+    """
+    from monitor.rules.match import tag
+
+    ruleset = _load(state, rules_file)
+    tagging = tag(text, summary, ruleset, source=source, language=language)
+    fired = tagging.news_rules_fired
+    if fmt == "json":
+        record = {
+            "text": text,
+            "fired": [{"rule_id": f.rule_id, "why": f.explanation} for f in fired],
+            "themes": {k: _hits_json(v) for k, v in tagging.themes.items()},
+            "entities": {k: _hits_json(v) for k, v in tagging.entities.items()},
+            "tickers": sorted(tagging.tickers),
+            "sectors": sorted(tagging.sectors),
+        }
+        click.echo(_json(record))
+    else:
+        for label, found in (("theme", tagging.themes), ("entity", tagging.entities)):
+            for key, hits in found.items():
+                spots = ", ".join(f"{h.surface!r} at {h.field}[{h.start}:{h.end}]" for h in hits)
+                click.echo(f"{label} {key}: {spots}")
+        if tagging.tickers:
+            click.echo(f"tickers: {', '.join(sorted(tagging.tickers))}")
+        for f in fired:
+            severity = ruleset.rules[f.rule_id].severity
+            click.echo(f"fires {f.rule_id} [{severity}]: {f.explanation}")
+        if not fired:
+            click.echo("no news rule fires" + ("" if tagging.themes else " (no theme matched)"))
+    sys.exit(0 if fired else 1)
+
+
+def _signal_record(signal: Any, *, with_explanation: bool) -> dict[str, Any]:
+    from monitor.db.signals import headline, signal_tickers
+
+    record: dict[str, Any] = {
+        "event_time": kst_iso(signal.event_time),
+        "kind": signal.kind,
+        "rule": signal.rule_id,
+        "severity": signal.severity,
+        "subject": signal.subject,
+        "tickers": signal_tickers(signal),
+        "headline": headline(signal),
+        "dedup_key": signal.dedup_key,
+    }
+    if with_explanation:
+        record["explanation"] = signal.explanation
+    return record
+
+
+@rules.command("replay")
+@click.option(
+    "--since", callback=when, default="30d", show_default=True, help="From (30d, 2025-06-01 …)."
+)
+@click.option("--until", callback=when, help="Up to (default: now).")
+@rules_file_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_obj
+def rules_replay(
+    state: State,
+    since: datetime,
+    until: datetime | None,
+    rules_file: Path | None,
+    fmt: str,
+) -> None:
+    """Run the rules over stored items and quotes; store and send nothing.
+
+    Prints each signal that would have been stored, with its explanation, and the hits
+    of every rule, so that a rule can be tuned before it is switched on.
+    """
+    from monitor.ingest.replay import hit_table, replay
+    from monitor.rules.explain import describe
+
+    ruleset = _load(state, rules_file)
+    result = query(state, lambda session: replay(session, ruleset, since=since, until=until))
+    if fmt == "json":
+        click.echo(
+            _json(
+                {
+                    "since": kst_iso(since),
+                    "until": kst_iso(until) if until else None,
+                    "items": result.items,
+                    "quotes": result.quotes,
+                    "signals": [_signal_record(s, with_explanation=True) for s in result.signals],
+                    "hits": {row["rule"]: row["hits"] for row in hit_table(result, ruleset)},
+                }
+            )
+        )
+        return
+    click.echo(
+        f"replayed {result.items} items and {result.quotes} quotes from {kst(since)} KST"
+        f" to {kst(until or utcnow())} KST: {len(result.signals)} signals would be stored"
+    )
+    for signal in result.signals:
+        click.echo("")
+        click.echo(
+            f"{kst(signal.event_time)}  {signal.kind}  {signal.rule_id} [{signal.severity}]"
+            f"  {signal.subject}"
+        )
+        for line in describe(signal.kind, signal.explanation):
+            click.echo(f"  {line}")
+    click.echo("")
+    click.echo(render(hit_table(result, ruleset), "table"))
+
+
+# --- signals ---------------------------------------------------------------------
+
+
+@click.group()
+def signals() -> None:
+    """Signals the rules stored."""
+
+
+def _ticker(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[0-9A-Za-z.^]{1,16}", value):
+        raise click.BadParameter(f"not a ticker: {value!r}")
+    return value
+
+
+@signals.command("list")
+@click.option("--since", callback=when, help="Event time at or after (2d, 2025-06-18 …).")
+@click.option("--until", callback=when, help="Event time before.")
+@click.option("--kind", type=click.Choice(SIGNAL_KINDS))
+@click.option("--ticker", callback=_ticker, help="Signals about this ticker (035420, KOSPI …).")
+@click.option("--rule", help="Only this rule id.")
+@click.option("--severity", type=click.Choice(SEVERITIES))
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@format_option
+@click.pass_obj
+def signals_list(
+    state: State,
+    since: datetime | None,
+    until: datetime | None,
+    kind: str | None,
+    ticker: str | None,
+    rule: str | None,
+    severity: str | None,
+    limit: int,
+    fmt: Format,
+) -> None:
+    """Signals newest first (by event time); times in KST."""
+    from monitor.db import signals as repo
+
+    flt = repo.SignalFilter(
+        since=since,
+        until=until,
+        kind=kind,
+        ticker=ticker,
+        rule=rule,
+        severity=severity,
+        limit=limit,
+    )
+    rows = query(state, lambda session: repo.list_signals(session, flt))
+    full = [_row_record(row) for row in rows]
+    table = [
+        {
+            "id": row.id,
+            "event (KST)": kst(row.event_time),
+            "kind": row.kind,
+            "rule": row.rule_id,
+            "severity": row.severity,
+            "subject": row.subject,
+            "headline": clip(row.headline, 60),
+        }
+        for row in rows
+    ]
+    click.echo(render(full, fmt, table_rows=table))
+
+
+def _row_record(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "event_time": kst_iso(row.event_time),
+        "created_at": kst_iso(row.created_at),
+        "kind": row.kind,
+        "rule": row.rule_id,
+        "severity": row.severity,
+        "subject": row.subject,
+        "tickers": row.tickers.split(),
+        "headline": row.headline,
+        "dedup_key": row.dedup_key,
+    }
+
+
+@signals.command("show")
+@click.argument("signal_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_obj
+def signals_show(state: State, signal_id: int, fmt: str) -> None:
+    """One signal with its full explanation and the items behind it."""
+    from monitor.db import signals as repo
+    from monitor.rules.explain import describe
+
+    found = query(state, lambda session: repo.get_signal(session, signal_id))
+    if found is None:
+        fail(f"no signal with id {signal_id}")
+    row, items = found
+    record = _row_record(row)
+    linked = [
+        {
+            "item_id": item.id,
+            "source": item.source,
+            "published_at": kst_iso(item.published_at),
+            "attached_at": kst_iso(item.attached_at),
+            "title": item.title,
+            "url": item.url,
+        }
+        for item in items
+    ]
+    if fmt == "json":
+        click.echo(_json({**record, "explanation": row.explanation, "items": linked}))
+        return
+    for key, value in record.items():
+        shown = " ".join(value) if isinstance(value, list) else value
+        click.echo(f"{key + ':':<12} {shown}")
+    click.echo("")
+    for line in describe(row.kind, row.explanation):
+        click.echo(line)
+    if linked:
+        click.echo("")
+        click.echo(f"items ({len(linked)}):")
+        for item in linked:
+            click.echo(
+                f"  #{item['item_id']} {item['published_at']} {item['source']}: {item['title']}"
+            )

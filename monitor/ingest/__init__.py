@@ -1,0 +1,1 @@
+"""The stages that join fetch → store → tag → outbox: feeds, quotes, replay."""

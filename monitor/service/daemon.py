@@ -1,0 +1,359 @@
+"""The daemon's lifecycle: start-up checks, one scheduler job per source, shutdown.
+
+``kmon run`` serves until SIGTERM/SIGINT; ``kmon poll`` is the same machinery in
+burst mode: poll the due (or named) sources once and return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import aiohttp
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from adapters.http import USER_AGENT, HttpLimits, make_client_session
+from monitor.alerts.channels import build_channel
+from monitor.alerts.dispatch import Dispatcher
+from monitor.alerts.message import Channel
+from monitor.alerts.outbox import enqueue
+from monitor.config import FEED_KIND, Settings
+from monitor.db import migrate, repo
+from monitor.db import quotes as quotes_repo
+from monitor.db.engine import make_engine, make_sessionmaker
+from monitor.db.schema import SignalRow
+from monitor.ingest.feeds import HostLimiter, PollContext, PollOutcome, poll_source, utcnow
+from monitor.ingest.quotes import provider_urls
+from monitor.rules.engine import RulesEngine
+from monitor.rules.model import load_rules
+
+log = structlog.get_logger("kmon.daemon")
+
+
+class SchemaNotCurrent(Exception):
+    """The database's migrations differ from this kmon's; ``str()`` says what to run."""
+
+
+class UnknownSource(Exception):
+    """A source named on the command line is not configured (or not enabled)."""
+
+
+async def check_schema(engine: AsyncEngine, *, upgrade: bool) -> None:
+    """Refuse to run on a database that is behind, or upgrade it when asked to."""
+    current, heads = await migrate.current_revisions(engine), migrate.head_revisions()
+    if current == heads:
+        return
+    unknown = current - migrate.known_revisions()
+    if unknown:
+        raise SchemaNotCurrent(
+            f"the database is at revision {', '.join(sorted(unknown))}, which this kmon "
+            "does not know: run the newer kmon that migrated it"
+        )
+    if upgrade:
+        await migrate.upgrade(engine)
+        log.info("database_upgraded", from_revision=sorted(current), to_revision=sorted(heads))
+        return
+    have = ", ".join(sorted(current)) or "empty"
+    raise SchemaNotCurrent(
+        f"the database is at revision {have}, this kmon needs {', '.join(sorted(heads))}: "
+        "run `kmon db upgrade` first (or start with `kmon run --migrate`)"
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    migrate_schema: bool = False,
+    clock: Callable[[], datetime] = utcnow,
+) -> AsyncIterator[PollContext]:
+    """Rules, engine, schema check, source sync and the shared HTTP session; closed on exit.
+
+    Raises :class:`monitor.rules.model.RulesError` for a rules file that cannot be used.
+    """
+    # The rules first: a broken rules file stops the start before anything is opened.
+    rules = RulesEngine(load_rules(settings.rules.file)) if settings.rules.enabled else None
+    db = settings.database
+    engine = make_engine(db.url.get_secret_value(), pool_size=db.pool_size, echo=db.echo)
+    try:
+        await check_schema(engine, upgrade=migrate_schema)
+        sessionmaker = make_sessionmaker(engine)
+        async with sessionmaker.begin() as session:
+            await repo.sync_sources(session, settings.sources, now=clock())
+            await quotes_repo.sync_quote_sources(
+                session,
+                provider_urls(settings.quotes),
+                interval=settings.quotes.interval,
+                now=clock(),
+            )
+        http = settings.http
+        async with (
+            make_client_session(
+                user_agent=http.user_agent or USER_AGENT,
+                connection_limit=max(100, http.per_host_limit),
+            ) as client,
+            alert_channels(settings, client) as channels,
+        ):
+            ctx = PollContext(
+                sessionmaker=sessionmaker,
+                http=client,
+                limits=HttpLimits(
+                    connect_timeout=http.connect_timeout,
+                    total_timeout=http.total_timeout,
+                    max_body_bytes=http.max_body_bytes,
+                    max_redirects=http.max_redirects,
+                ),
+                scheduling=settings.scheduler,
+                host_limiter=HostLimiter(http.per_host_limit),
+                clock=clock,
+                rules=rules,
+            )
+            if rules is not None and channels is not None:
+                ctx.dispatcher = wire_alerts(ctx, rules, channels, settings)
+            yield ctx
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def alert_channels(
+    settings: Settings, http: aiohttp.ClientSession
+) -> AsyncIterator[dict[str, Channel] | None]:
+    """The configured alert channels (None when alerts are off), closed on exit."""
+    if not settings.alerts.enabled or not settings.rules.enabled:
+        yield None
+        return
+    channels = {
+        name: build_channel(name, config, http) for name, config in settings.alerts.channels.items()
+    }
+    try:
+        yield channels
+    finally:
+        for channel in channels.values():
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+
+def wire_alerts(
+    ctx: PollContext, rules: RulesEngine, channels: Mapping[str, Channel], settings: Settings
+) -> Dispatcher:
+    """Signals stored by ``rules`` get their deliveries in the same transaction; the
+    dispatcher is woken when that transaction commits."""
+    alerts = settings.alerts
+    dispatcher = Dispatcher(
+        ctx.sessionmaker,
+        channels,
+        alerts,
+        ctx.clock,
+        ctx.uniform,
+        names={t.code: t.name_en for t in settings.quotes.tickers},
+    )
+
+    async def outbox(session: AsyncSession, rows: Sequence[SignalRow], *, now: datetime) -> None:
+        await enqueue(session, rows, alerts, now=now)
+
+    rules.listeners.append(outbox)
+    rules.after_commit.append(dispatcher.wake)
+    return dispatcher
+
+
+async def poll_once(ctx: PollContext, names: Sequence[str] | None = None) -> list[PollOutcome]:
+    """Burst mode: poll the named sources, or every due one, concurrently, once."""
+    async with ctx.sessionmaker() as session:
+        if names:
+            states = await repo.load_sources(session, names=names, kind=FEED_KIND)
+            missing = sorted(set(names) - {s.name for s in states})
+            if missing:
+                raise UnknownSource(f"no enabled source named {', '.join(missing)}")
+        else:
+            states = await repo.load_sources(session, due_at=ctx.clock(), kind=FEED_KIND)
+    return list(await asyncio.gather(*(poll_source(ctx, s) for s in states)))
+
+
+class TimedTask(Protocol):
+    """A job that decides its own next run (the quote cycle on the KRX clock …)."""
+
+    name: str
+
+    def first_run(self, now: datetime) -> datetime: ...
+
+    async def run(self) -> datetime:
+        """Do the work once; return when to run next."""
+        ...
+
+
+# After a task crashed (a bug, a database outage) it is tried again this much later.
+TASK_RETRY = timedelta(minutes=1)
+TASK_MIN_GAP = timedelta(seconds=1)
+
+
+class Daemon:
+    """One APScheduler job per feed source, driven by the database's ``next_check_at``,
+    plus the timed tasks (quotes, daily bars) that keep their own clock."""
+
+    def __init__(
+        self, ctx: PollContext, *, grace_period: float, tasks: Sequence[TimedTask] = ()
+    ) -> None:
+        self.ctx = ctx
+        self.grace_period = grace_period
+        self.tasks = list(tasks)
+        self.scheduler = AsyncIOScheduler(
+            timezone="UTC",
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self._inflight: set[asyncio.Task[object]] = set()
+        # Set once shutdown has begun waiting for running polls.
+        self.draining = asyncio.Event()
+
+    async def arm(self) -> int:
+        """Add a job for each enabled source, first run at its stored next check."""
+        async with self.ctx.sessionmaker() as session:
+            states = await repo.load_sources(session, kind=FEED_KIND)
+        now = self.ctx.clock()
+        for task in self.tasks:
+            self._schedule_task(task, task.first_run(now))
+        for state in states:
+            first = state.next_check_at or now
+            self.scheduler.add_job(
+                self._poll_job,
+                trigger=self._trigger(state.interval, first),
+                next_run_time=first,
+                args=[state.name],
+                id=state.name,
+                name=f"poll {state.name}",
+            )
+        self.scheduler.start()
+        return len(states)
+
+    @staticmethod
+    def _trigger(interval: float, start: datetime) -> IntervalTrigger:
+        # The interval is a safety net; after each poll the job is moved to the
+        # source's stored next check (backoff, Retry-After, jitter all live there),
+        # given explicitly as the next run time: a trigger alone would round a start
+        # in the past up to the next whole interval.
+        return IntervalTrigger(seconds=interval, start_date=start, timezone="UTC")
+
+    def _schedule_task(self, task: TimedTask, at: datetime) -> None:
+        self.scheduler.add_job(
+            self._task_job,
+            trigger=DateTrigger(run_date=at, timezone="UTC"),
+            args=[task],
+            id=f"task:{task.name}",
+            name=task.name,
+            replace_existing=True,
+        )
+
+    async def _task_job(self, task: TimedTask) -> None:
+        with self._tracked():
+            try:
+                at = await task.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("task_crashed", task=task.name)
+                at = self.ctx.clock() + TASK_RETRY
+        if self.scheduler.state == STATE_RUNNING:
+            # A run time that is already due would be refused while this run is still
+            # the job's one instance, and the task would drop off the schedule.
+            self._schedule_task(task, max(at, self.ctx.clock() + TASK_MIN_GAP))
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        """Count the current task as a running poll, for the shutdown grace period."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    async def _poll_job(self, name: str) -> None:
+        with self._tracked():
+            await self._poll_named(name)
+
+    async def _poll_named(self, name: str) -> None:
+        try:
+            async with self.ctx.sessionmaker() as session:
+                states = await repo.load_sources(session, names=[name])
+            if not states:
+                return
+            state = states[0]
+            if state.next_check_at and state.next_check_at > self.ctx.clock() + timedelta(
+                seconds=1
+            ):
+                # Fired early (e.g. a coalesced run): wait for the stored time.
+                self._reschedule(name, state.interval, state.next_check_at)
+                return
+            outcome = await poll_source(self.ctx, state)
+            self._reschedule(name, state.interval, outcome.next_check_at)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug or a database outage: say so once per poll and keep the schedule.
+            log.exception("poll_crashed", source=name)
+
+    def _reschedule(self, name: str, interval: float, at: datetime) -> None:
+        if self.scheduler.running:
+            self.scheduler.modify_job(name, trigger=self._trigger(interval, at), next_run_time=at)
+
+    async def shutdown(self) -> None:
+        """Start no new polls, give running ones the grace period, cancel the rest."""
+        # Pause first: APScheduler's executor cancels running jobs on shutdown, and
+        # running polls deserve their grace period.
+        if self.scheduler.running:
+            self.scheduler.pause()
+        pending = set(self._inflight)
+        self.draining.set()
+        if pending:
+            log.info("draining", polls=len(pending), grace_period=self.grace_period)
+            _, still = await asyncio.wait(pending, timeout=self.grace_period)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.gather(*still, return_exceptions=True)
+                log.warning("polls_cancelled", polls=len(still))
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+
+async def serve(
+    daemon: Daemon,
+    *,
+    stop: asyncio.Event,
+    on_ready: Callable[[], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+) -> None:
+    """Run ``daemon``'s schedule until ``stop`` is set, then shut it down cleanly.
+
+    ``on_ready`` is called once the schedule is armed, ``on_stopping`` when ``stop``
+    is set, before running polls are drained.
+    """
+    try:
+        jobs = await daemon.arm()
+        log.info("daemon_started", sources=jobs)
+        if on_ready is not None:
+            on_ready()
+        await stop.wait()
+        log.info("daemon_stopping")
+        if on_stopping is not None:
+            on_stopping()
+    finally:
+        await daemon.shutdown()
+    log.info("daemon_stopped")
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

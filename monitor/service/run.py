@@ -1,0 +1,114 @@
+"""``kmon run`` as a service: the daemon, its health endpoints and systemd's protocol.
+
+Order: watchdog pings start at once (a slow start-up must not look like a hang);
+the runtime opens (schema check, sources synced); metrics are seeded from the
+sources table; the health server listens; the schedule is armed and READY=1 sent.
+The alert dispatcher runs beside the schedule. On ``stop``: STOPPING=1, running polls
+drain, the dispatcher sends what they raised and stops, the health server closes last so
+that ``/readyz`` says "unready" while the daemon drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+from collections.abc import AsyncIterator, Callable
+
+from apscheduler.schedulers.base import STATE_RUNNING
+
+from monitor.config import Settings
+from monitor.ingest.feeds import PollContext
+from monitor.ingest.quotes import QuoteCycle, quote_tasks
+from monitor.service.daemon import Daemon, open_runtime, serve
+from monitor.service.health import Readiness, serving
+from monitor.service.metrics import AlertMetrics, Metrics
+from monitor.service.sdnotify import Notifier
+
+
+@contextlib.asynccontextmanager
+async def dispatching(ctx: PollContext, grace_period: float) -> AsyncIterator[None]:
+    """The alert dispatcher, running beside the daemon.
+
+    It stops after the daemon has drained its polls (so their alerts still go out),
+    within ``grace_period``; a send cut short is sent again after its lease.
+    """
+    dispatcher = ctx.dispatcher
+    if dispatcher is None:
+        yield
+        return
+    done = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(done), name="alert-dispatcher")
+    try:
+        yield
+    finally:
+        # A last round sends what the drained polls raised (run() does it when woken).
+        done.set()
+        dispatcher.wake()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=grace_period)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def run_service(
+    settings: Settings,
+    *,
+    stop: asyncio.Event,
+    migrate_schema: bool = False,
+    notifier: Notifier | None = None,
+) -> None:
+    """Serve until ``stop`` is set, then shut everything down cleanly."""
+    notifier = notifier or Notifier.from_environ()
+    watchdog = asyncio.create_task(notifier.watchdog(), name="systemd-watchdog")
+    try:
+        async with open_runtime(settings, migrate_schema=migrate_schema) as ctx:
+            # What start-up allocated (modules, rules, the automaton) lives as long as the
+            # process: out of the collector's sight, full collections stop the loop for a
+            # few milliseconds instead of tens (bench/alert_dispatch.py: 60 → 7 ms).
+            gc.freeze()
+            quote_observers: list[Callable[[QuoteCycle], None]] = []
+            daemon = Daemon(
+                ctx,
+                grace_period=settings.scheduler.grace_period,
+                tasks=quote_tasks(ctx, settings.quotes, quote_observers),
+            )
+            async with contextlib.AsyncExitStack() as stack:
+                if settings.health.enabled:
+                    metrics = Metrics()
+                    await metrics.seed(ctx.sessionmaker)
+                    ctx.observers.append(metrics.observe)
+                    quote_observers.append(metrics.observe_quotes)
+                    if ctx.dispatcher is not None:
+                        alert_metrics = AlertMetrics(
+                            metrics.registry, channels=settings.alerts.channels
+                        )
+                        ctx.dispatcher.observers.append(
+                            lambda o: alert_metrics.count(o.channel, o.status, o.signals)
+                        )
+                    readiness = Readiness(
+                        ctx.sessionmaker,
+                        scheduler_running=lambda: daemon.scheduler.state == STATE_RUNNING,
+                    )
+                    await stack.enter_async_context(
+                        serving(settings.health, readiness=readiness, metrics=metrics)
+                    )
+
+                def ready() -> None:
+                    jobs = len(daemon.scheduler.get_jobs())
+                    notifier.notify("READY=1", f"STATUS=polling {jobs} sources")
+
+                async with dispatching(ctx, settings.scheduler.grace_period):
+                    await serve(
+                        daemon,
+                        stop=stop,
+                        on_ready=ready,
+                        on_stopping=lambda: notifier.notify("STOPPING=1", "STATUS=stopping"),
+                    )
+    finally:
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
+        notifier.close()

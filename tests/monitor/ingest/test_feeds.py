@@ -1,0 +1,225 @@
+"""A poll end to end against a real local server and a real database (both dialects)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from structlog.testing import capture_logs
+
+from adapters.http import HttpLimits, make_client_session
+from monitor.config import SchedulerSettings, SourceConfig
+from monitor.db import repo
+from monitor.db.schema import Item
+from monitor.ingest.feeds import HostLimiter, PollContext, poll_source
+from tests.feeds import entries, rss
+from tests.servers import FakeSource, Reply, truncated_reply
+
+NOW = datetime(2025, 6, 18, 1, 0, tzinfo=UTC)
+SM = async_sessionmaker[AsyncSession]
+SCHEDULING = SchedulerSettings(jitter=0, backoff_max=3600, permanent_retry=86400)
+
+
+@pytest.fixture
+async def ctx(sessionmaker: SM) -> AsyncIterator[PollContext]:
+    async with make_client_session() as http:
+        yield PollContext(
+            sessionmaker=sessionmaker,
+            http=http,
+            limits=HttpLimits(total_timeout=5, max_body_bytes=1024 * 1024),
+            scheduling=SCHEDULING,
+            host_limiter=HostLimiter(4),
+            clock=lambda: NOW,
+        )
+
+
+async def add_source(ctx: PollContext, url: str, name: str = "feed") -> None:
+    async with ctx.sessionmaker.begin() as session:
+        await repo.sync_sources(session, [SourceConfig(name=name, url=url, interval=60)], now=NOW)
+
+
+async def poll(ctx: PollContext, name: str = "feed") -> object:
+    async with ctx.sessionmaker() as session:
+        state = (await repo.load_sources(session, names=[name]))[0]
+    return await poll_source(ctx, state)
+
+
+async def state_of(ctx: PollContext, name: str = "feed") -> repo.SourceState:
+    async with ctx.sessionmaker() as session:
+        return (await repo.load_sources(session, names=[name]))[0]
+
+
+async def stored_titles(ctx: PollContext) -> list[str]:
+    async with ctx.sessionmaker() as session:
+        return list((await session.scalars(select(Item.title).order_by(Item.id))).all())
+
+
+async def test_new_items_then_not_modified(ctx: PollContext, http_server: FakeSource) -> None:
+    http_server.serve(
+        "/rss", rss(entries(3)), etag='"v1"', last_modified="Wed, 18 Jun 2025 00:00:00 GMT"
+    )
+    await add_source(ctx, http_server.url("/rss"))
+
+    first = await poll(ctx)
+    second = await poll(ctx)
+
+    assert (first.status, len(first.new_item_ids), first.http_status) == ("ok", 3, 200)
+    assert (second.status, second.new_item_ids, second.http_status) == ("not_modified", [], 304)
+    conditional = http_server.requests_to("/rss")[1].headers
+    assert conditional["If-None-Match"] == '"v1"'
+    assert conditional["If-Modified-Since"] == "Wed, 18 Jun 2025 00:00:00 GMT"
+    state = await state_of(ctx)
+    assert (state.status, state.error_count, state.last_success_at) == ("ok", 0, NOW)
+    assert state.next_check_at == NOW + timedelta(seconds=60)
+    assert len(await stored_titles(ctx)) == 3
+
+
+async def test_only_new_entries_are_inserted(ctx: PollContext, http_server: FakeSource) -> None:
+    http_server.sequence("/rss", [Reply(rss(entries(5))), Reply(rss(entries(8)))])
+    await add_source(ctx, http_server.url("/rss"))
+    assert len((await poll(ctx)).new_item_ids) == 5
+    assert len((await poll(ctx)).new_item_ids) == 3
+    assert len(await stored_titles(ctx)) == 8
+
+
+async def test_server_error_backs_off_then_recovers(
+    ctx: PollContext, http_server: FakeSource
+) -> None:
+    http_server.sequence("/rss", [Reply(status=500), Reply(status=502), Reply(rss(entries(2)))])
+    await add_source(ctx, http_server.url("/rss"))
+    with capture_logs() as logs:
+        first = await poll(ctx)
+        second = await poll(ctx)
+        third = await poll(ctx)
+
+    assert (first.status, first.error_key) == ("error", "http_500")
+    assert first.next_check_at == NOW + timedelta(seconds=60)
+    assert second.next_check_at == NOW + timedelta(seconds=120)  # doubled
+    assert third.status == "ok"
+    state = await state_of(ctx)
+    assert (state.status, state.error_count) == ("ok", 0)
+    # One warning when it starts failing, one line saying it recovered.
+    assert [(e["log_level"], e.get("transition")) for e in logs] == [
+        ("warning", "failing"),
+        ("info", None),
+        ("info", "recovered"),
+    ]
+    assert all(e["event"] == "poll" and e["source"] == "feed" for e in logs)
+
+
+async def test_retry_after_is_honoured(ctx: PollContext, http_server: FakeSource) -> None:
+    http_server.fail("/rss", 429, headers={"Retry-After": "900"})
+    await add_source(ctx, http_server.url("/rss"))
+    outcome = await poll(ctx)
+    assert (outcome.status, outcome.error_key) == ("error", "http_429")
+    assert outcome.next_check_at == NOW + timedelta(seconds=900)
+    state = await state_of(ctx)
+    assert state.status == "failing"
+    assert state.next_check_at == NOW + timedelta(seconds=900)
+
+
+@pytest.mark.parametrize(
+    ("status", "key"), [(404, "http_404"), (410, "http_410"), (401, "http_401"), (403, "http_403")]
+)
+async def test_permanent_failure_marks_the_source(
+    ctx: PollContext, http_server: FakeSource, status: int, key: str
+) -> None:
+    http_server.fail("/rss", status)
+    await add_source(ctx, http_server.url("/rss"))
+    with capture_logs() as logs:
+        outcome = await poll(ctx)
+        await poll(ctx)
+    assert (outcome.status, outcome.error_key) == ("failed", key)
+    state = await state_of(ctx)
+    assert state.status == "failed"
+    assert state.next_check_at == NOW + timedelta(days=1)
+    assert [e["log_level"] for e in logs] == ["warning", "info"]  # said once, loudly
+
+
+async def test_html_page_is_a_parse_error_and_stores_nothing(
+    ctx: PollContext, http_server: FakeSource
+) -> None:
+    http_server.serve(
+        "/rss",
+        b"<!DOCTYPE html><html><head><title>Maintenance</title></head>"
+        b"<body>Back soon</body></html>",
+        headers={"Content-Type": "text/html; charset=utf-8"},
+    )
+    await add_source(ctx, http_server.url("/rss"))
+    outcome = await poll(ctx)
+    assert (outcome.status, outcome.error_key) == ("error", "not_a_feed")
+    assert await stored_titles(ctx) == []
+    assert (await state_of(ctx)).error_count == 1
+
+
+async def test_truncated_transfer_is_retried_and_loses_nothing(
+    ctx: PollContext, http_server: FakeSource
+) -> None:
+    body = rss(entries(4))
+    http_server.sequence("/rss", [truncated_reply(body), Reply(body)])
+    await add_source(ctx, http_server.url("/rss"))
+    first = await poll(ctx)
+    second = await poll(ctx)
+    assert (first.status, first.error_key) == ("error", "truncated")
+    assert (second.status, len(second.new_item_ids)) == ("ok", 4)
+
+
+async def test_euc_kr_feed_without_declaration_is_stored_as_hangul(
+    ctx: PollContext, http_server: FakeSource
+) -> None:
+    body = rss(entries(2), encoding="cp949", declare=False)
+    http_server.serve("/rss", body, headers={"Content-Type": "application/rss+xml"})
+    await add_source(ctx, http_server.url("/rss"))
+    outcome = await poll(ctx)
+    assert outcome.status == "ok"
+    assert await stored_titles(ctx) == [
+        "네이버 하이퍼클로바X 소식 0",
+        "네이버 하이퍼클로바X 소식 1",
+    ]
+
+
+async def test_entity_bomb_is_defused(ctx: PollContext, http_server: FakeSource) -> None:
+    lol = "".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10}">' for i in range(1, 10))
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY lol0 "lol">' + lol + "]>"
+        '<rss version="2.0"><channel><title>t</title><item><title>폭탄 &lol9;</title>'
+        "<guid>b1</guid></item></channel></rss>"
+    ).encode()
+    http_server.serve("/rss", bomb)
+    await add_source(ctx, http_server.url("/rss"))
+    outcome = await poll(ctx)
+    # The DTD is dropped unexpanded; the entry itself is kept, reference as text.
+    assert outcome.status == "ok"
+    assert "dtd_removed" in outcome.warnings
+    assert await stored_titles(ctx) == ["폭탄 &lol9;"]
+
+
+def test_host_limiter_shares_a_semaphore_per_host() -> None:
+    limiter = HostLimiter(3)
+    a = limiter.for_url("https://www.yna.co.kr/rss/news.xml")
+    assert a is limiter.for_url("https://WWW.YNA.CO.KR/rss/economy.xml")
+    assert a is not limiter.for_url("https://www.koreaherald.com/rss/newsAll")
+    assert a._value == 3
+
+
+async def test_items_and_source_state_commit_together(
+    ctx: PollContext, http_server: FakeSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http_server.serve("/rss", rss(entries(3)), etag='"v1"')
+    await add_source(ctx, http_server.url("/rss"))
+
+    async def state_update_fails(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the database went away after the items were inserted")
+
+    # Fault injection at the last step of the transaction: the items written just
+    # before it must not survive, and the validators must not move on.
+    monkeypatch.setattr(repo, "record_success", state_update_fails)
+    with pytest.raises(RuntimeError):
+        await poll(ctx)
+    assert await stored_titles(ctx) == []
+    assert (await state_of(ctx)).validators.etag is None
+    monkeypatch.undo()
+    assert len((await poll(ctx)).new_item_ids) == 3  # nothing was lost: all three now
