@@ -269,7 +269,7 @@ async def produce(
     each signal's commit time (monotonic) and, when paced, how late each transaction
     started after its slot."""
     from monitor.db.signals import store_signals
-    from monitor.ingest.feeds import utcnow
+    from monitor.timefmt import utcnow
 
     rules = ctx.rules
     assert rules is not None

@@ -8,6 +8,12 @@ from zoneinfo import ZoneInfo
 
 KST = ZoneInfo("Asia/Seoul")
 
+
+def utcnow() -> datetime:
+    """The current moment, in UTC: the clock every component is given by default."""
+    return datetime.now(UTC)
+
+
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 

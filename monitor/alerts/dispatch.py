@@ -49,8 +49,8 @@ from monitor.alerts.outbox import (
     alert_signal,
 )
 from monitor.db.schema import Delivery, SignalRow
-from monitor.ingest.feeds import utcnow
 from monitor.schedule import Uniform
+from monitor.timefmt import utcnow
 
 log = structlog.get_logger("kmon.alerts")
 

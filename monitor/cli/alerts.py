@@ -27,8 +27,7 @@ from monitor.alerts.message import AlertMessage, AlertSignal
 from monitor.alerts.outbox import STATUSES
 from monitor.cli.output import FORMATS, Format, clip, render
 from monitor.config import Settings
-from monitor.ingest.feeds import utcnow
-from monitor.timefmt import kst, kst_iso
+from monitor.timefmt import kst, kst_iso, utcnow
 
 if TYPE_CHECKING:
     from monitor.cli.main import State

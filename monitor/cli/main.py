@@ -22,9 +22,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.cli.output import FORMATS, Format, clip, render
 from monitor.config import ConfigError, Settings, load_settings
-from monitor.ingest.feeds import utcnow
 from monitor.logs import configure_logging
-from monitor.timefmt import kst, kst_iso, parse_when
+from monitor.timefmt import kst, kst_iso, parse_when, utcnow
 
 T = TypeVar("T")
 

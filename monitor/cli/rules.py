@@ -12,8 +12,7 @@ import click
 
 from monitor.cli.main import State, _json, fail, query, when
 from monitor.cli.output import FORMATS, Format, clip, render
-from monitor.ingest.feeds import utcnow
-from monitor.timefmt import kst, kst_iso
+from monitor.timefmt import kst, kst_iso, utcnow
 
 RULE_KINDS = ("news", "move", "joined", "source_health")
 SIGNAL_KINDS = ("news", "move", "policy_move", "source_stale")

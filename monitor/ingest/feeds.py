@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
@@ -33,15 +33,12 @@ from monitor.db import repo
 from monitor.db.repo import SourceState
 from monitor.db.schema import SignalRow
 from monitor.rules.engine import RulesEngine
+from monitor.timefmt import utcnow
 
 if TYPE_CHECKING:
     from monitor.alerts.dispatch import Dispatcher
 
 log = structlog.get_logger("kmon.poll")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class FeedFetcher(Protocol):

@@ -31,10 +31,11 @@ from monitor.db import migrate, repo
 from monitor.db import quotes as quotes_repo
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.schema import SignalRow
-from monitor.ingest.feeds import HostLimiter, PollContext, PollOutcome, poll_source, utcnow
+from monitor.ingest.feeds import HostLimiter, PollContext, PollOutcome, poll_source
 from monitor.ingest.quotes import provider_urls
 from monitor.rules.engine import RulesEngine
 from monitor.rules.model import load_rules
+from monitor.timefmt import utcnow
 
 log = structlog.get_logger("kmon.daemon")
 
