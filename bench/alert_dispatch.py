@@ -13,12 +13,11 @@ For each database (a new SQLite file in a temporary directory; PostgreSQL create
 dropped by the script) and each run, kmon gets ``Settings`` built in code: no sources,
 no quote polling, the default rules, one Slack channel pointing at the stand-in and one
 route with no group wait and no throttle. ``open_runtime(..., migrate_schema=True)``
-builds what the daemon builds (engine, HTTP session, channel, dispatcher wired to the
-rules engine) and the dispatcher runs as ``kmon run`` runs it
-(``monitor.service.dispatching``). A producer task stores news signals the way the
-rules engine does: ``store_signals`` and the engine's listeners (the outbox
-``enqueue``) in one transaction, the commit time taken as soon as it returns, then
-``RulesEngine.committed`` (which wakes the dispatcher).
+builds what the daemon builds (engine, HTTP session, channel, dispatcher) and the
+dispatcher runs as ``kmon run`` runs it (``monitor.service.run.dispatching``). A
+producer task stores news signals the way a poll does: ``monitor.ingest.signals.
+store_signals`` (signals and their deliveries) in one transaction, the commit time
+taken as soon as it returns, then ``PollContext.wake_dispatcher``.
 
 - paced: ``--signals`` signals at ``--rate`` per second, one per transaction, each
   started on its own schedule slot (start + n / rate: a late commit does not push the
@@ -70,7 +69,7 @@ from bench.scratch_db import fresh_postgres, postgres_problem
 
 if TYPE_CHECKING:
     from monitor.alerts.dispatch import Dispatcher, MessageOutcome
-    from monitor.ingest.feeds import PollContext
+    from monitor.ingest.context import PollContext
     from monitor.rules.evaluate import Signal
 
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/kmon_bench_alerts"
@@ -268,11 +267,9 @@ async def produce(
     """Store ``count`` signals and their deliveries, as the rules engine does; return
     each signal's commit time (monotonic) and, when paced, how late each transaction
     started after its slot."""
-    from monitor.db.signals import store_signals
+    from monitor.ingest.signals import store_signals
     from monitor.timefmt import utcnow
 
-    rules = ctx.rules
-    assert rules is not None
     loop = asyncio.get_running_loop()
     commits = [0.0] * count
     lateness: list[float] = []
@@ -286,15 +283,13 @@ async def produce(
         now = utcnow()
         batch = [bench_signal(n, now) for n in range(first, min(count, first + per_transaction))]
         async with ctx.sessionmaker.begin() as session:
-            rows = await store_signals(session, batch, now=now)
-            for listener in rules.listeners:  # the outbox: enqueue(session, rows, …)
-                await listener(session, rows, now=now)
+            rows = await store_signals(ctx, session, batch, now=now)  # and the deliveries
         committed = time.monotonic()
         if len(rows) != len(batch):
             raise SystemExit(f"stored {len(rows)} of {len(batch)} signals")
         for n in range(first, first + len(batch)):
             commits[n] = committed
-        rules.committed(rows)  # after_commit: dispatcher.wake()
+        ctx.wake_dispatcher()
     return commits, lateness
 
 
@@ -340,7 +335,7 @@ async def one_run(backend: str, db_url: str, port: int, mode: str, counters: Any
     phases = Phases()
     base = f"http://{HOST}:{port}"
     async with open_runtime(settings, migrate_schema=True) as ctx:
-        if ctx.dispatcher is None or ctx.rules is None:
+        if ctx.dispatcher is None:
             raise SystemExit("open_runtime built no dispatcher: alerts or rules are off")
         async with ctx.http.post(base + "/reset") as resp:
             resp.raise_for_status()

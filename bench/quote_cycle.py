@@ -54,7 +54,7 @@ PATH = "/api/realtime"
 INDEX = "KOSPI"
 
 if TYPE_CHECKING:
-    from monitor.ingest.feeds import PollContext
+    from monitor.ingest.context import PollContext
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -38,7 +38,7 @@ DEFAULT_ROUTE = "default"
 
 # Kept in step with monitor.rules.evaluate.SignalKind (a test checks), without
 # importing the rule engine into the settings.
-Kind = Literal["news", "move", "policy_move", "source_stale"]
+Kind = Literal["news", "move", "policy_move", "source_stale", "source_auth"]
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 

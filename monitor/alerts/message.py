@@ -56,7 +56,7 @@ class AlertSignal:
     """
 
     id: int
-    kind: str  # news | move | policy_move | source_stale
+    kind: str  # news | move | policy_move | source_stale | source_auth
     rule_id: str
     severity: str  # info | warning | critical
     subject: str

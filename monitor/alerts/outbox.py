@@ -70,7 +70,7 @@ async def enqueue(
     An existing (signal, channel) row is left alone (ON CONFLICT DO NOTHING), so a
     repeated call cannot send twice.
     """
-    if not signals:
+    if not signals or not settings.enabled:
         return 0
     planned: dict[tuple[int, str], dict[str, Any]] = {}
 
@@ -303,7 +303,7 @@ def alert_signal(row: SignalRow, names: Mapping[str, str] | None = None) -> Aler
             move=_move_line(quote, ticker, name),
             why=_move_why(matched),
         )
-    if row.kind == "source_stale":
+    if row.kind in ("source_stale", "source_auth"):
         source = _str(explanation.get("source")) or row.subject
         missed = explanation.get("missed_intervals")
         fallback = f"{source} has not answered for {missed} polling intervals"

@@ -15,7 +15,7 @@ from monitor.cli.output import FORMATS, Format, clip, render
 from monitor.timefmt import kst, kst_iso, utcnow
 
 RULE_KINDS = ("news", "move", "joined", "source_health")
-SIGNAL_KINDS = ("news", "move", "policy_move", "source_stale")
+SIGNAL_KINDS = ("news", "move", "policy_move", "source_stale", "source_auth")
 SEVERITIES = ("info", "warning", "critical")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -14,6 +14,8 @@ from adapters.records import DailyBar, Quote
 from monitor.db.dialect import BATCH, insert_for, insert_new_rows
 from monitor.db.repo import SourceSpec, sync_kind
 from monitor.db.schema import DailyBarRow, QuoteRow
+from monitor.rules import evaluate
+from monitor.rules.evaluate import BarStats
 
 # The kind of the ``sources`` rows that keep each quote provider's health.
 SOURCE_KIND = "quotes"
@@ -133,50 +135,33 @@ async def list_quotes(
     return list((await session.scalars(query)).all())
 
 
-@dataclass(frozen=True, slots=True)
-class BarStats:
-    """What a year of daily bars says about a ticker as of a day (bars before it)."""
-
-    ticker: str
-    prev_close: float | None
-    prev_day: date | None
-    high_52w: float | None
-    low_52w: float | None
-    avg_volume_20d: float | None
-    last_bar_day: date | None
-
-
 async def bar_stats(session: AsyncSession, ticker: str, *, before: date) -> BarStats:
-    """Previous close, 52-week range and 20-day average volume from bars before ``before``."""
-    year_ago = before - timedelta(days=365)
-    base = (DailyBarRow.ticker == ticker) & (DailyBarRow.day < before)
-    hi, lo = (
-        await session.execute(
-            select(func.max(DailyBarRow.high), func.min(DailyBarRow.low)).where(
-                base & (DailyBarRow.day >= year_ago)
-            )
-        )
-    ).one()
-    recent = (
-        await session.execute(
-            select(DailyBarRow.day, DailyBarRow.close, DailyBarRow.volume)
-            .where(base)
-            .order_by(DailyBarRow.day.desc())
-            .limit(20)
-        )
-    ).all()
-    volumes = [v for _, _, v in recent if v is not None]
+    """Previous close, 52-week range and 20-day average volume from bars before ``before``
+    (see :func:`monitor.rules.evaluate.bar_stats`)."""
+    rows = await session.scalars(
+        select(DailyBarRow)
+        .where(DailyBarRow.ticker == ticker, DailyBarRow.day >= before - timedelta(days=366))
+        .order_by(DailyBarRow.day)
+    )
     last = await session.scalar(
         select(func.max(DailyBarRow.day)).where(DailyBarRow.ticker == ticker)
     )
-    return BarStats(
-        ticker=ticker,
-        prev_close=recent[0][1] if recent else None,
-        prev_day=recent[0][0] if recent else None,
-        high_52w=hi,
-        low_52w=lo,
-        avg_volume_20d=sum(volumes) / len(volumes) if volumes else None,
-        last_bar_day=last,
+    bars = [bar_of(row) for row in rows]
+    stats = evaluate.bar_stats(ticker, bars, before=before)
+    # The newest bar at all, also when it is older than the year read.
+    return replace(stats, last_bar_day=last)
+
+
+def bar_of(row: DailyBarRow) -> DailyBar:
+    return DailyBar(
+        ticker=row.ticker,
+        day=row.day,
+        open=row.open,
+        high=row.high,
+        low=row.low,
+        close=row.close,
+        volume=row.volume,
+        source=row.source,
     )
 
 

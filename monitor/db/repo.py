@@ -19,6 +19,7 @@ from monitor.config import FEED_KIND, SourceConfig
 from monitor.db.dialect import insert_new_rows
 from monitor.db.schema import Base, Item, Source
 from monitor.identity import external_id, nfc
+from monitor.stored import StoredItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,23 +122,17 @@ _SOURCES = Base.metadata.tables["sources"]
 
 
 async def insert_items(
-    session: AsyncSession, source_id: int, items: Sequence[RawItem], *, fetched_at: datetime
-) -> list[int]:
-    """Insert the entries not stored yet; return the ids of the new rows only.
+    session: AsyncSession,
+    source: SourceState,
+    items: Sequence[RawItem],
+    *,
+    fetched_at: datetime,
+) -> list[StoredItem]:
+    """Insert the entries of ``source`` not stored yet; return the new rows only.
 
     Identity is per source (see :func:`monitor.identity.external_id`); the database's
     unique key decides, so restarts, races and replicas cannot duplicate an item.
     """
-    return [
-        item_id
-        for item_id, _ in await insert_new_items(session, source_id, items, fetched_at=fetched_at)
-    ]
-
-
-async def insert_new_items(
-    session: AsyncSession, source_id: int, items: Sequence[RawItem], *, fetched_at: datetime
-) -> list[tuple[int, dict[str, Any]]]:
-    """Like :func:`insert_items`: each new row's id and the values stored (for tagging)."""
     rows: dict[str, dict[str, Any]] = {}
     for item in items:
         title, summary = nfc(item.title), nfc(item.summary)
@@ -145,7 +140,7 @@ async def insert_new_items(
         if key in rows:
             continue
         rows[key] = {
-            "source_id": source_id,
+            "source_id": source.id,
             "external_id": key,
             "url": item.url,
             "title": title,
@@ -163,7 +158,23 @@ async def insert_new_items(
         keys=("source_id", "external_id"),
         returning=("id", "external_id"),
     )
-    return [(item_id, rows[key]) for item_id, key in new]
+    return [_stored(item_id, source.name, rows[key]) for item_id, key in new]
+
+
+def _stored(item_id: int, source: str, values: dict[str, Any]) -> StoredItem:
+    return StoredItem(
+        id=item_id,
+        source=source,
+        external_id=values["external_id"],
+        url=values["url"],
+        title=values["title"],
+        summary=values["summary"],
+        author=values["author"],
+        language=values["language"],
+        published_at=values["published_at"],
+        date_estimated=values["date_estimated"],
+        fetched_at=values["fetched_at"],
+    )
 
 
 # The state updates are built once: a poll runs them with its values as parameters,

@@ -8,7 +8,7 @@ linked in ``signal_items``: the copy that raised it, and later copies of the sto
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.db.dialect import BATCH, insert_for, insert_new_rows
 from monitor.db.schema import Base, Item, SignalItem, SignalRow, Source
-from monitor.rules.evaluate import Signal
+from monitor.rules.evaluate import NewsFacts, Signal
+from monitor.stored import StoryCopy
 
 _SIGNALS = Base.metadata.tables["signals"]
 _LINKS = Base.metadata.tables["signal_items"]
@@ -55,6 +56,8 @@ def headline(signal: Signal) -> str:
             if titles:
                 line += f" after: {titles[0]}"
         return line
+    if signal.kind == "source_auth":
+        return f"source {exp.get('source')} refuses our credentials: {exp.get('last_error')}"
     if signal.kind == "source_stale":
         return f"source {exp.get('source')} has had no successful poll since {exp.get('since')}"
     return signal.rule_id
@@ -126,21 +129,36 @@ async def link_items(
         await session.execute(stmt, rows[start : start + BATCH])
 
 
-async def recent_news(session: AsyncSession, *, since: datetime) -> list[SignalRow]:
-    """News signals with an event time after ``since``, oldest first."""
+def news_facts_of(row: SignalRow) -> NewsFacts:
+    """A stored news signal as the facts a joined rule reads."""
+    exp: Mapping[str, Any] = row.explanation
+    rules = exp.get("rules") or [{"rule_id": row.rule_id}]
+    return NewsFacts(
+        item_id=str(exp.get("item_id", "")),
+        title=str(exp.get("title", row.headline)),
+        event_time=row.event_time,
+        cluster=str(exp.get("cluster", "")),
+        rule_ids=tuple(str(r["rule_id"]) for r in rules),
+        entities=frozenset(exp.get("entities") or ()),
+        tickers=frozenset(exp.get("tickers") or ()),
+        sectors=frozenset(exp.get("sectors") or ()),
+        signals=(),
+    )
+
+
+async def recent_news(session: AsyncSession, *, since: datetime) -> list[NewsFacts]:
+    """The facts of the news signals with an event time after ``since``, oldest first."""
     query = (
         select(SignalRow)
         .where(SignalRow.kind == "news", SignalRow.event_time > since)
         .order_by(SignalRow.event_time, SignalRow.id)
     )
-    return list((await session.scalars(query)).all())
+    return [news_facts_of(row) for row in (await session.scalars(query)).all()]
 
 
-async def recent_story_copies(
-    session: AsyncSession, *, since: datetime
-) -> list[tuple[str, datetime, str]]:
-    """(title, published at, story cluster) of every item linked to a news signal
-    whose event time is after ``since``, oldest first."""
+async def recent_story_copies(session: AsyncSession, *, since: datetime) -> list[StoryCopy]:
+    """Every item linked to a news signal whose event time is after ``since``, oldest
+    first, with its story cluster."""
     result = await session.execute(
         select(Item.title, Item.published_at, SignalRow.explanation)
         .join(SignalItem, SignalItem.item_id == Item.id)
@@ -149,7 +167,7 @@ async def recent_story_copies(
         .order_by(Item.published_at, Item.id)
     )
     return [
-        (title, published, str(explanation["cluster"]))
+        StoryCopy(title, published, str(explanation["cluster"]))
         for title, published, explanation in result.all()
         if explanation.get("cluster")
     ]

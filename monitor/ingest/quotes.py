@@ -13,24 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import aiohttp
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters import naver, yahoo
 from adapters.errors import FetchError
 from adapters.http import HttpLimits
-from adapters.records import DailyBar, Quote, Ticker, Validators
+from adapters.records import DailyBar, Quote, Ticker
 from monitor import market
 from monitor.config import QuoteSettings, TickerConfig
 from monitor.db import quotes as quotes_repo
 from monitor.db import repo
-from monitor.db.schema import SignalRow
-from monitor.ingest.feeds import PollContext, after_failure
+from monitor.db import signals as signals_repo
+from monitor.ingest.context import PollContext
+from monitor.ingest.signals import store_signals
+from monitor.ingest.sources import internal_error, observe, record_poll
 
 log = structlog.get_logger("kmon.quotes")
 
@@ -78,8 +79,8 @@ def _gathered(answers: Sequence[list[Quote] | BaseException]) -> list[Quote]:
     quotes = [q for answer in answers if not isinstance(answer, BaseException) for q in answer]
     errors = [a for a in answers if isinstance(a, BaseException)]
     for error in errors:
-        if not isinstance(error, FetchError):
-            raise error  # a bug, not a source's answer
+        if not isinstance(error, Exception):
+            raise error  # cancellation, KeyboardInterrupt: not a source's answer
     if errors and not quotes:
         raise errors[0]
     return quotes
@@ -179,11 +180,15 @@ class QuoteCycle:
 
 
 async def poll_quotes(ctx: PollContext, cfg: QuoteSettings) -> QuoteCycle:
-    """One cycle over every configured ticker; stores what passes the checks."""
+    """One cycle over every configured ticker; stores what passes the checks.
+
+    Stages: ask the providers down the chain (:func:`_ask_chain`) → in one
+    transaction store the new quotes, judge them against the KOSPI, the daily bars and
+    the news, store the signals and their deliveries, record each provider's poll →
+    commit → wake the dispatcher.
+    """
     started = time.perf_counter()
     now = ctx.clock()
-    cycle = QuoteCycle()
-    kinds = {t.code: t.kind for t in cfg.tickers}
     async with ctx.sessionmaker() as session:
         states = {
             s.name: s
@@ -195,9 +200,66 @@ async def poll_quotes(ctx: PollContext, cfg: QuoteSettings) -> QuoteCycle:
             for t in cfg.tickers
             if t.kind == "index"
         }
+    cycle, accepted, answers = await _ask_chain(ctx, cfg, states, references, now)
+    outcomes = []
+    async with ctx.sessionmaker.begin() as session:
+        new = await quotes_repo.insert_new_quotes(session, accepted, fetched_at=now)
+        cycle.stored = len(new)
+        quotes = [q for _, q in new]
+        moves = await ctx.bars.move_facts(session, quotes)
+        news = (
+            await signals_repo.recent_news(
+                session, since=ctx.rules.news_since(min(m.quote.as_of for m in moves))
+            )
+            if moves
+            else []
+        )
+        signals = ctx.rules.judge_quotes(moves, news)
+        for state, error, answer_started in answers:
+            outcome, source_signals = await record_poll(
+                ctx,
+                session,
+                state,
+                error,
+                now=now,
+                started=answer_started,
+                next_check_at=now,
+            )
+            outcomes.append((state, outcome))
+            signals += source_signals
+        stored = await store_signals(ctx, session, signals, now=now)
+    if stored:
+        ctx.wake_dispatcher()
+    for state, outcome in outcomes:
+        observe(ctx, state, outcome)
+    cycle.duration = time.perf_counter() - started
+    log.info(
+        "quotes",
+        stored=cycle.stored,
+        served_by=cycle.served_by,
+        failed=cycle.failed or None,
+        rejected=len(cycle.rejected),
+        missing=cycle.missing or None,
+        duration_ms=round(cycle.duration * 1000, 1),
+    )
+    return cycle
+
+
+async def _ask_chain(
+    ctx: PollContext,
+    cfg: QuoteSettings,
+    states: Mapping[str, repo.SourceState],
+    references: Mapping[str, float | None],
+    now: datetime,
+) -> tuple[QuoteCycle, list[Quote], list[tuple[repo.SourceState, FetchError | None, float]]]:
+    """Ask the providers in order for the tickers still missing; every provider's answer
+    (None, or its failure) for :func:`record_poll`. A provider that fails, whatever
+    the reason (a bug in its adapter too), leaves its tickers to the next one."""
+    cycle = QuoteCycle()
+    kinds = {t.code: t.kind for t in cfg.tickers}
     remaining = [to_ticker(t) for t in cfg.tickers]
     accepted: list[Quote] = []
-    results: list[tuple[repo.SourceState, FetchError | None]] = []
+    answers: list[tuple[repo.SourceState, FetchError | None, float]] = []
     chain = [p for p in cfg.providers if source_name(p) in states]
     due = [p for p in chain if _due(states[source_name(p)], now)]
     # Every source backing off: still ask the one whose back-off ends first.
@@ -207,13 +269,20 @@ async def poll_quotes(ctx: PollContext, cfg: QuoteSettings) -> QuoteCycle:
         if not remaining:
             break
         state = states[source_name(provider)]
+        asked = time.perf_counter()
         try:
             got = await PROVIDERS[provider](ctx.http, remaining, cfg, ctx.limits)
         except FetchError as exc:
-            results.append((state, exc))
+            answers.append((state, exc, asked))
             cycle.failed[provider] = f"{exc.key}: {exc}"
             continue
-        results.append((state, None))
+        except Exception as exc:
+            log.exception("fetch_crashed", source=state.name)
+            error = internal_error(exc)
+            answers.append((state, error, asked))
+            cycle.failed[provider] = f"{error.key}: {error}"
+            continue
+        answers.append((state, None, asked))
         # Only trusted quotes count as answered: a rejected ticker goes on down the chain.
         answered = set()
         for quote in got:
@@ -235,72 +304,11 @@ async def poll_quotes(ctx: PollContext, cfg: QuoteSettings) -> QuoteCycle:
                 cycle.served_by[provider] = cycle.served_by.get(provider, 0) + 1
         remaining = [t for t in remaining if t.code not in answered]
     cycle.missing = [t.code for t in remaining]
-    signals: list[SignalRow] = []
-    async with ctx.sessionmaker.begin() as session:
-        new = await quotes_repo.insert_new_quotes(session, accepted, fetched_at=now)
-        cycle.stored = len(new)
-        if ctx.rules is not None:
-            signals = await ctx.rules.on_quotes(session, [q for _, q in new], now=now)
-        for state, error in results:
-            signals += await _record(ctx, session, state, error, now)
-    if ctx.rules is not None:
-        ctx.rules.committed(signals)
-    cycle.duration = time.perf_counter() - started
-    log.info(
-        "quotes",
-        stored=cycle.stored,
-        served_by=cycle.served_by,
-        failed=cycle.failed or None,
-        rejected=len(cycle.rejected),
-        missing=cycle.missing or None,
-        duration_ms=round(cycle.duration * 1000, 1),
-    )
-    return cycle
+    return cycle, accepted, answers
 
 
 def _due(state: repo.SourceState, now: datetime) -> bool:
     return state.error_count == 0 or state.next_check_at is None or state.next_check_at <= now
-
-
-async def _record(
-    ctx: PollContext,
-    session: AsyncSession,
-    state: repo.SourceState,
-    error: FetchError | None,
-    now: datetime,
-) -> list[SignalRow]:
-    """Record one provider's answer; a ``source_stale`` signal when it has been failing."""
-    if error is None:
-        if state.error_count:
-            log.info("quote_source_recovered", source=state.name, after_errors=state.error_count)
-        await repo.record_success(
-            session, state.id, now=now, validators=Validators(), next_check_at=now
-        )
-        return []
-    status, next_check = after_failure(ctx, state, error, now)
-    if state.error_count == 0:
-        log.warning(
-            "quote_source_failing", source=state.name, error_key=error.key, error=str(error)
-        )
-    await repo.record_failure(
-        session,
-        state.id,
-        now=now,
-        status=status,
-        error=f"{error.key}: {error}",
-        next_check_at=next_check,
-    )
-    if ctx.rules is None:
-        return []
-    return await ctx.rules.on_source_failure(
-        session,
-        source=state.name,
-        interval=state.interval,
-        last_success_at=state.last_success_at,
-        failures=state.error_count + 1,
-        error=f"{error.key}: {error}",
-        now=now,
-    )
 
 
 async def refresh_bars(ctx: PollContext, cfg: QuoteSettings) -> int:
@@ -327,8 +335,7 @@ async def refresh_bars(ctx: PollContext, cfg: QuoteSettings) -> int:
     bars = [b for answer in answers for b in answer]
     async with ctx.sessionmaker.begin() as session:
         count = await quotes_repo.upsert_bars(session, bars, fetched_at=now)
-    if ctx.rules is not None:
-        ctx.rules.bars_changed()
+    ctx.bars.changed()
     log.info("bars", stored=count, tickers=sum(1 for a in answers if a))
     return count
 

@@ -1,9 +1,9 @@
 """Replay: run a ruleset over stored items and quotes, store nothing, say what would fire.
 
 The point is tuning: a user edits a rules file and asks what it would have said over
-the last month before switching it on. The replay reads like the live engine does
-(:mod:`monitor.rules.engine`): items in the order they were published, each tagged
-and clustered; quotes in exchange-time order, each compared with the KOSPI's change
+the last month before switching it on. The replay judges with the live engine
+(:class:`monitor.rules.engine.RulesEngine`): items in the order they were published, each
+tagged and clustered; quotes in exchange-time order, each compared with the KOSPI's change
 at that time, the daily bars before its session and the news so far. A conclusion is
 counted once per dedup key, as the database would store it.
 
@@ -14,31 +14,32 @@ each source's current state, so there is nothing to replay them over.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from adapters.records import Quote
-from monitor.db.quotes import QUOTE_COLUMNS, BarStats
+from adapters.records import DailyBar, Quote
+from monitor.db.quotes import QUOTE_COLUMNS, bar_of
 from monitor.db.schema import DailyBarRow, Item, QuoteRow, Source
-from monitor.rules.cluster import StoryClusters
-from monitor.rules.engine import INDEX, stats_from_bars
+from monitor.rules.engine import INDEX, RulesEngine
 from monitor.rules.evaluate import (
     KRX,
+    BarStats,
     Calendar,
     MoveFacts,
     NewsFacts,
     Signal,
+    bar_stats,
     change_pct,
     evaluate_quote,
-    news_facts,
+    stats_from_bars,
     trading_day_of,
 )
-from monitor.rules.match import tag
 from monitor.rules.model import JoinedRule, Ruleset, SourceHealthRule
+from monitor.stored import StoredItem
 
 # Rows read per round trip: a month of items is read in pages, not held as ORM rows.
 PAGE = 2000
@@ -101,12 +102,15 @@ async def replay(
 
     # News: a joined rule looks back a few trading days, so news from before
     # ``since`` is read too (for the quotes' windows), but its signals are not counted.
+    # Items are judged as the live engine judges them, one at a time in publication
+    # order, and a story's facts are its first copy's (the stored signal).
     lookback = since - timedelta(days=2 * _window_days(ruleset) + 7)
-    clusters = StoryClusters()
+    engine = RulesEngine(ruleset, calendar=calendar)
+    engine.restored = True
     news: list[NewsFacts] = []
     stories: set[str] = set()
     query = (
-        select(Item.id, Item.title, Item.summary, Item.language, Item.url, Item.published_at)
+        select(Item)
         .add_columns(Source.name)
         .join(Source, Source.id == Item.source_id)
         .where(Item.published_at >= lookback)
@@ -115,34 +119,22 @@ async def replay(
     if until is not None:
         query = query.where(Item.published_at < until)
     stream = await session.stream(query.execution_options(yield_per=PAGE))
-    async for item_id, title, summary, language, url, published, source in stream:
-        tagging = tag(title, summary, ruleset, source=source, language=language)
-        if not tagging.news_rules_fired:
-            if published >= since:
-                result.items += 1
-            continue
-        cluster = clusters.assign(title, published)
-        facts = news_facts(
-            str(item_id),
-            title,
-            published,
-            cluster,
-            tagging,
-            ruleset,
-            extra={"url": url, "source": source},
-        )
-        # As the live engine: a story's facts are its first copy's (the stored signal).
-        if cluster not in stories:
-            stories.add(cluster)
-            news.append(facts)
-        if published >= since:
-            result.items += 1
-            keep(list(facts.signals))
+    async for row, source in stream:
+        item = stored_item(row, source)
+        judged = engine.judge_items([item], now=item.published_at)
+        counted = item.published_at >= since
+        result.items += counted
+        for facts in judged.facts:
+            if facts.cluster not in stories:
+                stories.add(facts.cluster)
+                news.append(facts)
+            if counted:
+                keep(list(facts.signals))
     times = [n.event_time for n in news]
 
     # Quotes, the index first at a given instant so that the stocks see its change.
     # The daily bars are read up front: a streamed query leaves no room for others.
-    bars = await _Bars.load(session, since - timedelta(days=366), until)
+    bars = await _load_bars(session, since - timedelta(days=366), until)
     index_change: dict[date, float | None] = {}
     stats: dict[tuple[str, date], BarStats] = {}
     quotes = select(QuoteRow).where(QuoteRow.as_of >= since)
@@ -159,7 +151,7 @@ async def replay(
             continue
         key = (quote.ticker, day)
         if key not in stats:
-            stats[key] = bars.stats(quote.ticker, before=day)
+            stats[key] = bar_stats(quote.ticker, bars.get(quote.ticker, []), before=day)
         # Only the news that can be in a window: after the horizon, not after the quote.
         recent = news[bisect_left(times, quote.as_of - horizon) : bisect_right(times, quote.as_of)]
         move = MoveFacts(quote, index_change.get(day), stats_from_bars(stats[key], quote))
@@ -168,51 +160,33 @@ async def replay(
     return result
 
 
-class _Bars:
-    """Daily bars held in memory, giving what :func:`monitor.db.quotes.bar_stats` gives."""
+def stored_item(row: Item, source: str) -> StoredItem:
+    return StoredItem(
+        id=row.id,
+        source=source,
+        external_id=row.external_id,
+        url=row.url,
+        title=row.title,
+        summary=row.summary,
+        author=row.author,
+        language=row.language,
+        published_at=row.published_at,
+        date_estimated=row.date_estimated,
+        fetched_at=row.fetched_at,
+    )
 
-    def __init__(
-        self, rows: Sequence[tuple[str, date, float | None, float | None, float, int | None]]
-    ) -> None:
-        self._by_ticker: dict[
-            str, list[tuple[date, float | None, float | None, float, int | None]]
-        ] = {}
-        for ticker, day, high, low, close, volume in rows:
-            self._by_ticker.setdefault(ticker, []).append((day, high, low, close, volume))
-        self._days = {t: [b[0] for b in bars] for t, bars in self._by_ticker.items()}
 
-    @classmethod
-    async def load(cls, session: AsyncSession, start: datetime, until: datetime | None) -> _Bars:
-        query = select(
-            DailyBarRow.ticker,
-            DailyBarRow.day,
-            DailyBarRow.high,
-            DailyBarRow.low,
-            DailyBarRow.close,
-            DailyBarRow.volume,
-        ).where(DailyBarRow.day >= start.date())
-        if until is not None:
-            query = query.where(DailyBarRow.day <= until.date())
-        rows = (await session.execute(query.order_by(DailyBarRow.ticker, DailyBarRow.day))).all()
-        return cls([tuple(row) for row in rows])  # type: ignore[misc]
-
-    def stats(self, ticker: str, *, before: date) -> BarStats:
-        bars = self._by_ticker.get(ticker, [])
-        end = bisect_left(self._days.get(ticker, []), before)
-        year = bisect_left(self._days.get(ticker, []), before - timedelta(days=365), 0, end)
-        highs = [b[1] for b in bars[year:end] if b[1] is not None]
-        lows = [b[2] for b in bars[year:end] if b[2] is not None]
-        recent = bars[max(0, end - 20) : end]
-        volumes = [b[4] for b in recent if b[4] is not None]
-        return BarStats(
-            ticker=ticker,
-            prev_close=recent[-1][3] if recent else None,
-            prev_day=recent[-1][0] if recent else None,
-            high_52w=max(highs) if highs else None,
-            low_52w=min(lows) if lows else None,
-            avg_volume_20d=sum(volumes) / len(volumes) if volumes else None,
-            last_bar_day=bars[-1][0] if bars else None,
-        )
+async def _load_bars(
+    session: AsyncSession, start: datetime, until: datetime | None
+) -> dict[str, list[DailyBar]]:
+    """Every ticker's daily bars of the replayed span, oldest first."""
+    query = select(DailyBarRow).where(DailyBarRow.day >= start.date())
+    if until is not None:
+        query = query.where(DailyBarRow.day <= until.date())
+    bars: dict[str, list[DailyBar]] = {}
+    for row in await session.scalars(query.order_by(DailyBarRow.ticker, DailyBarRow.day)):
+        bars.setdefault(row.ticker, []).append(bar_of(row))
+    return bars
 
 
 def hit_table(result: ReplayResult, ruleset: Ruleset) -> list[Mapping[str, object]]:

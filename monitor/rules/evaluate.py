@@ -22,19 +22,20 @@ must not make a market-wide rally look like a stock's own move.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from adapters.records import Quote
+from adapters.records import DailyBar, Quote
 from monitor import market
 from monitor.market import Session
 from monitor.rules.match import Hit, Tagging, tag
 from monitor.rules.model import JoinedRule, MoveRule, MoveSpec, Ruleset, SourceHealthRule
 from monitor.timefmt import KST
 
-SignalKind = Literal["news", "move", "policy_move", "source_stale"]
+SignalKind = Literal["news", "move", "policy_move", "source_stale", "source_auth"]
 JSON = dict[str, Any]
 
 _SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -220,6 +221,54 @@ class MoveFacts:
     quote: Quote
     kospi_change_pct: float | None = None
     stats: MoveStats | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BarStats:
+    """What a year of daily bars says about a ticker as of a day (bars before it)."""
+
+    ticker: str
+    prev_close: float | None
+    prev_day: date | None
+    high_52w: float | None
+    low_52w: float | None
+    avg_volume_20d: float | None
+    last_bar_day: date | None
+
+
+def bar_stats(ticker: str, bars: Sequence[DailyBar], *, before: date) -> BarStats:
+    """Previous close, 52-week range and 20-day average volume from ``bars`` (one
+    ticker's, oldest first) before ``before``; ``last_bar_day`` is the newest given."""
+    days = [b.day for b in bars]
+    end = bisect_left(days, before)
+    year = bisect_left(days, before - timedelta(days=365), 0, end)
+    highs = [b.high for b in bars[year:end] if b.high is not None]
+    lows = [b.low for b in bars[year:end] if b.low is not None]
+    recent = bars[max(0, end - 20) : end]
+    volumes = [b.volume for b in recent if b.volume is not None]
+    return BarStats(
+        ticker=ticker,
+        prev_close=recent[-1].close if recent else None,
+        prev_day=recent[-1].day if recent else None,
+        high_52w=max(highs) if highs else None,
+        low_52w=min(lows) if lows else None,
+        avg_volume_20d=sum(volumes) / len(volumes) if volumes else None,
+        last_bar_day=days[-1] if days else None,
+    )
+
+
+def stats_from_bars(bars: BarStats | None, quote: Quote) -> MoveStats | None:
+    """The figures a quote is compared with: the 52-week range up to and including the
+    quote's session (the bars before it and the quote's own high and low)."""
+    if bars is None:
+        return None
+    day_high = quote.high if quote.high is not None else quote.price
+    day_low = quote.low if quote.low is not None else quote.price
+    return MoveStats(
+        high=max(bars.high_52w, day_high) if bars.high_52w is not None else None,
+        low=min(bars.low_52w, day_low) if bars.low_52w is not None else None,
+        avg_volume=bars.avg_volume_20d,
+    )
 
 
 def change_pct(quote: Quote) -> float | None:
@@ -577,3 +626,27 @@ def evaluate_source_health(
             )
         )
     return signals
+
+
+# The rule of an auth failure: not a ruleset's rule (every source has it), but named
+# like one, so that routes and `kmon signals list --rule` can select it.
+SOURCE_AUTH_RULE = "source-auth"
+
+
+def evaluate_source_auth(
+    source: str, *, last_success_at: datetime | None, error: str, now: datetime
+) -> list[Signal]:
+    """A ``source_auth`` signal: ``source`` refused our credentials (401/403), and a
+    human has to act (a key expired, a paywall). One signal per outage, like stale."""
+    since = _utc(last_success_at).isoformat() if last_success_at else None
+    return [
+        Signal(
+            kind="source_auth",
+            rule_id=SOURCE_AUTH_RULE,
+            severity="warning",
+            subject=source,
+            event_time=_utc(now),
+            explanation={"source": source, "since": since, "last_error": error},
+            dedup_key=f"source_auth:{source}:{since or 'never'}",
+        )
+    ]

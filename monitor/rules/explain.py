@@ -129,4 +129,10 @@ def describe(kind: str, explanation: JSON) -> list[str]:
             f" {exp.get('interval_seconds')} s allowed)",
             f"  last error: {exp.get('last_error')}",
         ]
+    if kind == "source_auth":
+        return [
+            f"source {exp.get('source')}: credentials refused (401/403); a human has to act"
+            f" (last success: {_when(exp.get('since')) + ' KST' if exp.get('since') else 'never'})",
+            f"  last error: {exp.get('last_error')}",
+        ]
     return [str(dict(exp))]

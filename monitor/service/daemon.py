@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -19,20 +19,20 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.http import USER_AGENT, HttpLimits, make_client_session
 from monitor.alerts.channels import build_channel
 from monitor.alerts.dispatch import Dispatcher
 from monitor.alerts.message import Channel
-from monitor.alerts.outbox import enqueue
 from monitor.config import FEED_KIND, Settings
 from monitor.db import migrate, repo
 from monitor.db import quotes as quotes_repo
 from monitor.db.engine import make_engine, make_sessionmaker
-from monitor.db.schema import SignalRow
-from monitor.ingest.feeds import HostLimiter, PollContext, PollOutcome, poll_source
+from monitor.ingest.context import HostLimiter, PollContext
+from monitor.ingest.feeds import poll_source
 from monitor.ingest.quotes import provider_urls
+from monitor.ingest.sources import PollOutcome
 from monitor.rules.engine import RulesEngine
 from monitor.rules.model import load_rules
 from monitor.timefmt import utcnow
@@ -82,7 +82,11 @@ async def open_runtime(
     Raises :class:`monitor.rules.model.RulesError` for a rules file that cannot be used.
     """
     # The rules first: a broken rules file stops the start before anything is opened.
-    rules = RulesEngine(load_rules(settings.rules.file)) if settings.rules.enabled else None
+    rules = (
+        RulesEngine(load_rules(settings.rules.file))
+        if settings.rules.enabled
+        else RulesEngine.off()
+    )
     db = settings.database
     engine = make_engine(db.url.get_secret_value(), pool_size=db.pool_size, echo=db.echo)
     try:
@@ -118,8 +122,16 @@ async def open_runtime(
                 clock=clock,
                 rules=rules,
             )
-            if rules is not None and channels is not None:
-                ctx.dispatcher = wire_alerts(ctx, rules, channels, settings)
+            if channels is not None:
+                ctx.alerts = settings.alerts
+                ctx.dispatcher = Dispatcher(
+                    ctx.sessionmaker,
+                    channels,
+                    settings.alerts,
+                    ctx.clock,
+                    ctx.uniform,
+                    names={t.code: t.name_en for t in settings.quotes.tickers},
+                )
             yield ctx
     finally:
         await engine.dispose()
@@ -142,29 +154,6 @@ async def alert_channels(
         for channel in channels.values():
             with contextlib.suppress(Exception):
                 await channel.close()
-
-
-def wire_alerts(
-    ctx: PollContext, rules: RulesEngine, channels: Mapping[str, Channel], settings: Settings
-) -> Dispatcher:
-    """Signals stored by ``rules`` get their deliveries in the same transaction; the
-    dispatcher is woken when that transaction commits."""
-    alerts = settings.alerts
-    dispatcher = Dispatcher(
-        ctx.sessionmaker,
-        channels,
-        alerts,
-        ctx.clock,
-        ctx.uniform,
-        names={t.code: t.name_en for t in settings.quotes.tickers},
-    )
-
-    async def outbox(session: AsyncSession, rows: Sequence[SignalRow], *, now: datetime) -> None:
-        await enqueue(session, rows, alerts, now=now)
-
-    rules.listeners.append(outbox)
-    rules.after_commit.append(dispatcher.wake)
-    return dispatcher
 
 
 async def poll_once(ctx: PollContext, names: Sequence[str] | None = None) -> list[PollOutcome]:

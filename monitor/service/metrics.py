@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from monitor.config import FEED_KIND
 from monitor.db import repo
-from monitor.ingest.feeds import PollOutcome
 from monitor.ingest.quotes import QuoteCycle
+from monitor.ingest.sources import PollOutcome
 
 # PollOutcome.status values; every one is exported from the start (as 0) so that
 # rate() and increase() see the first poll of each kind.

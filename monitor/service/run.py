@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from apscheduler.schedulers.base import STATE_RUNNING
 
 from monitor.config import Settings
-from monitor.ingest.feeds import PollContext
+from monitor.ingest.context import PollContext
 from monitor.ingest.quotes import QuoteCycle, quote_tasks
 from monitor.service.daemon import Daemon, open_runtime, serve
 from monitor.service.health import Readiness, serving

@@ -50,7 +50,7 @@ async def _seed(db_url: str) -> None:
                 ],
                 now=NOW,
             )
-            states = {s.name: s.id for s in await repo.load_sources(session)}
+            states = {s.name: s for s in await repo.load_sources(session)}
             await repo.insert_items(
                 session,
                 states["yna"],

@@ -26,13 +26,13 @@ def item(n: int, **kw: object) -> RawItem:
     return RawItem(**fields)  # type: ignore[arg-type]
 
 
-async def make_source(sm: SM, name: str = "feed") -> int:
+async def make_source(sm: SM, name: str = "feed") -> repo.SourceState:
     async with sm.begin() as session:
         await repo.sync_sources(
             session, [SourceConfig(name=name, url="https://news.example.kr/rss")], now=NOW
         )
     async with sm() as session:
-        return (await repo.load_sources(session, names=[name]))[0].id
+        return (await repo.load_sources(session, names=[name]))[0]
 
 
 async def test_insert_returns_only_new_items(sessionmaker: SM) -> None:

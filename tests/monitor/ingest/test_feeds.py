@@ -13,8 +13,10 @@ from structlog.testing import capture_logs
 from adapters.http import HttpLimits, make_client_session
 from monitor.config import SchedulerSettings, SourceConfig
 from monitor.db import repo
+from monitor.db import signals as signals_repo
 from monitor.db.schema import Item
-from monitor.ingest.feeds import HostLimiter, PollContext, poll_source
+from monitor.ingest.context import HostLimiter, PollContext
+from monitor.ingest.feeds import poll_source
 from tests.feeds import entries, rss
 from tests.servers import FakeSource, Reply, truncated_reply
 
@@ -122,21 +124,49 @@ async def test_retry_after_is_honoured(ctx: PollContext, http_server: FakeSource
 
 
 @pytest.mark.parametrize(
-    ("status", "key"), [(404, "http_404"), (410, "http_410"), (401, "http_401"), (403, "http_403")]
+    ("status", "key", "marked"),
+    [
+        (404, "http_404", "failed"),
+        (410, "http_410", "failed"),
+        # Refused credentials: a human has to act, so they are a state of their own.
+        (401, "http_401", "auth_failed"),
+        (403, "http_403", "auth_failed"),
+    ],
 )
 async def test_permanent_failure_marks_the_source(
-    ctx: PollContext, http_server: FakeSource, status: int, key: str
+    ctx: PollContext, http_server: FakeSource, status: int, key: str, marked: str
 ) -> None:
     http_server.fail("/rss", status)
     await add_source(ctx, http_server.url("/rss"))
     with capture_logs() as logs:
         outcome = await poll(ctx)
         await poll(ctx)
-    assert (outcome.status, outcome.error_key) == ("failed", key)
+    assert (outcome.status, outcome.error_key) == (marked, key)
     state = await state_of(ctx)
-    assert state.status == "failed"
+    assert state.status == marked
     assert state.next_check_at == NOW + timedelta(days=1)
-    assert [e["log_level"] for e in logs] == ["warning", "info"]  # said once, loudly
+    polls = [e for e in logs if e["event"] == "poll"]
+    assert [e["log_level"] for e in polls] == ["warning", "info"]  # said once, loudly
+    assert polls[0]["transition"] == marked
+
+
+async def test_auth_failure_raises_one_signal_and_clears_on_success(
+    ctx: PollContext, http_server: FakeSource
+) -> None:
+    http_server.sequence("/rss", [Reply(status=401), Reply(status=403), Reply(rss(entries(1)))])
+    await add_source(ctx, http_server.url("/rss"))
+    await poll(ctx)
+    await poll(ctx)
+    async with ctx.sessionmaker() as session:
+        rows = await signals_repo.list_signals(session, signals_repo.SignalFilter())
+    # One signal for the outage, however often the source refuses.
+    assert [(r.kind, r.rule_id, r.severity, r.subject) for r in rows] == [
+        ("source_auth", "source-auth", "warning", "feed")
+    ]
+    assert rows[0].explanation["last_error"].startswith("http_401")
+    recovered = await poll(ctx)
+    assert getattr(recovered, "status", None) == "ok"
+    assert (await state_of(ctx)).status == "ok"
 
 
 async def test_html_page_is_a_parse_error_and_stores_nothing(

@@ -18,7 +18,7 @@ from monitor.config import QuoteSettings, SchedulerSettings
 from monitor.db import quotes as quotes_repo
 from monitor.db import repo
 from monitor.db.schema import QuoteRow
-from monitor.ingest.feeds import HostLimiter, PollContext
+from monitor.ingest.context import HostLimiter, PollContext
 from monitor.ingest.quotes import (
     BarsJob,
     QuoteJob,
@@ -178,9 +178,10 @@ async def test_fallback_serves_then_primary_takes_over_again(
     assert still_over.served_by == {"yahoo": 3}
     assert len(http_server.requests_to("/naver/realtime")) == 2  # not asked while backing off
     assert recovered.served_by == {"naver": 3}
-    events = [e["event"] for e in logs]
-    assert events.count("quote_source_failing") == 1
-    assert events.count("quote_source_recovered") == 1
+    # The same canonical line as a feed's poll: one flip to failing, one back.
+    naver = [e for e in logs if e["event"] == "poll" and e["source"] == source_name("naver")]
+    assert [e.get("transition") for e in naver] == ["failing", "recovered"]
+    assert naver[0]["log_level"] == "warning"
     async with ctx.sessionmaker() as session:
         rows = await quotes_repo.list_quotes(session, ticker="035420")
         state = (await repo.load_sources(session, names=[source_name("naver")]))[0]
@@ -188,6 +189,34 @@ async def test_fallback_serves_then_primary_takes_over_again(
     assert [r.source for r in rows] == ["naver", "yahoo"]
     assert still_over.stored == 0
     assert (state.status, state.error_count) == ("ok", 0)
+
+
+async def test_a_crashing_provider_is_one_failure_and_the_fallback_serves(
+    ctx: PollContext, cfg: QuoteSettings, http_server: FakeSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in a provider's adapter (a KeyError on an answer it did not foresee) is
+    that provider's ``internal`` failure: the next provider serves, the quotes are
+    stored, and the provider's row backs off like any failing source's."""
+    from monitor.ingest import quotes as quotes_module
+
+    async def crashing(*args: object) -> list[Quote]:
+        raise KeyError("result")
+
+    monkeypatch.setitem(quotes_module.PROVIDERS, "naver", crashing)
+    serve_yahoo(http_server)
+    with capture_logs() as logs:
+        cycle = await poll_quotes(ctx, cfg)
+    assert cycle.served_by == {"yahoo": 3}
+    assert cycle.failed == {"naver": "internal: KeyError: 'result'"}
+    assert set(await stored(ctx)) == {"035420", "035720", "KOSPI"}
+    async with ctx.sessionmaker() as session:
+        naver = (await repo.load_sources(session, names=[source_name("naver")]))[0]
+    assert (naver.status, naver.error_count) == ("failing", 1)
+    assert naver.next_check_at == NOW + timedelta(seconds=cfg.interval)
+    crashed = [e for e in logs if e["event"] == "fetch_crashed"]
+    assert [e["source"] for e in crashed] == [source_name("naver")]  # the traceback, once
+    poll = next(e for e in logs if e["event"] == "poll" and e["source"] == source_name("naver"))
+    assert (poll["transition"], poll["error_key"]) == ("failing", "internal")
 
 
 async def test_a_rejected_quote_is_asked_of_the_fallback(

@@ -32,7 +32,7 @@ from monitor.cli.main import main
 from monitor.config import load_settings
 from monitor.db import signals as signals_repo
 from monitor.db.schema import SignalItem, SignalRow
-from monitor.ingest.feeds import PollContext
+from monitor.ingest.context import PollContext
 from monitor.ingest.quotes import poll_quotes, refresh_bars
 from monitor.service.daemon import open_runtime, poll_once
 from monitor.timefmt import KST

@@ -20,7 +20,8 @@ from adapters.http import HttpLimits, make_client_session
 from monitor.config import SchedulerSettings, SourceConfig
 from monitor.db import repo
 from monitor.db.schema import Item, SignalItem, SignalRow
-from monitor.ingest.feeds import HostLimiter, PollContext, poll_source
+from monitor.ingest.context import HostLimiter, PollContext
+from monitor.ingest.feeds import poll_source
 from monitor.rules.engine import RulesEngine
 from monitor.rules.model import NewsRule, load_rules
 from tests.monitor.rules.test_headlines import HEADLINES, RULES

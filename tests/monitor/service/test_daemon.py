@@ -15,7 +15,7 @@ from monitor.config import Settings, SourceConfig
 from monitor.db import migrate
 from monitor.db.engine import make_engine
 from monitor.db.schema import Item
-from monitor.ingest.feeds import PollOutcome
+from monitor.ingest.sources import PollOutcome
 from monitor.service.daemon import (
     Daemon,
     SchemaNotCurrent,

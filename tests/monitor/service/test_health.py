@@ -22,7 +22,7 @@ from monitor.cli.main import main
 from monitor.config import HealthSettings, Settings, SourceConfig
 from monitor.db import migrate
 from monitor.db.engine import make_engine
-from monitor.ingest.feeds import PollContext
+from monitor.ingest.context import PollContext
 from monitor.service.daemon import Daemon, open_runtime, poll_once, serve
 from monitor.service.health import HealthServer, HealthServerError, Readiness, serving
 from monitor.service.metrics import Metrics

@@ -8,15 +8,18 @@ from email.utils import format_datetime
 from xml.sax.saxutils import escape
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.http import HttpLimits, make_client_session
+from monitor.alerts.config import AlertSettings
 from monitor.config import SchedulerSettings, SourceConfig
 from monitor.db import repo
 from monitor.db import signals as signals_repo
-from monitor.db.schema import SignalRow
-from monitor.ingest.feeds import HostLimiter, PollContext, poll_source
+from monitor.db.schema import Delivery, SignalRow
+from monitor.ingest.context import HostLimiter, PollContext
+from monitor.ingest.feeds import poll_source
 from monitor.rules.engine import RulesEngine
 from monitor.rules.model import Ruleset, load_rules
 from tests.servers import FakeSource, Reply
@@ -174,24 +177,24 @@ async def test_without_a_restart_the_window_still_separates_stories(
 async def test_a_failing_store_loses_neither_items_nor_signals(
     sessionmaker: SM, http_server: FakeSource, http: object, ruleset: Ruleset
 ) -> None:
-    """A listener that fails (an outbox write) rolls the poll back as a whole."""
+    """An outbox write that fails (its table is gone) rolls the poll back as a whole."""
     clock = Clock()
     http_server.serve("/wire", rss(("w1", STORY, T0)))
     await add_sources(sessionmaker, ("wire", http_server.url("/wire")))
     ctx = context(sessionmaker, http, clock, ruleset)
-    assert ctx.rules is not None
-
-    async def broken(session: AsyncSession, rows: object, *, now: datetime) -> None:
-        raise RuntimeError("outbox unavailable")
-
-    ctx.rules.listeners.append(broken)
-    with pytest.raises(RuntimeError):
+    ctx.alerts = AlertSettings()  # the default: one console channel, every signal
+    async with sessionmaker.begin() as session:
+        await session.execute(text("ALTER TABLE deliveries RENAME TO deliveries_away"))
+    with pytest.raises(DBAPIError):
         await poll_source(ctx, await source(sessionmaker, "wire"))
     async with sessionmaker() as session:
         assert await repo.list_items(session, repo.ItemFilter()) == []
     assert await signals(sessionmaker) == []
-    # The next poll, with the outbox back, stores both.
-    ctx.rules.listeners.clear()
+    # The next poll, with the outbox back, stores all three.
+    async with sessionmaker.begin() as session:
+        await session.execute(text("ALTER TABLE deliveries_away RENAME TO deliveries"))
     outcome = await poll_source(ctx, await source(sessionmaker, "wire"))
     assert len(outcome.new_item_ids) == 1
     assert len(await signals(sessionmaker)) == 1
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Delivery)) == 1
