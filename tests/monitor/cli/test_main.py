@@ -17,6 +17,8 @@ from monitor.cli.main import main
 from monitor.config import SourceConfig
 from monitor.db import migrate, repo
 from monitor.db.engine import make_engine, make_sessionmaker
+from tests.feeds import entries, rss
+from tests.servers import FakeSource, Reply
 
 NOW = datetime.now(UTC)
 
@@ -196,3 +198,34 @@ def test_config_show_masks_secrets(tmp_path: Path) -> None:
     assert "postgresql+asyncpg://kmon:***@db.internal/kmon" in shown.output
     data = json.loads(kmon("config", "show", "--format", "json", config=cfg).output)
     assert [s["name"] for s in data["sources"]] == ["yna", "herald"]
+
+
+async def test_a_refused_source_shows_auth_failed(
+    db_url: str, tmp_path: Path, http_server: FakeSource
+) -> None:
+    """`kmon poll` against a feed that answers 401: the source is `auth_failed` in
+    `kmon sources list`, with a `source_auth` signal; when it answers again, `ok`."""
+    http_server.sequence("/paywalled", [Reply(status=401), Reply(rss(entries(1)))])
+    path = tmp_path / "kmon.yaml"
+    path.write_text(
+        f"database:\n  url: {db_url}\nquotes:\n  enabled: false\n"
+        f"sources:\n  - name: paywalled\n    url: {http_server.url('/paywalled')}\n",
+        encoding="utf-8",
+    )
+    assert (await asyncio.to_thread(kmon, "poll", "--migrate", config=path)).exit_code == 0
+    listed = await asyncio.to_thread(kmon, "sources", "list", "--format", "json", config=path)
+    [source] = json.loads(listed.output)
+    assert (source["status"], source["errors"]) == ("auth_failed", 1)
+    assert source["last_error"].startswith("http_401")
+    table = (await asyncio.to_thread(kmon, "sources", "list", config=path)).output
+    assert "auth_failed" in table
+    signals = await asyncio.to_thread(
+        kmon, "signals", "list", "--kind", "source_auth", "--format", "json", config=path
+    )
+    assert [(s["rule"], s["subject"]) for s in json.loads(signals.output)] == [
+        ("source-auth", "paywalled")
+    ]
+    # Asked again (by name, not waiting for the daily re-check), it answers: cleared.
+    assert (await asyncio.to_thread(kmon, "poll", "paywalled", config=path)).exit_code == 0
+    listed = await asyncio.to_thread(kmon, "sources", "list", "--format", "json", config=path)
+    assert json.loads(listed.output)[0]["status"] == "ok"
