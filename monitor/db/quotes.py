@@ -30,15 +30,8 @@ QUOTE_COLUMNS = (
 
 async def insert_quotes(
     session: AsyncSession, quotes: Sequence[Quote], *, fetched_at: datetime
-) -> list[int]:
-    """Store quotes not seen yet (unique on ticker, as-of, source); return new ids."""
-    return [row_id for row_id, _ in await insert_new_quotes(session, quotes, fetched_at=fetched_at)]
-
-
-async def insert_new_quotes(
-    session: AsyncSession, quotes: Sequence[Quote], *, fetched_at: datetime
-) -> list[tuple[int, Quote]]:
-    """Like :func:`insert_quotes`: each new row's id and its quote (for the rules)."""
+) -> list[Quote]:
+    """Store quotes not seen yet (unique on ticker, as-of, source); return the new ones."""
     given = {(q.ticker, q.as_of, q.source): q for q in quotes}
     rows = [
         {**{name: getattr(q, name) for name in QUOTE_COLUMNS}, "fetched_at": fetched_at}
@@ -51,7 +44,7 @@ async def insert_new_quotes(
         keys=("ticker", "as_of", "source"),
         returning=("id", "ticker", "as_of", "source"),
     )
-    return [(row_id, given[(ticker, as_of, source)]) for row_id, ticker, as_of, source in new]
+    return [given[(ticker, as_of, source)] for _, ticker, as_of, source in new]
 
 
 async def upsert_bars(

@@ -203,9 +203,8 @@ async def poll_quotes(ctx: PollContext, cfg: QuoteSettings) -> QuoteCycle:
     cycle, accepted, answers = await _ask_chain(ctx, cfg, states, references, now)
     outcomes = []
     async with ctx.sessionmaker.begin() as session:
-        new = await quotes_repo.insert_new_quotes(session, accepted, fetched_at=now)
-        cycle.stored = len(new)
-        quotes = [q for _, q in new]
+        quotes = await quotes_repo.insert_quotes(session, accepted, fetched_at=now)
+        cycle.stored = len(quotes)
         moves = await ctx.bars.move_facts(session, quotes)
         news = (
             await signals_repo.recent_news(
