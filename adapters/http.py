@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import ipaddress
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -322,13 +321,3 @@ def _clean(text: str) -> str:
     """One line, bounded: reasons come from the network and may be anything."""
     text = " ".join(text.split())
     return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 1] + "…"
-
-
-def is_loopback_host(host: str) -> bool:
-    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

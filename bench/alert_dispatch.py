@@ -602,7 +602,7 @@ def main() -> None:
     # configuration (a real database URL above all) may leak into the benchmark.
     for name in [n for n in os.environ if n.startswith("KMON_")]:
         del os.environ[name]
-    from monitor.alerts.config import DispatchSettings
+    from monitor.alerting import DispatchSettings
     from monitor.logs import configure_logging
 
     mp = multiprocessing.get_context("spawn")

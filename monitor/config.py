@@ -9,7 +9,6 @@ daemon (SQLite in the state directory, the curated feeds of :mod:`monitor.defaul
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
@@ -29,8 +28,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from adapters.http import is_loopback_host
-from monitor.alerts.config import AlertSettings
+from adapters.netloc import is_loopback_host
+from monitor.alerting import AlertSettings
+from monitor.timefmt import parse_duration
 from monitor.yamlfile import YamlDocument, YamlFileError, load_yaml
 
 ENV_PREFIX = "KMON_"
@@ -40,23 +40,9 @@ DEFAULT_CONFIG_NAME = "kmon.yaml"
 # tests) are exempt because nobody else pays for those requests.
 MIN_REMOTE_INTERVAL = 60.0
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
 
 class ConfigError(Exception):
     """A configuration problem; ``str()`` is one line naming the file and field."""
-
-
-def parse_duration(value: object) -> object:
-    """Accept seconds as a number or text such as ``90``, ``15m``, ``1.5h``, ``2d``."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"not a duration: {value!r} (use e.g. 90, 30s, 15m, 2h, 1d)")
-        number, unit = match.groups()
-        return float(number) * _UNIT_SECONDS[unit or "s"]
-    return value
 
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]

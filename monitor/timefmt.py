@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 KST = ZoneInfo("Asia/Seoul")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def utcnow() -> datetime:
@@ -58,3 +60,14 @@ def kst(value: datetime | None, *, seconds: bool = False) -> str:
 
 def kst_iso(value: datetime | None) -> str | None:
     return value.astimezone(KST).isoformat() if value is not None else None
+
+
+def parse_duration(value: object) -> object:
+    """Accept seconds as a number or text such as ``90``, ``15m``, ``1.5h``, ``2d``."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 90, 30s, 15m, 2h, 1d)")
+        number, unit = match.groups()
+        return float(number) * _UNIT_SECONDS[unit or "s"]
+    return value

@@ -1,24 +1,17 @@
-"""The configured channels: one tagged union of their settings and one factory.
-
-``type`` selects the kind (``slack``, ``email``, ``console``), so a configuration
-error names the fields of the kind that was meant, not those of every kind.
-"""
+"""The configured channels built: one factory over the kinds of
+:data:`monitor.alerting.ChannelConfig`."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import aiohttp
-from pydantic import Field
 
-from monitor.alerts.console import ConsoleChannel, ConsoleConfig
-from monitor.alerts.email import EmailChannel, EmailConfig
+from monitor.alerting import ChannelConfig, EmailConfig, SlackConfig
+from monitor.alerts.console import ConsoleChannel
+from monitor.alerts.email import EmailChannel
 from monitor.alerts.message import Channel
-from monitor.alerts.slack import SlackChannel, SlackConfig
+from monitor.alerts.slack import SlackChannel
 
-__all__ = ["ChannelConfig", "build_channel"]
-
-ChannelConfig = Annotated[SlackConfig | EmailConfig | ConsoleConfig, Field(discriminator="type")]
+__all__ = ["build_channel"]
 
 
 def build_channel(name: str, config: ChannelConfig, http: aiohttp.ClientSession) -> Channel:

@@ -11,36 +11,23 @@ console renderer would otherwise print them raw.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 import structlog
-from pydantic import BaseModel, ConfigDict
 
+from monitor.alerting import ConsoleConfig
 from monitor.alerts.message import AlertMessage, AlertSignal, Sent
+from monitor.severity import SEVERITY_RANK
+from monitor.text import CONTROL
 from monitor.timefmt import KST
 
-__all__ = ["ConsoleChannel", "ConsoleConfig"]
+__all__ = ["ConsoleChannel"]
 
 LOGGER_NAME = "kmon.alert"
 
 log = structlog.get_logger(LOGGER_NAME)
-
-# C0/C1 controls (ESC included), line and paragraph separators, bidi controls.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-_LEVELS = {"info": "info", "warning": "warning", "critical": "critical"}
-
-
-class ConsoleConfig(BaseModel):
-    """Alerts written where the operator already looks."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["console"]
-    stream: Literal["log", "stdout"] = "log"
 
 
 class ConsoleChannel:
@@ -61,7 +48,7 @@ class ConsoleChannel:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 out.flush()
             else:
-                level = _LEVELS.get(signal.severity, "info")
+                level = signal.severity if signal.severity in SEVERITY_RANK else "info"
                 getattr(log, level)("alert", logger=LOGGER_NAME, **fields)
         count = len(message.signals)
         detail = f"wrote {count} line{'s' if count != 1 else ''}"
@@ -111,7 +98,7 @@ def _why(signal: AlertSignal) -> str:
 
 
 def _text(value: str) -> str:
-    return " ".join(_CONTROL.sub(" ", value).split())
+    return " ".join(CONTROL.sub(" ", value).split())
 
 
 def _kst_iso(value: datetime) -> str:

@@ -38,7 +38,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.errors import FetchError, PermanentError, TransientError
-from monitor.alerts.config import AlertSettings
+from monitor.alerting import AlertSettings
 from monitor.alerts.message import AlertMessage, AlertSignal, Channel, Sent
 from monitor.alerts.outbox import (
     DEAD,

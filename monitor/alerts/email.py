@@ -40,27 +40,20 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
-from typing import Literal
 
 import aiosmtplib
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from adapters.errors import AuthError, FetchError, PermanentError, TransientError
-from adapters.http import is_loopback_host
-from monitor.alerts.message import SEVERITIES, AlertMessage, AlertSignal, MoveLine, Sent, web_url
+from monitor.alerting import EmailConfig, parse_address
+from monitor.alerts.message import AlertMessage, AlertSignal, MoveLine, Sent, web_url
+from monitor.severity import SEVERITIES, most_severe
+from monitor.text import CONTROL
 from monitor.timefmt import KST
 
 __all__ = [
-    "DEFAULT_PORTS",
     "EmailChannel",
-    "EmailConfig",
-    "parse_address",
     "render_email",
 ]
-
-Security = Literal["starttls", "tls", "none"]
-
-DEFAULT_PORTS: dict[str, int] = {"starttls": 587, "tls": 465, "none": 25}
 
 _SUBJECT_MAX = 200
 _TITLE_MAX = 500
@@ -68,102 +61,12 @@ _REASON_MAX = 200
 _ID_MAX = 100  # longer keys are hashed, to keep Message-ID lines reasonable
 _FALLBACK_DOMAIN = "kmon.invalid"
 
-# C0/C1 controls, line and paragraph separators, bidi embeddings/overrides/isolates.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # What is kept as-is in the local part of a generated Message-ID (a subset of atext).
 _ID_SAFE = re.compile(r"[A-Za-z0-9_+-]")
 _ASCII_DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
 # -- configuration ------------------------------------------------------------
-
-
-def parse_address(text: str) -> Address:
-    """One mail address, with an optional display name (``"코스피 감시 <kmon@x.kr>"``).
-
-    Raises ValueError for anything else: several addresses, a missing domain,
-    control characters (CR/LF included) or a header parser defect.
-    """
-    if _CONTROL.search(text):
-        raise ValueError("must not contain line breaks or control characters")
-    try:
-        header = SMTP_POLICY.header_factory("to", text)
-        addresses = header.addresses
-        defects = header.defects
-    except (IndexError, ValueError, TypeError):
-        raise ValueError(f"not a mail address: {text!r}") from None
-    if len(addresses) != 1 or defects:
-        raise ValueError(f"not a single mail address: {text!r}")
-    address: Address = addresses[0]
-    if not address.username or not address.domain or " " in address.addr_spec:
-        raise ValueError(f"not a mail address: {text!r}")
-    return address
-
-
-class EmailConfig(BaseModel):
-    """An SMTP relay and who gets the alerts. The password is never shown or logged."""
-
-    # A validation error must not print the password (or anything) it was given.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-    type: Literal["email"]
-    host: str = Field(min_length=1)
-    port: int | None = Field(default=None, ge=1, le=65535)
-    security: Security = "starttls"
-    username: str | None = None
-    password: SecretStr | None = None
-    sender: str
-    recipients: list[str] = Field(min_length=1)
-    timeout: float = Field(default=30.0, gt=0, le=300)
-    validate_certs: bool = True
-    ca_file: str | None = None
-    subject_prefix: str = "[kmon]"
-
-    @field_validator("host")
-    @classmethod
-    def _host_name(cls, value: str) -> str:
-        if _CONTROL.search(value) or not value.strip() or " " in value.strip():
-            raise ValueError("must be a host name or address")
-        return value.strip()
-
-    @field_validator("sender")
-    @classmethod
-    def _sender_address(cls, value: str) -> str:
-        parse_address(value)
-        return value.strip()
-
-    @field_validator("recipients")
-    @classmethod
-    def _recipient_addresses(cls, value: list[str]) -> list[str]:
-        for item in value:
-            parse_address(item)
-        return [item.strip() for item in value]
-
-    @field_validator("username", "subject_prefix", "ca_file")
-    @classmethod
-    def _one_line(cls, value: str | None) -> str | None:
-        if value is not None and _CONTROL.search(value):
-            raise ValueError("must be one line without control characters")
-        return value
-
-    @model_validator(mode="after")
-    def _credentials(self) -> EmailConfig:
-        if (self.username is None) != (self.password is None):
-            raise ValueError("username and password go together: set both or neither")
-        if (
-            self.username is not None
-            and self.security == "none"
-            and not is_loopback_host(self.host)
-        ):
-            raise ValueError(
-                "refusing to send a password without TLS: use security 'starttls' or 'tls'"
-            )
-        return self
-
-    @property
-    def smtp_port(self) -> int:
-        """The port to connect to: the configured one, else the usual one for ``security``."""
-        return self.port if self.port is not None else DEFAULT_PORTS[self.security]
 
 
 # -- rendering ----------------------------------------------------------------
@@ -212,17 +115,17 @@ def _set_subject(mail: EmailMessage, subject: str) -> None:
 
 def _header_text(text: str, limit: int) -> str:
     """One line with no control characters, at most ``limit`` characters."""
-    line = " ".join(_CONTROL.sub(" ", text).split())
+    line = " ".join(CONTROL.sub(" ", text).split())
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 def _one_line(text: str) -> str:
-    return " ".join(_CONTROL.sub(" ", text).split())
+    return " ".join(CONTROL.sub(" ", text).split())
 
 
 def _severity_of(signals: Sequence[AlertSignal]) -> str:
-    known = [s.severity for s in signals if s.severity in SEVERITIES]
-    return max(known, key=SEVERITIES.index, default="info")
+    """The highest severity among ``signals``; an unknown word counts as info."""
+    return most_severe([s.severity for s in signals])
 
 
 def _severity_label(signal: AlertSignal) -> str:
@@ -535,5 +438,5 @@ def _reason_of(exc: BaseException | None) -> str:
 
 
 def _clean(text: str) -> str:
-    line = " ".join(_CONTROL.sub(" ", text).split())
+    line = " ".join(CONTROL.sub(" ", text).split())
     return line if len(line) <= _REASON_MAX else line[: _REASON_MAX - 1] + "…"

@@ -13,8 +13,6 @@ from datetime import datetime
 from typing import Protocol
 from urllib.parse import urlsplit
 
-SEVERITIES = ("info", "warning", "critical")
-
 
 def web_url(url: str | None) -> str | None:
     """``url`` stripped when it is an absolute http(s) URL with a host, else None.

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from monitor.alerts.config import DIGEST_ROUTE, AlertSettings, Route, next_at
+from monitor.alerting import DIGEST_ROUTE, AlertSettings, Route, next_at
 from monitor.alerts.message import AlertSignal, MoveLine
 from monitor.db.dialect import insert_new_rows
 from monitor.db.schema import Base, Delivery, SignalRow

@@ -40,19 +40,20 @@ kmon's outbox already owns retries. A POST of documented JSON is a few lines.
 
 from __future__ import annotations
 
-import re
 import ssl
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from adapters.errors import AuthError, FetchError, PermanentError, TransientError
-from adapters.http import is_loopback_host, parse_retry_after
-from monitor.alerts.message import SEVERITIES, AlertMessage, AlertSignal, MoveLine, Sent, web_url
+from adapters.http import parse_retry_after
+from monitor.alerting import SlackConfig
+from monitor.alerts.message import AlertMessage, AlertSignal, MoveLine, Sent, web_url
+from monitor.severity import most_severe
+from monitor.text import CONTROL
 from monitor.timefmt import KST
 
 __all__ = [
@@ -94,8 +95,6 @@ _REASON_MAX = 200
 
 _SEVERITY_ICON = {"info": "ℹ️", "warning": "⚠️", "critical": "🚨"}
 
-# C0/C1 controls, line and paragraph separators, bidi embeddings/overrides/isolates.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _ESCAPE_TABLE = str.maketrans(_ENTITIES)
 # Kept as they are in a link target; everything else is percent-encoded. "|", "<",
@@ -104,41 +103,6 @@ _URL_SAFE = "/:?#[]@!$&'()*+,;=%~-._"
 
 
 # -- configuration ------------------------------------------------------------
-
-
-class SlackConfig(BaseModel):
-    """A Slack incoming webhook. The URL is a credential: it is never shown or logged."""
-
-    # A validation error must not print the webhook URL it was given.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-    type: Literal["slack"]
-    webhook_url: SecretStr
-    timeout: float = Field(default=10.0, gt=0, le=120)
-    username: str | None = Field(default=None, min_length=1, max_length=80)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _https_url(cls, value: SecretStr) -> SecretStr:
-        # Messages must not echo the value: it is a secret.
-        url = value.get_secret_value().strip()
-        try:
-            parts = urlsplit(url)
-            host = parts.hostname
-        except ValueError:
-            raise ValueError("must be an https:// webhook URL") from None
-        if parts.scheme not in ("http", "https") or not host or _CONTROL.search(url) or " " in url:
-            raise ValueError("must be an https:// webhook URL")
-        if parts.scheme == "http" and not is_loopback_host(host):
-            raise ValueError("must use https:// (plain http:// only for a loopback host)")
-        return SecretStr(url)
-
-    @field_validator("username")
-    @classmethod
-    def _one_line_name(cls, value: str | None) -> str | None:
-        if value is not None and _CONTROL.search(value):
-            raise ValueError("must be one line without control characters")
-        return value
 
 
 # -- escaping -----------------------------------------------------------------
@@ -150,7 +114,7 @@ def slack_len(text: str) -> int:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(_CONTROL.sub(" ", text).split())
+    return " ".join(CONTROL.sub(" ", text).split())
 
 
 def escape_mrkdwn(text: str, limit: int | None = None) -> str:
@@ -260,8 +224,7 @@ def _mrkdwn_section(text: str) -> dict[str, Any]:
 
 def _severity_of(signals: Sequence[AlertSignal]) -> str:
     """The highest severity among ``signals``; an unknown word counts as info."""
-    known = [s.severity for s in signals if s.severity in SEVERITIES]
-    return max(known, key=SEVERITIES.index, default="info")
+    return most_severe([s.severity for s in signals])
 
 
 def _icon(severity: str) -> str:
@@ -507,5 +470,5 @@ def _reason_of(exc: BaseException | None) -> str:
 
 
 def _clean(text: str) -> str:
-    text = " ".join(_CONTROL.sub(" ", text).split())
+    text = " ".join(CONTROL.sub(" ", text).split())
     return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 1] + "…"

@@ -20,9 +20,9 @@ import click
 
 from adapters.errors import PermanentError, TransientError
 from adapters.http import USER_AGENT, make_client_session
+from monitor.alerting import AlertSettings
 from monitor.alerts import admin
 from monitor.alerts.channels import build_channel
-from monitor.alerts.config import AlertSettings
 from monitor.alerts.message import AlertMessage, AlertSignal
 from monitor.alerts.outbox import STATUSES
 from monitor.cli.output import FORMATS, Format, clip, render

@@ -12,11 +12,11 @@ import click
 
 from monitor.cli.main import State, _json, fail, query, when
 from monitor.cli.output import FORMATS, Format, clip, render
+from monitor.severity import SEVERITIES
 from monitor.timefmt import kst, kst_iso, utcnow
 
 RULE_KINDS = ("news", "move", "joined", "source_health")
 SIGNAL_KINDS = ("news", "move", "policy_move", "source_stale", "source_auth")
-SEVERITIES = ("info", "warning", "critical")
 
 
 def _load(state: State | None, file: Path | None) -> Any:

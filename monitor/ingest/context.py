@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.http import HttpLimits
 from monitor import schedule
-from monitor.alerts.config import AlertSettings
+from monitor.alerting import AlertSettings
 from monitor.alerts.dispatch import Dispatcher
 from monitor.config import SchedulerSettings
 from monitor.ingest.moves import MoveFactsReader

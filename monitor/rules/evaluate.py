@@ -33,12 +33,11 @@ from monitor import market
 from monitor.market import Session
 from monitor.rules.match import Hit, Tagging, tag
 from monitor.rules.model import JoinedRule, MoveRule, MoveSpec, Ruleset, SourceHealthRule
+from monitor.severity import SEVERITY_RANK
 from monitor.timefmt import KST
 
 SignalKind = Literal["news", "move", "policy_move", "source_stale", "source_auth"]
 JSON = dict[str, Any]
-
-_SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
 @dataclass(frozen=True)
@@ -157,7 +156,7 @@ def news_facts(
         # One story, one signal: every rule that fired is in the explanation, the most
         # severe names it (ties: the first in the ruleset), and the key has no rule id,
         # so a later copy that fires a different mix of rules is still the same signal.
-        lead = max(fired, key=lambda f: _SEVERITY_RANK[ruleset.rules[f.rule_id].severity])
+        lead = max(fired, key=lambda f: SEVERITY_RANK[ruleset.rules[f.rule_id].severity])
         signals = (
             Signal(
                 kind="news",
@@ -535,7 +534,7 @@ def evaluate_joined(
     if not matched or day is None:
         return []
     # The most severe rule names the signal; ties go to the first in the ruleset.
-    lead = max(matched, key=lambda m: _SEVERITY_RANK[m[0].severity])[0]
+    lead = max(matched, key=lambda m: SEVERITY_RANK[m[0].severity])[0]
     return [
         Signal(
             kind="policy_move",

@@ -44,6 +44,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.severity import Severity
 from monitor.yamlfile import YamlDocument, YamlFileError, load_yaml
 
 DEFAULT_RULES = "default.yaml"
@@ -123,7 +124,6 @@ Id = Annotated[str, AfterValidator(_check_id)]
 Sector = Annotated[str, AfterValidator(_check_sector)]
 TickerCode = Annotated[str, BeforeValidator(_ticker_text), AfterValidator(_check_ticker)]
 Term = Annotated[str, AfterValidator(_check_term)]
-Severity = Literal["info", "warning", "critical"]
 TextField = Literal["title", "summary"]
 Language = Literal["ko", "en"]
 

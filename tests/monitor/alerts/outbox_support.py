@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from monitor.alerts.config import AlertSettings
+from monitor.alerting import AlertSettings
 from monitor.alerts.message import AlertMessage, Sent
 from monitor.alerts.outbox import enqueue
 from monitor.db.schema import Delivery, SignalRow

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from monitor.alerts.config import (
+from monitor.alerting import (
     DIGEST_ROUTE,
     AlertSettings,
     Kind,

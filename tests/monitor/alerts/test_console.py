@@ -12,8 +12,9 @@ import pytest
 import structlog
 from pydantic import TypeAdapter, ValidationError
 
-from monitor.alerts.channels import ChannelConfig, build_channel
-from monitor.alerts.console import ConsoleChannel, ConsoleConfig
+from monitor.alerting import ChannelConfig, ConsoleConfig
+from monitor.alerts.channels import build_channel
+from monitor.alerts.console import ConsoleChannel
 from monitor.alerts.email import EmailChannel
 from monitor.alerts.message import AlertMessage, AlertSignal, MoveLine
 from monitor.alerts.slack import SlackChannel

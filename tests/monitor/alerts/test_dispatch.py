@@ -14,8 +14,8 @@ from sqlalchemy import update
 from structlog.testing import capture_logs
 
 from adapters.errors import AuthError, PermanentError, TransientError
+from monitor.alerting import AlertSettings
 from monitor.alerts.channels import build_channel
-from monitor.alerts.config import AlertSettings
 from monitor.alerts.dispatch import Dispatcher, MessageOutcome, message_key, retry_delay
 from monitor.alerts.message import Channel, Sent
 from monitor.db.engine import make_engine, make_sessionmaker

@@ -17,7 +17,8 @@ import pytest
 from pydantic import ValidationError
 
 from adapters.errors import AuthError, PermanentError, TransientError
-from monitor.alerts.email import EmailChannel, EmailConfig, parse_address, render_email
+from monitor.alerting import EmailConfig, parse_address
+from monitor.alerts.email import EmailChannel, render_email
 from monitor.alerts.message import AlertMessage, AlertSignal, MoveLine
 from tests.monitor.alerts.smtp_server import PASSWORD, USERNAME, SmtpServer
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from monitor.alerts.config import DIGEST_ROUTE
+from monitor.alerting import DIGEST_ROUTE
 from monitor.alerts.message import MoveLine
 from monitor.alerts.outbox import alert_signal
 from monitor.db.schema import SignalRow

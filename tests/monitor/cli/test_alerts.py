@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 
 import monitor.cli.alerts as cli_alerts
 from adapters.errors import PermanentError, TransientError
-from monitor.alerts.config import AlertSettings
+from monitor.alerting import AlertSettings
 from monitor.alerts.message import AlertMessage
 from monitor.cli.main import main
 from monitor.config import Settings

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.http import HttpLimits, make_client_session
-from monitor.alerts.config import AlertSettings
+from monitor.alerting import AlertSettings
 from monitor.config import SchedulerSettings, SourceConfig
 from monitor.db import repo
 from monitor.db import signals as signals_repo

@@ -16,21 +16,26 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime, time, timedelta
+from email.headerregistry import Address
+from email.policy import SMTP as SMTP_POLICY
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from monitor.alerts.channels import ChannelConfig
-from monitor.alerts.message import SEVERITIES
-from monitor.timefmt import KST
+from adapters.netloc import is_loopback_host
+from monitor.severity import SEVERITY_RANK, Severity
+from monitor.text import CONTROL
+from monitor.timefmt import KST, parse_duration
 
 # The route name of the rows the daily digest writes; no configured route may use it.
 DIGEST_ROUTE = "daily-digest"
@@ -39,23 +44,158 @@ DEFAULT_ROUTE = "default"
 # Kept in step with monitor.rules.evaluate.SignalKind (a test checks), without
 # importing the rule engine into the settings.
 Kind = Literal["news", "move", "policy_move", "source_stale", "source_auth"]
-Severity = Literal["info", "warning", "critical"]
-SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
 _NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _HHMM = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
 
 
-def _duration(value: object) -> object:
-    # Imported on use: monitor.config imports this module for its Settings, and the
-    # project's one duration syntax (90, 30s, 15m, 2h, 1d) lives there.
-    from monitor.config import parse_duration
-
-    return parse_duration(value)
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Wait = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
 
-Seconds = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
-Wait = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+# -- channels -------------------------------------------------------------------
+
+
+class SlackConfig(BaseModel):
+    """A Slack incoming webhook. The URL is a credential: it is never shown or logged."""
+
+    # A validation error must not print the webhook URL it was given.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    type: Literal["slack"]
+    webhook_url: SecretStr
+    timeout: float = Field(default=10.0, gt=0, le=120)
+    username: str | None = Field(default=None, min_length=1, max_length=80)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_url(cls, value: SecretStr) -> SecretStr:
+        # Messages must not echo the value: it is a secret.
+        url = value.get_secret_value().strip()
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:
+            raise ValueError("must be an https:// webhook URL") from None
+        if parts.scheme not in ("http", "https") or not host or CONTROL.search(url) or " " in url:
+            raise ValueError("must be an https:// webhook URL")
+        if parts.scheme == "http" and not is_loopback_host(host):
+            raise ValueError("must use https:// (plain http:// only for a loopback host)")
+        return SecretStr(url)
+
+    @field_validator("username")
+    @classmethod
+    def _one_line_name(cls, value: str | None) -> str | None:
+        if value is not None and CONTROL.search(value):
+            raise ValueError("must be one line without control characters")
+        return value
+
+
+Security = Literal["starttls", "tls", "none"]
+
+DEFAULT_PORTS: dict[str, int] = {"starttls": 587, "tls": 465, "none": 25}
+
+
+def parse_address(text: str) -> Address:
+    """One mail address, with an optional display name (``"코스피 감시 <kmon@x.kr>"``).
+
+    Raises ValueError for anything else: several addresses, a missing domain,
+    control characters (CR/LF included) or a header parser defect.
+    """
+    if CONTROL.search(text):
+        raise ValueError("must not contain line breaks or control characters")
+    try:
+        header = SMTP_POLICY.header_factory("to", text)
+        addresses = header.addresses
+        defects = header.defects
+    except (IndexError, ValueError, TypeError):
+        raise ValueError(f"not a mail address: {text!r}") from None
+    if len(addresses) != 1 or defects:
+        raise ValueError(f"not a single mail address: {text!r}")
+    address: Address = addresses[0]
+    if not address.username or not address.domain or " " in address.addr_spec:
+        raise ValueError(f"not a mail address: {text!r}")
+    return address
+
+
+class EmailConfig(BaseModel):
+    """An SMTP relay and who gets the alerts. The password is never shown or logged."""
+
+    # A validation error must not print the password (or anything) it was given.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    type: Literal["email"]
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Security = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str
+    recipients: list[str] = Field(min_length=1)
+    timeout: float = Field(default=30.0, gt=0, le=300)
+    validate_certs: bool = True
+    ca_file: str | None = None
+    subject_prefix: str = "[kmon]"
+
+    @field_validator("host")
+    @classmethod
+    def _host_name(cls, value: str) -> str:
+        if CONTROL.search(value) or not value.strip() or " " in value.strip():
+            raise ValueError("must be a host name or address")
+        return value.strip()
+
+    @field_validator("sender")
+    @classmethod
+    def _sender_address(cls, value: str) -> str:
+        parse_address(value)
+        return value.strip()
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipient_addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parse_address(item)
+        return [item.strip() for item in value]
+
+    @field_validator("username", "subject_prefix", "ca_file")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and CONTROL.search(value):
+            raise ValueError("must be one line without control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> EmailConfig:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: set both or neither")
+        if (
+            self.username is not None
+            and self.security == "none"
+            and not is_loopback_host(self.host)
+        ):
+            raise ValueError(
+                "refusing to send a password without TLS: use security 'starttls' or 'tls'"
+            )
+        return self
+
+    @property
+    def smtp_port(self) -> int:
+        """The port to connect to: the configured one, else the usual one for ``security``."""
+        return self.port if self.port is not None else DEFAULT_PORTS[self.security]
+
+
+class ConsoleConfig(BaseModel):
+    """Alerts written where the operator already looks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["console"]
+    stream: Literal["log", "stdout"] = "log"
+
+
+# ``type`` selects the kind, so a configuration error names the fields of the kind
+# that was meant, not those of every kind.
+ChannelConfig = Annotated[SlackConfig | EmailConfig | ConsoleConfig, Field(discriminator="type")]
 
 
 def _clock_time(value: object) -> object:
