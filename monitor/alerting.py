@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from adapters.netloc import is_loopback_host
+from monitor.kinds import SignalKind as Kind
 from monitor.severity import SEVERITY_RANK, Severity
 from monitor.text import CONTROL
 from monitor.timefmt import KST, parse_duration
@@ -41,9 +42,6 @@ from monitor.timefmt import KST, parse_duration
 DIGEST_ROUTE = "daily-digest"
 DEFAULT_ROUTE = "default"
 
-# Kept in step with monitor.rules.evaluate.SignalKind (a test checks), without
-# importing the rule engine into the settings.
-Kind = Literal["news", "move", "policy_move", "source_stale", "source_auth"]
 
 _NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _HHMM = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")

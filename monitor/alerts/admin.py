@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from monitor.alerts.outbox import DEAD, PENDING
+from monitor.alerts import DEAD, PENDING
 from monitor.db.schema import Delivery, SignalRow
 
 

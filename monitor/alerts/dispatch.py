@@ -39,15 +39,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.errors import FetchError, PermanentError, TransientError
 from monitor.alerting import AlertSettings
+from monitor.alerts import DEAD, PENDING, SENT
 from monitor.alerts.message import AlertMessage, AlertSignal, Channel, Sent
-from monitor.alerts.outbox import (
-    DEAD,
-    DIGEST_HELD,
-    HELD_THROTTLE,
-    PENDING,
-    SENT,
-    alert_signal,
-)
+from monitor.alerts.outbox import DIGEST_HELD, HELD_THROTTLE, alert_signal
 from monitor.db.schema import Delivery, SignalRow
 from monitor.schedule import Uniform
 from monitor.timefmt import utcnow

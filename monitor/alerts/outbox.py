@@ -29,15 +29,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.alerting import DIGEST_ROUTE, AlertSettings, Route, next_at
+from monitor.alerts import PENDING, SUPPRESSED
 from monitor.alerts.message import AlertSignal, MoveLine
 from monitor.db.dialect import insert_new_rows
 from monitor.db.schema import Base, Delivery, SignalRow
-
-PENDING = "pending"
-SENT = "sent"
-DEAD = "dead"
-SUPPRESSED = "suppressed"
-STATUSES = (PENDING, SENT, DEAD, SUPPRESSED)
 
 # Why a pending row waits; quiet and digest rows go out as a digest message.
 HELD_QUIET = "quiet"

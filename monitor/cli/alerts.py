@@ -4,9 +4,6 @@
 within a minute, or at once when it next wakes); ``test`` builds the channel from
 the settings and sends one message now, outside the outbox.
 
-:mod:`monitor.cli.main` registers this group; the helpers taken from it (``fail``,
-``query`` …) are imported when a command runs, so that either module can be
-imported first.
 """
 
 from __future__ import annotations
@@ -18,33 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from adapters.errors import PermanentError, TransientError
-from adapters.http import USER_AGENT, make_client_session
-from monitor.alerting import AlertSettings
-from monitor.alerts import admin
-from monitor.alerts.channels import build_channel
-from monitor.alerts.message import AlertMessage, AlertSignal
-from monitor.alerts.outbox import STATUSES
-from monitor.cli.output import FORMATS, Format, clip, render
-from monitor.config import Settings
+from monitor.alerts import STATUSES
+from monitor.cli.common import State, fail, format_option, query, run_async, when
+from monitor.cli.output import Format, clip, render
 from monitor.timefmt import kst, kst_iso, utcnow
 
 if TYPE_CHECKING:
-    from monitor.cli.main import State
-
-format_option = click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True
-)
-
-
-def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    from monitor.cli.main import when
-
-    return when(ctx, param, value)
+    from monitor.alerting import AlertSettings
+    from monitor.alerts.message import AlertMessage
+    from monitor.config import Settings
 
 
 def alert_settings(settings: Settings) -> AlertSettings:
     """The ``alerts`` section of the settings (the built-in default when absent)."""
+    from monitor.alerting import AlertSettings
+
     found = getattr(settings, "alerts", None)
     return found if isinstance(found, AlertSettings) else AlertSettings()
 
@@ -56,7 +41,7 @@ def alerts() -> None:
 
 @alerts.command("list")
 @click.option("--status", type=click.Choice(STATUSES), help="Only deliveries in this state.")
-@click.option("--since", callback=_when, help="Created at or after (2d, 36h, 2025-06-18 …).")
+@click.option("--since", callback=when, help="Created at or after (2d, 36h, 2025-06-18 …).")
 @click.option("--channel", help="Only this channel.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @format_option
@@ -74,7 +59,7 @@ def alerts_list(
     Status (pending shows why it waits), channel, route, attempts, the due or sent
     time and the last error; times in KST.
     """
-    from monitor.cli.main import query
+    from monitor.alerts import admin
 
     rows = query(
         state,
@@ -139,7 +124,7 @@ def alerts_retry(
     The rows become pending and due now, with a fresh attempt budget; the last error
     stays until the next attempt. A running daemon sends them within a minute.
     """
-    from monitor.cli.main import fail, query
+    from monitor.alerts import admin
 
     if (delivery_id is None) == (not all_dead):
         raise click.UsageError("give a delivery ID or --dead (not both)")
@@ -169,6 +154,8 @@ def alerts_retry(
 
 def sample_message(now: datetime) -> AlertMessage:
     """What ``kmon alerts test`` sends: one harmless sample signal, marked as a test."""
+    from monitor.alerts.message import AlertMessage, AlertSignal
+
     sample = AlertSignal(
         id=0,
         kind="news",
@@ -197,7 +184,9 @@ def alerts_test(state: State, channel: str) -> None:
     Prints the server's answer, or the error; exit status 1 when the channel refused
     the message or could not be reached.
     """
-    from monitor.cli.main import fail, run_async
+    from adapters.errors import PermanentError, TransientError
+    from adapters.http import USER_AGENT, make_client_session
+    from monitor.alerts.channels import build_channel
 
     settings = state.settings
     configured = alert_settings(settings).channels

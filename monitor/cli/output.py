@@ -8,8 +8,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from tabulate import tabulate
-
 Format = Literal["table", "json", "csv"]
 FORMATS: tuple[Format, ...] = ("table", "json", "csv")
 
@@ -44,4 +42,6 @@ def render(
     shown = table_rows if table_rows is not None else rows
     if not shown:
         return "(none)"
+    from tabulate import tabulate  # on use: it costs more to import than --help takes
+
     return tabulate(shown, headers="keys", tablefmt="simple", disable_numparse=True)

@@ -10,13 +10,13 @@ from typing import Any
 
 import click
 
-from monitor.cli.main import State, _json, fail, query, when
-from monitor.cli.output import FORMATS, Format, clip, render
+from monitor.cli.common import State, fail, format_option, query, to_json, when
+from monitor.cli.output import Format, clip, render
+from monitor.kinds import SIGNAL_KINDS
 from monitor.severity import SEVERITIES
 from monitor.timefmt import kst, kst_iso, utcnow
 
 RULE_KINDS = ("news", "move", "joined", "source_health")
-SIGNAL_KINDS = ("news", "move", "policy_move", "source_stale", "source_auth")
 
 
 def _load(state: State | None, file: Path | None) -> Any:
@@ -31,9 +31,6 @@ def _load(state: State | None, file: Path | None) -> Any:
         fail(f"rules error: {exc}", code=2)
 
 
-format_option = click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True
-)
 rules_file_option = click.option(
     "--rules",
     "rules_file",
@@ -67,7 +64,7 @@ def rules_check(state: State, file: Path | None) -> None:
     )
 
 
-def _hits_json(hits: Any) -> list[dict[str, Any]]:
+def _hitsto_json(hits: Any) -> list[dict[str, Any]]:
     return [
         {"surface": h.surface, "term": h.term, "field": h.field, "start": h.start, "end": h.end}
         for h in hits
@@ -104,12 +101,12 @@ def rules_test(
         record = {
             "text": text,
             "fired": [{"rule_id": f.rule_id, "why": f.explanation} for f in fired],
-            "themes": {k: _hits_json(v) for k, v in tagging.themes.items()},
-            "entities": {k: _hits_json(v) for k, v in tagging.entities.items()},
+            "themes": {k: _hitsto_json(v) for k, v in tagging.themes.items()},
+            "entities": {k: _hitsto_json(v) for k, v in tagging.entities.items()},
             "tickers": sorted(tagging.tickers),
             "sectors": sorted(tagging.sectors),
         }
-        click.echo(_json(record))
+        click.echo(to_json(record))
     else:
         for label, found in (("theme", tagging.themes), ("entity", tagging.entities)):
             for key, hits in found.items():
@@ -170,7 +167,7 @@ def rules_replay(
     result = query(state, lambda session: replay(session, ruleset, since=since, until=until))
     if fmt == "json":
         click.echo(
-            _json(
+            to_json(
                 {
                     "since": kst_iso(since),
                     "until": kst_iso(until) if until else None,
@@ -303,7 +300,7 @@ def signals_show(state: State, signal_id: int, fmt: str) -> None:
         for item in items
     ]
     if fmt == "json":
-        click.echo(_json({**record, "explanation": row.explanation, "items": linked}))
+        click.echo(to_json({**record, "explanation": row.explanation, "items": linked}))
         return
     for key, value in record.items():
         shown = " ".join(value) if isinstance(value, list) else value

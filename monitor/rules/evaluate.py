@@ -26,17 +26,17 @@ from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from adapters.records import DailyBar, Quote
 from monitor import market
+from monitor.kinds import SignalKind
 from monitor.market import Session
 from monitor.rules.match import Hit, Tagging, tag
 from monitor.rules.model import JoinedRule, MoveRule, MoveSpec, Ruleset, SourceHealthRule
 from monitor.severity import SEVERITY_RANK
 from monitor.timefmt import KST
 
-SignalKind = Literal["news", "move", "policy_move", "source_stale", "source_auth"]
 JSON = dict[str, Any]
 
 

@@ -26,7 +26,7 @@ from monitor.alerts.channels import build_channel
 from monitor.alerts.dispatch import Dispatcher
 from monitor.alerts.message import Channel
 from monitor.config import FEED_KIND, Settings
-from monitor.db import migrate, repo
+from monitor.db import SchemaNotCurrent, migrate, repo
 from monitor.db import quotes as quotes_repo
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.ingest.context import HostLimiter, PollContext
@@ -38,10 +38,6 @@ from monitor.rules.model import load_rules
 from monitor.timefmt import utcnow
 
 log = structlog.get_logger("kmon.daemon")
-
-
-class SchemaNotCurrent(Exception):
-    """The database's migrations differ from this kmon's; ``str()`` says what to run."""
 
 
 class UnknownSource(Exception):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import typing
 from datetime import UTC, datetime, time
 from pathlib import Path
 
@@ -13,14 +12,12 @@ from pydantic import ValidationError
 from monitor.alerting import (
     DIGEST_ROUTE,
     AlertSettings,
-    Kind,
     Match,
     QuietHours,
     Route,
     next_at,
 )
 from monitor.config import ConfigError, Settings, load_settings
-from monitor.rules.evaluate import SignalKind
 from tests.monitor.alerts.outbox_support import kst
 
 
@@ -202,10 +199,6 @@ def test_quiet_hours_in_kst(start: str, end: str, now: datetime, ends_at: dateti
 )
 def test_next_digest_time(now: datetime, expected: datetime) -> None:
     assert next_at(time(8, 0), now) == expected
-
-
-def test_kinds_follow_the_rule_engine() -> None:
-    assert set(typing.get_args(Kind)) == set(typing.get_args(SignalKind))
 
 
 @pytest.mark.skipif(

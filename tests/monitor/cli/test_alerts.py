@@ -6,7 +6,6 @@ import asyncio
 import csv
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,24 +13,28 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-import monitor.cli.alerts as cli_alerts
-from adapters.errors import PermanentError, TransientError
-from monitor.alerting import AlertSettings
-from monitor.alerts.message import AlertMessage
+from adapters.errors import PermanentError
 from monitor.cli.main import main
 from monitor.config import Settings
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.schema import Delivery
 from tests.monitor.alerts.outbox_support import ScriptedChannel, deliveries, signal_row
+from tests.monitor.alerts.slack_server import (
+    WEBHOOK_SECRET,
+    Fault,
+    rate_limited,
+    refused,
+    running_slack_server,
+    server_error,
+)
+from tests.monitor.alerts.smtp_server import (
+    USERNAME,
+    make_tls_files,
+    refused_port,
+    running_smtp_server,
+)
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture(autouse=True)
-def _registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The group as `monitor.cli.main` registers it (until it does, for these tests)."""
-    if "alerts" not in main.commands:
-        monkeypatch.setitem(main.commands, "alerts", cli_alerts.alerts)
 
 
 def kmon(config: Path, *args: str) -> Result:
@@ -199,15 +202,16 @@ def plain_config(tmp_path: Path) -> Path:
     return path
 
 
-def _use_alerts(monkeypatch: pytest.MonkeyPatch, data: dict[str, Any]) -> None:
-    alerts = AlertSettings.model_validate(data)
-    monkeypatch.setattr(cli_alerts, "alert_settings", lambda settings: alerts)
+def channel_config(path: Path, channels: dict[str, Any]) -> Path:
+    """A config file whose ``alerts.channels`` are ``channels`` (YAML is JSON's superset)."""
+    path.write_text(
+        "sources: []\nalerts:\n  channels: " + json.dumps(channels) + "\n", encoding="utf-8"
+    )
+    return path
 
 
-def test_test_sends_through_the_real_console_channel(
-    plain_config: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _use_alerts(monkeypatch, {"channels": {"console": {"type": "console", "stream": "stdout"}}})
+def test_test_sends_through_the_real_console_channel(plain_config: Path) -> None:
+    channel_config(plain_config, {"console": {"type": "console", "stream": "stdout"}})
     result = kmon(plain_config, "alerts", "test", "console")
     assert result.exit_code == 0, result.output
     printed, answer = result.output.strip().splitlines()
@@ -215,62 +219,88 @@ def test_test_sends_through_the_real_console_channel(
     assert answer == "console: sent: wrote 1 line"
 
 
-@pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedChannel]:
-    channel = ScriptedChannel("chat")
-    monkeypatch.setattr(cli_alerts, "build_channel", lambda name, config, http: channel)
-    _use_alerts(monkeypatch, {"channels": {"chat": {"type": "console"}}})
-    yield channel
+async def test_test_posts_to_slack_and_prints_its_answer(plain_config: Path) -> None:
+    async with running_slack_server() as slack:
+        channel_config(plain_config, {"chat": {"type": "slack", "webhook_url": slack.url}})
+        result = await asyncio.to_thread(kmon, plain_config, "alerts", "test", "chat")
+        [post] = await slack.wait_for(1)
+    assert (result.exit_code, result.output.strip()) == (0, "chat: sent: 200 ok")
+    assert "kmon test message: this channel works" in post.payload["text"]
 
 
 @pytest.mark.parametrize(
-    ("error", "line"),
+    ("fault", "line"),
     [
         (
-            PermanentError("http_404", "HTTP 404 no_service", http_status=404),
-            "chat: failed (permanent): http_404: HTTP 404 no_service",
+            refused(404, "no_service"),
+            "chat: failed (permanent): http_404: slack webhook (127.0.0.1): HTTP 404 no_service",
         ),
         (
-            TransientError("http_429", "HTTP 429 rate_limited", retry_after=30),
-            "chat: failed (transient, retry after 30s): http_429: HTTP 429 rate_limited",
+            rate_limited("30"),
+            "chat: failed (transient, retry after 30s): http_429: slack webhook (127.0.0.1):"
+            " HTTP 429 rate_limited (retry after 30s)",
         ),
         (
-            TransientError("smtp_421", "421 try again later"),
-            "chat: failed (transient): smtp_421: 421 try again later",
+            server_error(500),
+            "chat: failed (transient): http_500: slack webhook (127.0.0.1): HTTP 500 rollup_error",
         ),
     ],
 )
-def test_test_reports_the_error_and_exits_1(
-    plain_config: Path, scripted: ScriptedChannel, error: Exception, line: str
+async def test_test_reports_slacks_refusal_and_exits_1(
+    plain_config: Path, fault: Fault, line: str
 ) -> None:
-    scripted.script.append(error)
-    result = kmon(plain_config, "alerts", "test", "chat")
+    async with running_slack_server() as slack:
+        slack.fail_next(fault)
+        channel_config(plain_config, {"chat": {"type": "slack", "webhook_url": slack.url}})
+        result = await asyncio.to_thread(kmon, plain_config, "alerts", "test", "chat")
     assert (result.exit_code, result.output.strip()) == (1, line)
-    assert scripted.closed
+    assert WEBHOOK_SECRET not in result.output
 
 
-def test_test_prints_the_servers_answer(plain_config: Path, scripted: ScriptedChannel) -> None:
-    from monitor.alerts.message import Sent
-
-    scripted.script.append(Sent("250 2.0.0 Ok: queued as 4B1C", {"message_id": "<k@kmon>"}))
-    result = kmon(plain_config, "alerts", "test", "chat")
-    assert result.exit_code == 0
-    assert result.output.splitlines() == [
-        "chat: sent: 250 2.0.0 Ok: queued as 4B1C",
-        "  message_id: <k@kmon>",
-    ]
-    [message] = scripted.sent
-    assert isinstance(message, AlertMessage)
-    assert (message.test, message.digest, len(message.signals)) == (True, False, 1)
-
-
-def test_test_of_an_unknown_channel_is_a_usage_error(
-    plain_config: Path, scripted: ScriptedChannel
+async def test_test_mails_through_smtp_and_prints_its_answer(
+    plain_config: Path, tmp_path: Path
 ) -> None:
+    async with running_smtp_server(make_tls_files(tmp_path)) as smtp:
+        channel_config(plain_config, {"mail": smtp.email_config()})
+        result = await asyncio.to_thread(kmon, plain_config, "alerts", "test", "mail")
+    assert result.exit_code == 0, result.output
+    # stdout only: the SMTP server's own log lines go to stderr.
+    [delivery] = smtp.deliveries
+    mail = delivery.message()
+    assert result.stdout.splitlines() == ["mail: sent: 250 2.0.0 OK queued as kmon-1"]
+    assert "kmon test message" in mail["Subject"]
+    assert (delivery.tls, delivery.login) == (True, USERNAME)
+
+
+async def test_test_reports_an_smtp_refusal_and_exits_1(plain_config: Path, tmp_path: Path) -> None:
+    async with running_smtp_server(make_tls_files(tmp_path)) as smtp:
+        smtp.fail_next("MAIL", "421 4.3.2 try again later")
+        channel_config(plain_config, {"mail": smtp.email_config()})
+        result = await asyncio.to_thread(kmon, plain_config, "alerts", "test", "mail")
+    assert result.exit_code == 1
+    assert result.stdout.strip() == (
+        f"mail: failed (transient): smtp_421: smtp 127.0.0.1:{smtp.port}: 421 4.3.2 try again later"
+    )
+
+
+def test_test_reports_an_unreachable_smtp_server(plain_config: Path) -> None:
+    with refused_port() as port:
+        settings = {
+            "type": "email", "host": "127.0.0.1", "port": port, "security": "none",
+            "sender": "kmon@example.kr", "recipients": ["ops@example.kr"], "timeout": 5,
+        }  # fmt: skip
+        channel_config(plain_config, {"mail": settings})
+        result = kmon(plain_config, "alerts", "test", "mail")
+    assert result.exit_code == 1
+    assert result.output.startswith("mail: failed (transient): ")
+    assert f"127.0.0.1:{port}" in result.output
+
+
+def test_test_of_an_unknown_channel_is_a_usage_error(plain_config: Path) -> None:
+    channel_config(plain_config, {"chat": {"type": "console"}})
     result = kmon(plain_config, "alerts", "test", "nope")
     assert result.exit_code == 2
     assert result.output.strip() == "kmon: no channel named 'nope' (configured: chat)"
-    assert scripted.attempts == []
 
 
 @pytest.mark.skipif(

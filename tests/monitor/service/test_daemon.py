@@ -12,13 +12,12 @@ from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
 from monitor.config import Settings, SourceConfig
-from monitor.db import migrate
+from monitor.db import SchemaNotCurrent, migrate
 from monitor.db.engine import make_engine
 from monitor.db.schema import Item
 from monitor.ingest.sources import PollOutcome
 from monitor.service.daemon import (
     Daemon,
-    SchemaNotCurrent,
     UnknownSource,
     open_runtime,
     poll_once,

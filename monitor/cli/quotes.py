@@ -1,0 +1,152 @@
+"""``kmon tickers`` and ``kmon quotes``: the followed tickers and their stored quotes."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+import click
+
+from monitor.cli.common import State, format_option, query, run_async, when
+from monitor.cli.output import Format, render
+from monitor.timefmt import kst_iso, utcnow
+
+
+@click.group()
+def tickers() -> None:
+    """The followed tickers."""
+
+
+@tickers.command("list")
+@format_option
+@click.pass_obj
+def tickers_list(state: State, fmt: Format) -> None:
+    """Code, kind, market and names in Korean and English."""
+    rows = [
+        {
+            "code": t.code,
+            "kind": t.kind,
+            "market": t.market,
+            "name_ko": t.name_ko,
+            "name_en": t.name_en,
+        }
+        for t in state.settings.quotes.tickers
+    ]
+    click.echo(render(rows, fmt))
+
+
+@click.group()
+def quotes() -> None:
+    """Stored quotes."""
+
+
+def _names(state: State) -> dict[str, str]:
+    return {t.code: t.name_en for t in state.settings.quotes.tickers}
+
+
+def _quote_record(row: Any, names: dict[str, str], now: datetime) -> dict[str, Any]:
+    return {
+        "ticker": row.ticker,
+        "name": names.get(row.ticker, ""),
+        "price": row.price,
+        "change": row.change,
+        "change_pct": row.change_pct,
+        "prev_close": row.prev_close,
+        "volume": row.volume,
+        "as_of": kst_iso(row.as_of),
+        "source": row.source,
+        "market_open": row.market_open,
+        "age_seconds": round((now - row.as_of).total_seconds()),
+    }
+
+
+def _quote_table_row(record: dict[str, Any]) -> dict[str, Any]:
+    pct = record["change_pct"]
+    return {
+        "ticker": record["ticker"],
+        "name": record["name"],
+        "price": f"{record['price']:,.2f}".removesuffix(".00"),
+        "change %": "" if pct is None else f"{pct:+.2f}%",
+        "as of (KST)": str(record["as_of"])[:19].replace("T", " "),
+        "source": record["source"],
+        "age": _age(record["age_seconds"]),
+    }
+
+
+def _age(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+@quotes.command("latest")
+@format_option
+@click.pass_obj
+def quotes_latest(state: State, fmt: Format) -> None:
+    """Each ticker's newest quote: price, change %, as-of in KST, source, age."""
+    from monitor.db import quotes as quotes_repo
+
+    now, names = utcnow(), _names(state)
+    records = [_quote_record(r, names, now) for r in query(state, quotes_repo.latest_quotes)]
+    click.echo(render(records, fmt, table_rows=[_quote_table_row(r) for r in records]))
+
+
+@quotes.command("list")
+@click.option("--ticker", help="Only this ticker (e.g. 035420, KOSPI).")
+@click.option("--since", callback=when, help="As of at or after (1d, 2025-06-18 …).")
+@click.option("--until", callback=when, help="As of before.")
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
+@format_option
+@click.pass_obj
+def quotes_list(
+    state: State,
+    ticker: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    fmt: Format,
+) -> None:
+    """Stored quotes, newest first."""
+    from monitor.db import quotes as quotes_repo
+
+    now, names = utcnow(), _names(state)
+    rows = query(
+        state,
+        lambda s: quotes_repo.list_quotes(s, ticker=ticker, since=since, until=until, limit=limit),
+    )
+    records = [_quote_record(r, names, now) for r in rows]
+    click.echo(render(records, fmt, table_rows=[_quote_table_row(r) for r in records]))
+
+
+@quotes.command("poll")
+@click.option("--bars", is_flag=True, help="Refresh the daily bars too.")
+@click.option("--migrate", is_flag=True, help="Upgrade the database first if it is behind.")
+@click.pass_obj
+def quotes_poll(state: State, bars: bool, migrate: bool) -> None:
+    """One quote cycle now, whatever the market clock says; exit 1 if tickers are missing."""
+    from monitor.ingest.quotes import poll_quotes, refresh_bars
+    from monitor.service.daemon import open_runtime
+
+    settings = state.settings
+
+    async def once() -> Any:
+        async with open_runtime(settings, migrate_schema=migrate) as ctx:
+            if bars:
+                await refresh_bars(ctx, settings.quotes)
+            cycle = await poll_quotes(ctx, settings.quotes)
+            if ctx.dispatcher is not None:
+                await ctx.dispatcher.run_once()
+            return cycle
+
+    cycle = run_async(once)
+    served = ", ".join(f"{p} {n}" for p, n in cycle.served_by.items()) or "none"
+    click.echo(f"stored {cycle.stored} quotes (served by: {served})")
+    for provider, error in cycle.failed.items():
+        click.echo(f"{provider}: {error}")
+    for ticker, reason in cycle.rejected:
+        click.echo(f"rejected {ticker}: {reason}")
+    if cycle.missing:
+        click.echo(f"missing: {', '.join(cycle.missing)}")
+        sys.exit(1)

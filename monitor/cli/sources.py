@@ -1,0 +1,51 @@
+"""``kmon sources``: the configured sources and their state."""
+
+from __future__ import annotations
+
+import click
+
+from monitor.cli.common import State, format_option, query
+from monitor.cli.output import Format, clip, render
+from monitor.timefmt import kst, kst_iso
+
+
+@click.group()
+def sources() -> None:
+    """Configured sources and their state."""
+
+
+@sources.command("list")
+@format_option
+@click.pass_obj
+def sources_list(state: State, fmt: Format) -> None:
+    """Each source: kind, status, last success, errors, next check (KST)."""
+    from monitor.db import repo
+
+    rows = query(state, repo.list_sources)
+    full = [
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "enabled": s.enabled,
+            "status": s.status,
+            "last_success": kst_iso(s.last_success_at),
+            "errors": s.error_count,
+            "next_check": kst_iso(s.next_check_at),
+            "last_error": s.last_error,
+            "url": s.url,
+        }
+        for s in rows
+    ]
+    table = [
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "status": s.status if s.enabled else "disabled",
+            "last success (KST)": kst(s.last_success_at),
+            "errors": s.error_count,
+            "next check (KST)": kst(s.next_check_at) if s.enabled else "",
+            "last error": clip(s.last_error, 50) if s.error_count else "",
+        }
+        for s in rows
+    ]
+    click.echo(render(full, fmt, table_rows=table))
