@@ -26,7 +26,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 from adapters.netloc import is_loopback_host
 from monitor.alerting import AlertSettings
@@ -119,10 +118,16 @@ class DatabaseSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _known_driver(cls, value: SecretStr) -> SecretStr:
+        # Checked without SQLAlchemy (commands that never open the database, such as
+        # `kmon rules test`, should not import it); its own errors would also echo the
+        # URL, password and all.
         try:
-            make_url(value.get_secret_value())
-        except Exception:  # SQLAlchemy's own errors echo the URL, password and all
+            parts = urlsplit(value.get_secret_value())
+            parts.port  # noqa: B018  (raises for a port that is not a number)
+        except ValueError:
             raise ValueError("not a database URL (scheme://user@host:port/name)") from None
+        if not parts.scheme or (parts.scheme.startswith("postgresql") and not parts.hostname):
+            raise ValueError("not a database URL (scheme://user@host:port/name)")
         scheme = value.get_secret_value().split(":", 1)[0]
         if scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
             raise ValueError(
@@ -297,6 +302,8 @@ class Settings(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with every secret replaced by ``**********``."""
+        from sqlalchemy.engine import make_url
+
         data = self.model_dump(mode="json")
         # A database URL is only secret in its password; show the rest.
         url = make_url(self.database.url.get_secret_value())

@@ -62,12 +62,14 @@ def fail(message: str, *, code: int = 1) -> NoReturn:
 def run_async(func: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine; database outages become one clear line and exit 1."""
     import asyncio
+    import gc
 
     from sqlalchemy.exc import DBAPIError, OperationalError
 
     from monitor.db import SchemaNotCurrent
-    from monitor.rules.model import RulesError
+    from monitor.rules import RulesError
 
+    gc.enable()  # see monitor.cli.main: only start-up runs without the collector
     try:
         return asyncio.run(func())  # type: ignore[arg-type]
     except SchemaNotCurrent as exc:

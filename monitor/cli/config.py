@@ -42,7 +42,8 @@ def config_check(file: Path) -> None:
         fail(f"config error: {exc}", code=2)
     rules = ""
     if settings.rules.enabled:
-        from monitor.rules.model import RulesError, load_rules
+        from monitor.rules import RulesError
+        from monitor.rules.model import load_rules
 
         try:
             ruleset = load_rules(settings.rules.file)

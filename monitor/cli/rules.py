@@ -21,7 +21,8 @@ RULE_KINDS = ("news", "move", "joined", "source_health")
 
 def _load(state: State | None, file: Path | None) -> Any:
     """The default rules with ``file`` over them (else the configured file)."""
-    from monitor.rules.model import RulesError, load_rules
+    from monitor.rules import RulesError
+    from monitor.rules.model import load_rules
 
     if file is None and state is not None:
         file = state.settings.rules.file

@@ -7,23 +7,30 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-
-# Both dialects have INSERT … ON CONFLICT with the same SQLAlchemy API.
-_INSERTS: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 # Rows per statement: SQLite binds at most 32,766 parameters, asyncpg 32,767.
 BATCH = 1000
 
 
+@cache
+def _dialect_insert(name: str) -> Any:
+    # Both dialects have INSERT … ON CONFLICT with the same SQLAlchemy API. Imported
+    # on use: a command that only reads should not load the PostgreSQL dialect.
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    raise RuntimeError(f"unsupported database dialect {name!r}")
+
+
 def insert_for(session: AsyncSession) -> Any:
     """The dialect's ``insert`` construct (with ``on_conflict_do_*``) for ``session``."""
-    name = session.get_bind().dialect.name
-    try:
-        return _INSERTS[name]
-    except KeyError:
-        raise RuntimeError(f"unsupported database dialect {name!r}") from None
+    return _dialect_insert(session.get_bind().dialect.name)
 
 
 @cache
@@ -34,7 +41,7 @@ def _insert_new_stmt(
     # sends the rows in multi-row pages ("insertmanyvalues"), instead of building and
     # compiling a fresh multi-VALUES statement every poll.
     return (
-        _INSERTS[dialect](table)
+        _dialect_insert(dialect)(table)
         .on_conflict_do_nothing(index_elements=list(keys))
         .returning(*(table.c[name] for name in returning))
     )
@@ -56,21 +63,10 @@ async def insert_new_rows(
     """
     if not rows:
         return []
-    name = session.get_bind().dialect.name
-    if name not in _INSERTS:
-        raise RuntimeError(f"unsupported database dialect {name!r}")
-    stmt = _insert_new_stmt(name, table, keys, returning)
+    stmt = _insert_new_stmt(session.get_bind().dialect.name, table, keys, returning)
     conn = await session.connection()
     new: list[tuple[Any, ...]] = []
     for start in range(0, len(rows), BATCH):
         result = await conn.execute(stmt, list(rows[start : start + BATCH]))
         new.extend(tuple(row) for row in result.all())
     return new
-
-
-async def insert_new(
-    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], *, keys: tuple[str, ...]
-) -> list[int]:
-    """Like :func:`insert_new_rows`: the ids of the new rows."""
-    found = await insert_new_rows(session, table, rows, keys=keys, returning=("id",))
-    return [row[0] for row in found]

@@ -44,6 +44,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.rules import RulesError
 from monitor.severity import Severity
 from monitor.yamlfile import YamlDocument, YamlFileError, load_yaml
 
@@ -55,10 +56,6 @@ RULE_KINDS = ("news", "move", "joined", "source_health")
 # fast folding path), unchanged by folding, neither a letter nor Hangul (so a word
 # boundary), and refused in terms, so that no match can span two texts.
 SEPARATOR = "\u241e"
-
-
-class RulesError(Exception):
-    """A rules file cannot be used; ``str()`` is one line naming the file, line and field."""
 
 
 # --- scalar types -------------------------------------------------------------------
