@@ -9,12 +9,14 @@ keeps its lease, so a retry can never make two dispatchers send it at once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.alerts import DEAD, PENDING
+from monitor.alerts.outbox import DIGEST_HELD
 from monitor.db.schema import Delivery, SignalRow
 
 
@@ -67,3 +69,40 @@ async def retry_dead(session: AsyncSession, *, now: datetime, channel: str | Non
         query = query.where(Delivery.channel == channel)
     result = await session.execute(query)
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """One channel's outbox as monitoring sees it."""
+
+    channel: str
+    pending: int
+    # Seconds since the oldest pending delivery that is not held on purpose (quiet
+    # hours, the digest) was written; 0 when there is none.
+    oldest_pending_age: float
+    dead: int
+
+
+async def backlog(session: AsyncSession, *, now: datetime) -> list[Backlog]:
+    """Pending and dead deliveries per channel, and the age of the oldest pending one."""
+    waiting = Delivery.held.is_(None) | Delivery.held.not_in(sorted(DIGEST_HELD))
+    result = await session.execute(
+        select(
+            Delivery.channel,
+            func.count().filter(Delivery.status == PENDING),
+            func.min(Delivery.created_at).filter((Delivery.status == PENDING) & waiting),
+            func.count().filter(Delivery.status == DEAD),
+        )
+        .where(Delivery.status.in_((PENDING, DEAD)))
+        .group_by(Delivery.channel)
+        .order_by(Delivery.channel)
+    )
+    return [
+        Backlog(
+            channel=channel,
+            pending=pending,
+            oldest_pending_age=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+            dead=dead,
+        )
+        for channel, pending, oldest, dead in result.all()
+    ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.db.dialect import BATCH, insert_for, insert_new_rows
@@ -236,3 +236,13 @@ async def get_signal(
         for item, name, attached in result.all()
     ]
     return row, items
+
+
+async def counts_by_rule(session: AsyncSession) -> list[tuple[str, str, int]]:
+    """(kind, rule id, signals stored) for every kind and rule that has any."""
+    result = await session.execute(
+        select(SignalRow.kind, SignalRow.rule_id, func.count())
+        .group_by(SignalRow.kind, SignalRow.rule_id)
+        .order_by(SignalRow.kind, SignalRow.rule_id)
+    )
+    return [(kind, rule, count) for kind, rule, count in result.all()]

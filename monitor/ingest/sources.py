@@ -29,6 +29,7 @@ log = structlog.get_logger("kmon.poll")
 
 # Statuses of a source row (``new`` until its first poll).
 FAILED, AUTH_FAILED, FAILING, OK = "failed", "auth_failed", "failing", "ok"
+SOURCE_STATUSES = ("new", OK, FAILING, FAILED, AUTH_FAILED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,7 @@ def make_app(readiness: Readiness, metrics: Metrics | None) -> web.Application:
     async def scrape(request: web.Request) -> web.Response:
         if metrics is None:
             raise web.HTTPNotFound()
+        await metrics.refresh(readiness.sessionmaker)
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         return web.Response(body=encoder(metrics.registry), headers={"Content-Type": content_type})
 

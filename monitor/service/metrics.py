@@ -4,14 +4,22 @@ Each :class:`Metrics` has its own registry rather than prometheus_client's globa
 one, so tests (and several daemons in one process) never see each other's numbers.
 Per-source freshness is computed at scrape time from the last success the daemon
 knows of, seeded from the sources table at start-up so a restart does not forget it.
+
+What the database knows (each source's status, the signals stored by kind and rule,
+the outbox's backlog) is read when ``/metrics`` is scraped (:meth:`Metrics.refresh`),
+so it is right however many processes share the database and whatever they did
+before this one started; if the database does not answer in time, the last values
+stay and ``kmon_metrics_database_up`` says 0.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import platform
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from prometheus_client import (
     CollectorRegistry,
@@ -21,19 +29,25 @@ from prometheus_client import (
     Info,
     ProcessCollector,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from monitor.alerts import admin
 from monitor.config import FEED_KIND
 from monitor.db import repo
+from monitor.db import signals as signals_repo
 from monitor.ingest.quotes import QuoteCycle
-from monitor.ingest.sources import PollOutcome
+from monitor.ingest.sources import SOURCE_STATUSES, PollOutcome
+from monitor.timefmt import utcnow
 
 # PollOutcome.status values; every one is exported from the start (as 0) so that
 # rate() and increase() see the first poll of each kind.
-OUTCOMES = ("ok", "not_modified", "error", "failed")
+OUTCOMES = ("ok", "not_modified", "error", "failed", "auth_failed")
 SUCCESS = frozenset({"ok", "not_modified"})
+# A scrape waits at most this long for the database; then the last reading is served.
+REFRESH_TIMEOUT = 2.0
 # Feeds answer in tens of milliseconds to tens of seconds (total timeout 30 s).
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -102,6 +116,8 @@ class Metrics:
         )
         ProcessCollector(registry=self.registry)
         self.registry.register(_SourceFreshness(self))
+        self.stored = StoredState()
+        self.registry.register(_StoredStateCollector(self.stored))
 
     def add_source(self, name: str, *, interval: float, last_success: float | None = None) -> None:
         """Export ``name``'s series from the start, before its first poll."""
@@ -125,6 +141,21 @@ class Metrics:
             if row.enabled and row.kind == FEED_KIND:
                 last = row.last_success_at.timestamp() if row.last_success_at else None
                 self.add_source(row.name, interval=row.interval_seconds, last_success=last)
+
+    async def refresh(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        """Read the stored state (sources, signals, outbox) for the next scrape."""
+        try:
+            async with asyncio.timeout(REFRESH_TIMEOUT), sessionmaker() as session:
+                sources = await repo.list_sources(session)
+                signals = await signals_repo.counts_by_rule(session)
+                backlog = await admin.backlog(session, now=utcnow())
+        except (TimeoutError, OSError, SQLAlchemyError):
+            self.stored.database_up = False
+            return
+        self.stored.sources = {s.name: s.status for s in sources if s.enabled}
+        self.stored.signals = signals
+        self.stored.backlog = backlog
+        self.stored.database_up = True
 
     def observe(self, outcome: PollOutcome) -> None:
         """Count one finished poll."""
@@ -181,6 +212,75 @@ class _SourceFreshness(Collector):
             at.add_metric([name], last)
             since.add_metric([name], max(0.0, now - last))
         return (at, since, interval)
+
+
+@dataclass
+class StoredState:
+    """The last reading of the database (see :meth:`Metrics.refresh`)."""
+
+    database_up: bool = False
+    sources: dict[str, str] = field(default_factory=dict)
+    signals: list[tuple[str, str, int]] = field(default_factory=list)
+    backlog: list[admin.Backlog] = field(default_factory=list)
+
+
+class _StoredStateCollector(Collector):
+    """Families built from the last reading, so a source or channel that went away
+    leaves no stale series behind."""
+
+    def __init__(self, state: StoredState) -> None:
+        self.state = state
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(StoredState())
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.state)
+
+    @staticmethod
+    def _families(state: StoredState) -> list[Metric]:
+        up = GaugeMetricFamily(
+            "kmon_metrics_database_up",
+            "1 when the last scrape could read the stored state (sources, signals, outbox).",
+            value=1.0 if state.database_up else 0.0,
+        )
+        status = GaugeMetricFamily(
+            "kmon_source_status",
+            "1 for each enabled source's current status (new, ok, failing, failed,"
+            " auth_failed), 0 for the others.",
+            labels=["source", "status"],
+        )
+        for name, current in sorted(state.sources.items()):
+            for word in SOURCE_STATUSES:
+                status.add_metric([name, word], 1.0 if current == word else 0.0)
+        signals = CounterMetricFamily(
+            "kmon_signals",
+            "Signals stored in the database, by kind and rule (all processes, all time).",
+            labels=["kind", "rule"],
+        )
+        for kind, rule, count in state.signals:
+            signals.add_metric([kind, rule], count)
+        pending = GaugeMetricFamily(
+            "kmon_outbox_pending",
+            "Deliveries waiting to be sent, held ones included, by channel.",
+            labels=["channel"],
+        )
+        age = GaugeMetricFamily(
+            "kmon_outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending delivery not held on purpose (quiet hours, the"
+            " digest), by channel; 0 when none waits.",
+            labels=["channel"],
+        )
+        dead = GaugeMetricFamily(
+            "kmon_outbox_dead",
+            "Dead-lettered deliveries (a person has to retry them), by channel.",
+            labels=["channel"],
+        )
+        for row in state.backlog:
+            pending.add_metric([row.channel], row.pending)
+            age.add_metric([row.channel], row.oldest_pending_age)
+            dead.add_metric([row.channel], row.dead)
+        return [up, status, signals, pending, age, dead]
 
 
 # --- alerts ---------------------------------------------------------------------------
