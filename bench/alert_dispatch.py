@@ -234,29 +234,30 @@ def bench_signal(n: int, now: datetime) -> Signal:
     """Signal ``n``: a news signal as the rules engine writes one, its headline ending
     in the token the stand-in looks for."""
     from monitor.rules.evaluate import Signal
+    from monitor.rules.explanation import FiredNewsRule, NewsExplanation, TermHit
 
     title = f"네이버, 소버린 AI 파운데이션 모델 공개…정부 GPU 지원 확대 {TOKEN}{n}"
-    hit = {"surface": "소버린 AI", "term": "소버린 AI", "field": "title", "start": 4, "end": 10}
+    hit = TermHit(surface="소버린 AI", term="소버린 AI", field="title", start=4, end=10)
     return Signal(
         kind="news",
         rule_id="ai-policy-platform",
         severity="warning",
         subject="naver",
         event_time=now,
-        explanation={
-            "item_id": str(n),
-            "title": title,
-            "published_at": now.isoformat(),
-            "cluster": f"bench-{n}",
-            "url": f"https://news.example.kr/article/{n}?from=rss",
-            "source": "yonhap-news",
-            "themes": {"sovereign-ai": [hit]},
-            "entities": {"naver": [{**hit, "surface": "네이버", "start": 0, "end": 3}]},
-            "tickers": ["035420"],
-            "sectors": ["ai-platform"],
-            "why": "AI policy news naming an AI platform company",
-            "rules": [{"rule_id": "ai-policy-platform", "severity": "warning", "why": "…"}],
-        },
+        explanation=NewsExplanation(
+            item_id=str(n),
+            title=title,
+            published_at=now,
+            cluster=f"bench-{n}",
+            url=f"https://news.example.kr/article/{n}?from=rss",
+            source="yonhap-news",
+            themes={"sovereign-ai": (hit,)},
+            entities={"naver": (TermHit("네이버", "소버린 AI", "title", 0, 3),)},
+            tickers=("035420",),
+            sectors=("ai-platform",),
+            why="AI policy news naming an AI platform company",
+            rules=(FiredNewsRule("ai-policy-platform", "warning", "…"),),
+        ),
         dedup_key=f"news:bench-{n}",
     )
 

@@ -33,6 +33,17 @@ from monitor.alerts import PENDING, SUPPRESSED
 from monitor.alerts.message import AlertSignal, MoveLine
 from monitor.db.dialect import insert_new_rows
 from monitor.db.schema import Base, Delivery, SignalRow
+from monitor.rules.explanation import (
+    ChangeMatch,
+    MatchedMove,
+    MoveExplanation,
+    NewsExplanation,
+    PolicyMoveExplanation,
+    QuoteFacts,
+    SourceAuthExplanation,
+    SourceStaleExplanation,
+    parse,
+)
 
 # Why a pending row waits; quiet and digest rows go out as a digest message.
 HELD_QUIET = "quiet"
@@ -170,22 +181,8 @@ async def _group_due(session: AsyncSession, route: Route, channel: str, now: dat
 # --- what a channel shows ------------------------------------------------------------
 
 
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _float(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+def _str(value: str | None) -> str | None:
+    return value if value and value.strip() else None
 
 
 def _display(ticker: str, names: Mapping[str, str]) -> tuple[str, str | None]:
@@ -193,53 +190,57 @@ def _display(ticker: str, names: Mapping[str, str]) -> tuple[str, str | None]:
     return (f"{name} {ticker}" if name and name != ticker else ticker), name
 
 
-def _move_title(label: str, pct: float | None, change: dict[str, Any]) -> str:
+def _move_title(label: str, pct: float | None, change: ChangeMatch | None) -> str:
     if pct is None:
         return label
     title = f"{label} {pct:+.2f}%"
-    index, index_pct = _str(change.get("relative_to")), _float(change.get("index_change_pct"))
-    if index is not None and index_pct is not None:
-        title += f" ({index} {index_pct:+.2f}%)"
+    if change is not None:
+        index, index_pct = _str(change.relative_to), change.index_change_pct
+        if index is not None and index_pct is not None:
+            title += f" ({index} {index_pct:+.2f}%)"
     return title
 
 
-def _move_why(matched: dict[str, Any]) -> str:
+def _move_why(matched: MatchedMove) -> str:
     parts = []
-    change = _dict(matched.get("change"))
-    if (threshold := _float(change.get("threshold_pct"))) is not None:
-        against = _str(change.get("relative_to"))
+    change = matched.change
+    if change is not None and change.threshold_pct is not None:
+        against = _str(change.relative_to)
         parts.append(
-            f"moved {change.get('direction') or 'either'} at least {threshold:g}%"
+            f"moved {change.direction or 'either'} at least {change.threshold_pct:g}%"
             + (f" more than the {against}" if against else "")
         )
-    extreme = _dict(matched.get("new_extreme"))
-    if extreme:
-        parts.append(f"new {extreme.get('weeks', 52)}-week {extreme.get('side', 'high')}")
-    volume = _dict(matched.get("volume"))
-    shares, average = _float(volume.get("volume")), _float(volume.get("avg_volume"))
-    if shares is not None and average:
-        parts.append(f"volume {shares / average:.1f}× the {volume.get('days', 20)}-day average")
+    if (extreme := matched.new_extreme) is not None:
+        parts.append(f"new {extreme.weeks}-week {extreme.side}")
+    volume = matched.volume
+    if volume is not None and volume.volume is not None and volume.avg_volume:
+        parts.append(
+            f"volume {volume.volume / volume.avg_volume:.1f}× the {volume.days}-day average"
+        )
     return "; ".join(parts)
 
 
-def _move_line(quote: dict[str, Any], ticker: str, name: str | None) -> MoveLine:
+def _move_line(quote: QuoteFacts | None, ticker: str, name: str | None) -> MoveLine:
+    def _float(value: float | None) -> float | None:
+        return float(value) if value is not None else None
+
     return MoveLine(
         ticker=ticker,
         name=name,
-        price=_float(quote.get("price")),
-        change_pct=_float(quote.get("change_pct")),
+        price=_float(quote.price) if quote else None,
+        change_pct=_float(quote.change_pct) if quote else None,
     )
 
 
 def alert_signal(row: SignalRow, names: Mapping[str, str] | None = None) -> AlertSignal:
-    """A stored signal as a channel shows it, from its explanation (see
-    :mod:`monitor.rules.evaluate`); a missing or odd key costs detail, never an error.
+    """A stored signal as a channel shows it, from its explanation (read with
+    :func:`monitor.rules.explanation.parse`); a missing or odd key costs detail, never
+    an error.
 
     ``names`` maps tickers to display names (``{"035420": "NAVER"}``, from the quote
     settings); without one the ticker stands alone.
     """
     names = names or {}
-    explanation = _dict(row.explanation)
     common: dict[str, Any] = {
         "id": row.id,
         "kind": row.kind,
@@ -248,64 +249,58 @@ def alert_signal(row: SignalRow, names: Mapping[str, str] | None = None) -> Aler
         "subject": row.subject,
         "event_time": row.event_time,
     }
-    if row.kind == "news":
-        terms: dict[str, None] = {}
-        for hits in _dict(explanation.get("themes")).values():
-            for hit in _list(hits):
-                if surface := _str(_dict(hit).get("surface")):
-                    terms[surface] = None
-        return AlertSignal(
-            **common,
-            title=_str(explanation.get("title")) or row.headline,
-            url=_str(explanation.get("url")),
-            source=_str(explanation.get("source")),
-            terms=tuple(terms),
-            why=_str(explanation.get("why")) or "",
-            story=_str(explanation.get("cluster")),
-        )
-    if row.kind in ("move", "policy_move"):
-        policy = row.kind == "policy_move"
-        quote = _dict(explanation.get("move" if policy else "quote"))
-        ticker = _str(quote.get("ticker")) or row.subject
-        label, name = _display(ticker, names)
-        pct = _float(quote.get("change_pct"))
-        if policy:
-            rules = [_dict(r) for r in _list(explanation.get("rules"))]
-            lead = next((r for r in rules if r.get("rule_id") == row.rule_id), None)
-            lead = lead or (rules[0] if rules else {})
-            matched = _dict(lead.get("matched"))
-            news = [_dict(n) for n in _list(lead.get("news"))]
-            first = news[0] if news else {}
-            title = _move_title(label, pct, _dict(matched.get("change"))) + " after policy news"
-            headline = _str(first.get("title"))
+    exp = parse(row.kind, row.explanation)
+    match exp:
+        case NewsExplanation():
+            return AlertSignal(
+                **common,
+                title=_str(exp.title) or row.headline,
+                url=_str(exp.url),
+                source=_str(exp.source),
+                terms=tuple(exp.terms()),
+                why=_str(exp.why) or "",
+                story=_str(exp.cluster),
+            )
+        case PolicyMoveExplanation():
+            quote = exp.move
+            ticker = (_str(quote.ticker) if quote else None) or row.subject
+            label, name = _display(ticker, names)
+            pct = quote.change_pct if quote else None
+            lead = exp.lead(row.rule_id)
+            matched = lead.matched if lead else MatchedMove()
+            first = lead.news[0] if lead and lead.news else None
+            title = _move_title(label, pct, matched.change) + " after policy news"
+            headline = _str(first.title) if first else None
             why = f"after: {headline}" if headline else _move_why(matched)
-            if headline and len(news) > 1:
-                why += f" (and {len(news) - 1} more)"
+            if headline and lead and len(lead.news) > 1:
+                why += f" (and {len(lead.news) - 1} more)"
             return AlertSignal(
                 **common,
                 title=title if quote else row.headline,
-                url=_str(first.get("url")),
-                source=_str(first.get("source")),
                 move=_move_line(quote, ticker, name),
                 why=why,
-                story=_str(first.get("cluster")),
+                story=_str(first.cluster) if first else None,
             )
-        matched = _dict(explanation.get("matched"))
-        return AlertSignal(
-            **common,
-            title=_move_title(label, pct, _dict(matched.get("change"))) if quote else row.headline,
-            source=_str(quote.get("source")),
-            move=_move_line(quote, ticker, name),
-            why=_move_why(matched),
-        )
-    if row.kind in ("source_stale", "source_auth"):
-        source = _str(explanation.get("source")) or row.subject
-        missed = explanation.get("missed_intervals")
-        fallback = f"{source} has not answered for {missed} polling intervals"
-        return AlertSignal(
-            **common,
-            title=row.headline or fallback,
-            source=source,
-            why=_str(explanation.get("last_error")) or "",
-        )
+        case MoveExplanation():
+            quote = exp.quote
+            ticker = (_str(quote.ticker) if quote else None) or row.subject
+            label, name = _display(ticker, names)
+            pct = quote.change_pct if quote else None
+            return AlertSignal(
+                **common,
+                title=_move_title(label, pct, exp.matched.change) if quote else row.headline,
+                source=_str(quote.source) if quote else None,
+                move=_move_line(quote, ticker, name),
+                why=_move_why(exp.matched),
+            )
+        case SourceStaleExplanation() | SourceAuthExplanation():
+            source = _str(exp.source) or row.subject
+            missed = exp.missed_intervals if isinstance(exp, SourceStaleExplanation) else None
+            fallback = f"{source} has not answered for {missed} polling intervals"
+            return AlertSignal(
+                **common,
+                title=row.headline or fallback,
+                source=source,
+                why=_str(exp.last_error) or "",
+            )
     return AlertSignal(**common, title=row.headline)

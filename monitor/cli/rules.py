@@ -125,6 +125,7 @@ def rules_test(
 
 def _signal_record(signal: Any, *, with_explanation: bool) -> dict[str, Any]:
     from monitor.db.signals import headline, signal_tickers
+    from monitor.rules.explanation import to_json as explanation_json
 
     record: dict[str, Any] = {
         "event_time": kst_iso(signal.event_time),
@@ -137,7 +138,7 @@ def _signal_record(signal: Any, *, with_explanation: bool) -> dict[str, Any]:
         "dedup_key": signal.dedup_key,
     }
     if with_explanation:
-        record["explanation"] = signal.explanation
+        record["explanation"] = explanation_json(signal.explanation)
     return record
 
 
@@ -190,7 +191,7 @@ def rules_replay(
             f"{kst(signal.event_time)}  {signal.kind}  {signal.rule_id} [{signal.severity}]"
             f"  {signal.subject}"
         )
-        for line in describe(signal.kind, signal.explanation):
+        for line in describe(signal.explanation):
             click.echo(f"  {line}")
     click.echo("")
     click.echo(render(hit_table(result, ruleset), "table"))
@@ -283,6 +284,7 @@ def signals_show(state: State, signal_id: int, fmt: str) -> None:
     """One signal with its full explanation and the items behind it."""
     from monitor.db import signals as repo
     from monitor.rules.explain import describe
+    from monitor.rules.explanation import parse
 
     found = query(state, lambda session: repo.get_signal(session, signal_id))
     if found is None:
@@ -307,7 +309,7 @@ def signals_show(state: State, signal_id: int, fmt: str) -> None:
         shown = " ".join(value) if isinstance(value, list) else value
         click.echo(f"{key + ':':<12} {shown}")
     click.echo("")
-    for line in describe(row.kind, row.explanation):
+    for line in describe(parse(row.kind, row.explanation)):
         click.echo(line)
     if linked:
         click.echo("")

@@ -8,7 +8,7 @@ linked in ``signal_items``: the copy that raised it, and later copies of the sto
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from monitor.db.dialect import BATCH, insert_for, insert_new_rows
 from monitor.db.schema import Base, Item, SignalItem, SignalRow, Source
 from monitor.rules.evaluate import NewsFacts, Signal
+from monitor.rules.explanation import (
+    MoveExplanation,
+    NewsExplanation,
+    PolicyMoveExplanation,
+    SourceAuthExplanation,
+    SourceStaleExplanation,
+    parse,
+    to_json,
+)
 from monitor.stored import StoryCopy
 
 _SIGNALS = Base.metadata.tables["signals"]
@@ -35,31 +44,33 @@ def signal_tickers(signal: Signal) -> list[str]:
     """The tickers a signal concerns: a move's ticker, a news item's resolved tickers."""
     if signal.kind in ("move", "policy_move"):
         return [signal.subject]
-    found = signal.explanation.get("tickers")
-    return [str(t) for t in found] if isinstance(found, list) else []
+    exp = signal.explanation
+    return list(exp.tickers) if isinstance(exp, NewsExplanation) else []
 
 
 def headline(signal: Signal) -> str:
     """The one line a listing shows: the news title, or what moved and by how much."""
     exp = signal.explanation
-    if signal.kind == "news":
-        return str(exp.get("title", ""))
-    if signal.kind in ("move", "policy_move"):
-        quote = exp.get("quote") or exp.get("move") or {}
-        pct = quote.get("change_pct")
-        change = f" {pct:+.2f}%" if isinstance(pct, (int, float)) else ""
-        price = quote.get("price")
-        shown = f"{price:,.2f}".rstrip("0").rstrip(".") if isinstance(price, float) else price
-        line = f"{signal.subject}{change} at {shown}"
-        if signal.kind == "policy_move":
-            titles = [n["title"] for r in exp.get("rules", []) for n in r.get("news", [])]
-            if titles:
-                line += f" after: {titles[0]}"
-        return line
-    if signal.kind == "source_auth":
-        return f"source {exp.get('source')} refuses our credentials: {exp.get('last_error')}"
-    if signal.kind == "source_stale":
-        return f"source {exp.get('source')} has had no successful poll since {exp.get('since')}"
+    match exp:
+        case NewsExplanation():
+            return exp.title
+        case MoveExplanation() | PolicyMoveExplanation():
+            quote = exp.quote if isinstance(exp, MoveExplanation) else exp.move
+            pct = quote.change_pct if quote else None
+            change = f" {pct:+.2f}%" if pct is not None else ""
+            price = quote.price if quote else None
+            shown = f"{price:,.2f}".rstrip("0").rstrip(".") if isinstance(price, float) else price
+            line = f"{signal.subject}{change} at {shown}"
+            if isinstance(exp, PolicyMoveExplanation):
+                titles = [n.title for r in exp.rules for n in r.news]
+                if titles:
+                    line += f" after: {titles[0]}"
+            return line
+        case SourceAuthExplanation():
+            return f"source {exp.source} refuses our credentials: {exp.last_error}"
+        case SourceStaleExplanation():
+            since = exp.since.isoformat() if exp.since else None
+            return f"source {exp.source} has had no successful poll since {since}"
     return signal.rule_id
 
 
@@ -74,7 +85,7 @@ def _row(signal: Signal, now: datetime) -> dict[str, Any]:
         "event_time": signal.event_time,
         "created_at": now,
         "dedup_key": signal.dedup_key,
-        "explanation": signal.explanation,
+        "explanation": to_json(signal.explanation),
     }
 
 
@@ -131,17 +142,16 @@ async def link_items(
 
 def news_facts_of(row: SignalRow) -> NewsFacts:
     """A stored news signal as the facts a joined rule reads."""
-    exp: Mapping[str, Any] = row.explanation
-    rules = exp.get("rules") or [{"rule_id": row.rule_id}]
+    exp = parse("news", row.explanation)
     return NewsFacts(
-        item_id=str(exp.get("item_id", "")),
-        title=str(exp.get("title", row.headline)),
+        item_id=exp.item_id,
+        title=exp.title or row.headline,
         event_time=row.event_time,
-        cluster=str(exp.get("cluster", "")),
-        rule_ids=tuple(str(r["rule_id"]) for r in rules),
-        entities=frozenset(exp.get("entities") or ()),
-        tickers=frozenset(exp.get("tickers") or ()),
-        sectors=frozenset(exp.get("sectors") or ()),
+        cluster=exp.cluster,
+        rule_ids=tuple(r.rule_id for r in exp.rules if r.rule_id) or (row.rule_id,),
+        entities=frozenset(exp.entities),
+        tickers=frozenset(exp.tickers),
+        sectors=frozenset(exp.sectors),
         signals=(),
     )
 
@@ -166,11 +176,12 @@ async def recent_story_copies(session: AsyncSession, *, since: datetime) -> list
         .where(SignalRow.kind == "news", SignalRow.event_time > since)
         .order_by(Item.published_at, Item.id)
     )
-    return [
-        StoryCopy(title, published, str(explanation["cluster"]))
-        for title, published, explanation in result.all()
-        if explanation.get("cluster")
-    ]
+    copies = []
+    for title, published, explanation in result.all():
+        cluster = parse("news", explanation).cluster
+        if cluster:
+            copies.append(StoryCopy(title, published, cluster))
+    return copies
 
 
 @dataclass(frozen=True, slots=True)

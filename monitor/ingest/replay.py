@@ -38,6 +38,7 @@ from monitor.rules.evaluate import (
     stats_from_bars,
     trading_day_of,
 )
+from monitor.rules.explanation import NewsExplanation, PolicyMoveExplanation
 from monitor.rules.model import JoinedRule, Ruleset, SourceHealthRule
 from monitor.stored import StoredItem
 
@@ -63,10 +64,9 @@ class ReplayResult:
 
 def rules_in(signal: Signal) -> list[str]:
     """The rule ids that fired in ``signal`` (the lead and the others it lists)."""
-    listed = signal.explanation.get("rules")
-    if isinstance(listed, list) and listed:
-        return [str(r["rule_id"]) for r in listed]
-    return [signal.rule_id]
+    exp = signal.explanation
+    listed = exp.rules if isinstance(exp, NewsExplanation | PolicyMoveExplanation) else ()
+    return [r.rule_id for r in listed] or [signal.rule_id]
 
 
 def _window_days(ruleset: Ruleset) -> int:

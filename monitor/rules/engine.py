@@ -117,7 +117,8 @@ class RulesEngine:
                 cluster,
                 tagging,
                 self.ruleset,
-                extra={"url": item.url, "source": item.source},
+                url=item.url,
+                source=item.source,
             )
             judgement.facts.append(facts)
             judgement.signals.extend(facts.signals)

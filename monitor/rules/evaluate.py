@@ -26,18 +26,34 @@ from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from adapters.records import DailyBar, Quote
 from monitor import market
 from monitor.kinds import SignalKind
 from monitor.market import Session
+from monitor.rules.explanation import (
+    ChangeMatch,
+    Explanation,
+    ExtremeMatch,
+    FiredNewsRule,
+    JoinedMatch,
+    JoinedNews,
+    MatchedMove,
+    MoveExplanation,
+    NewsExplanation,
+    NewsWindow,
+    PolicyMoveExplanation,
+    QuoteFacts,
+    SourceAuthExplanation,
+    SourceStaleExplanation,
+    TermHit,
+    VolumeMatch,
+)
 from monitor.rules.match import Hit, Tagging, tag
 from monitor.rules.model import JoinedRule, MoveRule, MoveSpec, Ruleset, SourceHealthRule
 from monitor.severity import SEVERITY_RANK
 from monitor.timefmt import KST
-
-JSON = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -45,8 +61,9 @@ class Signal:
     """Something worth telling the user, with the evidence for it.
 
     ``subject`` is a ticker for moves, an entity id (or theme id) for news.
-    ``event_time`` is UTC. ``explanation`` is JSON-able. ``dedup_key`` is stable:
-    the same facts evaluated again give the same key.
+    ``event_time`` is UTC. ``explanation`` is the evidence, of the kind's type
+    (:mod:`monitor.rules.explanation`). ``dedup_key`` is stable: the same facts
+    evaluated again give the same key.
     """
 
     kind: SignalKind
@@ -54,7 +71,7 @@ class Signal:
     severity: str
     subject: str
     event_time: datetime
-    explanation: JSON
+    explanation: Explanation
     dedup_key: str
 
 
@@ -82,11 +99,11 @@ class NewsFacts:
     signals: tuple[Signal, ...]
 
 
-def _hits(hits: Sequence[Hit]) -> list[JSON]:
-    return [
-        {"surface": h.surface, "term": h.term, "field": h.field, "start": h.start, "end": h.end}
-        for h in hits
-    ]
+def _hits(found: Mapping[str, list[Hit]]) -> dict[str, tuple[TermHit, ...]]:
+    return {
+        k: tuple(TermHit(h.surface, h.term, h.field, h.start, h.end) for h in hits)
+        for k, hits in found.items()
+    }
 
 
 def _first(found: Mapping[str, list[Hit]], ruleset: Ruleset) -> str | None:
@@ -128,28 +145,18 @@ def news_facts(
     tagging: Tagging,
     ruleset: Ruleset,
     *,
-    extra: JSON | None = None,
+    url: str | None = None,
+    source: str | None = None,
 ) -> NewsFacts:
     """The facts and news signals of an item already tagged (:func:`tag`).
 
     Split from :func:`tag_news` so that a caller can tag first and cluster only the
     items that fire a rule: most items fire none, and clustering is the dearer step.
-    ``extra`` (the item's link, its source) joins the explanation.
+    ``url`` and ``source`` (the item's link, its feed) join the explanation.
     """
     when = _utc(published_at)
     # The subject: an entity (see _first), else the first theme.
     subject = _first(tagging.entities, ruleset) or _first(tagging.themes, ruleset) or ""
-    evidence: JSON = {
-        "item_id": item_id,
-        "title": title,
-        "published_at": when.isoformat(),
-        "cluster": cluster,
-        **(extra or {}),
-        "themes": {k: _hits(v) for k, v in tagging.themes.items()},
-        "entities": {k: _hits(v) for k, v in tagging.entities.items()},
-        "tickers": sorted(tagging.tickers),
-        "sectors": sorted(tagging.sectors),
-    }
     fired = tagging.news_rules_fired
     signals: tuple[Signal, ...] = ()
     if fired:
@@ -164,18 +171,23 @@ def news_facts(
                 severity=ruleset.rules[lead.rule_id].severity,
                 subject=subject,
                 event_time=when,
-                explanation={
-                    **evidence,
-                    "why": lead.explanation,
-                    "rules": [
-                        {
-                            "rule_id": f.rule_id,
-                            "severity": ruleset.rules[f.rule_id].severity,
-                            "why": f.explanation,
-                        }
+                explanation=NewsExplanation(
+                    item_id=item_id,
+                    title=title,
+                    published_at=when,
+                    cluster=cluster,
+                    url=url,
+                    source=source,
+                    themes=_hits(tagging.themes),
+                    entities=_hits(tagging.entities),
+                    tickers=tuple(sorted(tagging.tickers)),
+                    sectors=tuple(sorted(tagging.sectors)),
+                    why=lead.explanation,
+                    rules=tuple(
+                        FiredNewsRule(f.rule_id, ruleset.rules[f.rule_id].severity, f.explanation)
                         for f in fired
-                    ],
-                },
+                    ),
+                ),
                 # By cluster, not item: the same story from five outlets is one signal.
                 dedup_key=f"news:{cluster}",
             ),
@@ -289,10 +301,12 @@ def _applies(spec: MoveSpec, ticker: str, ruleset: Ruleset) -> bool:
     return ticker[:1].isdigit()
 
 
-def _check_move(spec: MoveSpec, facts: MoveFacts) -> JSON | None:
+def _check_move(spec: MoveSpec, facts: MoveFacts) -> MatchedMove | None:
     """What the quote did that ``spec`` asks for, or None when a condition fails."""
     quote, stats = facts.quote, facts.stats
-    seen: JSON = {}
+    change: ChangeMatch | None = None
+    extreme: ExtremeMatch | None = None
+    volume: VolumeMatch | None = None
     if spec.change is not None:
         cond = spec.change
         pct = change_pct(quote)
@@ -313,14 +327,14 @@ def _check_move(spec: MoveSpec, facts: MoveFacts) -> JSON | None:
         }[cond.direction]
         if not ok:
             return None
-        seen["change"] = {
-            "change_pct": pct,
-            "relative_to": cond.relative_to,
-            "index_change_pct": facts.kospi_change_pct if cond.relative_to else None,
-            "excess_pct": measured,
-            "threshold_pct": cond.pct,
-            "direction": cond.direction,
-        }
+        change = ChangeMatch(
+            change_pct=pct,
+            relative_to=cond.relative_to,
+            index_change_pct=facts.kospi_change_pct if cond.relative_to else None,
+            excess_pct=measured,
+            threshold_pct=cond.pct,
+            direction=cond.direction,
+        )
     if spec.new_extreme is not None:
         cond_x = spec.new_extreme
         if stats is None or stats.weeks != cond_x.weeks:
@@ -332,14 +346,14 @@ def _check_move(spec: MoveSpec, facts: MoveFacts) -> JSON | None:
         side = {"high": hit_high, "low": hit_low, "either": hit_high or hit_low}[cond_x.side]
         if not side:
             return None
-        seen["new_extreme"] = {
-            "weeks": cond_x.weeks,
-            "side": "high" if hit_high else "low",
-            "day_high": day_high,
-            "day_low": day_low,
-            "high": stats.high,
-            "low": stats.low,
-        }
+        extreme = ExtremeMatch(
+            weeks=cond_x.weeks,
+            side="high" if hit_high else "low",
+            day_high=day_high,
+            day_low=day_low,
+            high=stats.high,
+            low=stats.low,
+        )
     if spec.volume is not None:
         cond_v = spec.volume
         if (
@@ -351,13 +365,13 @@ def _check_move(spec: MoveSpec, facts: MoveFacts) -> JSON | None:
             return None
         if quote.volume < cond_v.multiple * stats.avg_volume:
             return None
-        seen["volume"] = {
-            "volume": quote.volume,
-            "avg_volume": stats.avg_volume,
-            "days": cond_v.days,
-            "multiple": cond_v.multiple,
-        }
-    return seen
+        volume = VolumeMatch(
+            volume=quote.volume,
+            avg_volume=stats.avg_volume,
+            days=cond_v.days,
+            multiple=cond_v.multiple,
+        )
+    return MatchedMove(change=change, new_extreme=extreme, volume=volume)
 
 
 def trading_day_of(when: datetime) -> date:
@@ -365,18 +379,18 @@ def trading_day_of(when: datetime) -> date:
     return _utc(when).astimezone(KST).date()
 
 
-def _quote_json(quote: Quote) -> JSON:
-    return {
-        "ticker": quote.ticker,
-        "as_of": _utc(quote.as_of).isoformat(),
-        "price": quote.price,
-        "prev_close": quote.prev_close,
-        "change_pct": change_pct(quote),
-        "high": quote.high,
-        "low": quote.low,
-        "volume": quote.volume,
-        "source": quote.source,
-    }
+def _quote_facts(quote: Quote) -> QuoteFacts:
+    return QuoteFacts(
+        ticker=quote.ticker,
+        as_of=_utc(quote.as_of),
+        price=quote.price,
+        prev_close=quote.prev_close,
+        change_pct=change_pct(quote),
+        high=quote.high,
+        low=quote.low,
+        volume=quote.volume,
+        source=quote.source,
+    )
 
 
 def evaluate_moves(
@@ -403,7 +417,7 @@ def evaluate_moves(
                 severity=rule.severity,
                 subject=quote.ticker,
                 event_time=_utc(quote.as_of),
-                explanation={"quote": _quote_json(quote), "matched": seen},
+                explanation=MoveExplanation(quote=_quote_facts(quote), matched=seen),
                 dedup_key=f"move:{rule.id}:{quote.ticker}:{day.isoformat()}",
             )
         )
@@ -487,7 +501,7 @@ def evaluate_joined(
     """At most one ``policy_move`` for the quote: every joined rule whose move the quote
     makes after news of the rule's news rules about the ticker, inside its window."""
     quote = move.quote
-    matched: list[tuple[JoinedRule, JSON, JSON, list[JSON]]] = []
+    matched: list[JoinedMatch] = []
     day: date | None = None
     for rule in ruleset.rules.values():
         if not isinstance(rule, JoinedRule):
@@ -502,7 +516,7 @@ def evaluate_joined(
             quote.as_of, rule.window.trading_days_before, rule.window.same_session, calendar
         )
         wanted = set(rule.news)
-        found: list[JSON] = []
+        found: list[JoinedNews] = []
         for item in sorted(news, key=lambda n: (n.event_time, n.item_id)):
             if not start < item.event_time <= end:
                 continue
@@ -513,42 +527,36 @@ def evaluate_joined(
             if about is None:
                 continue
             found.append(
-                {
-                    "item_id": item.item_id,
-                    "title": item.title,
-                    "event_time": item.event_time.isoformat(),
-                    "cluster": item.cluster,
-                    "news_rules": rules,
-                    "about": about,
-                }
+                JoinedNews(
+                    item_id=item.item_id,
+                    title=item.title,
+                    event_time=item.event_time,
+                    cluster=item.cluster,
+                    news_rules=tuple(rules),
+                    about=about,
+                )
             )
         if found:
-            window: JSON = {
-                "start": start.isoformat(),
-                "end": end.isoformat(),
-                "session": day.isoformat(),
-                "trading_days_before": rule.window.trading_days_before,
-                "same_session": rule.window.same_session,
-            }
-            matched.append((rule, seen, window, found))
+            window = NewsWindow(
+                start=start,
+                end=end,
+                session=day,
+                trading_days_before=rule.window.trading_days_before,
+                same_session=rule.window.same_session,
+            )
+            matched.append(JoinedMatch(rule.id, rule.severity, seen, window, tuple(found)))
     if not matched or day is None:
         return []
     # The most severe rule names the signal; ties go to the first in the ruleset.
-    lead = max(matched, key=lambda m: SEVERITY_RANK[m[0].severity])[0]
+    lead = max(matched, key=lambda m: SEVERITY_RANK[m.severity])
     return [
         Signal(
             kind="policy_move",
-            rule_id=lead.id,
+            rule_id=lead.rule_id,
             severity=lead.severity,
             subject=quote.ticker,
             event_time=_utc(quote.as_of),
-            explanation={
-                "move": _quote_json(quote),
-                "rules": [
-                    {"rule_id": r.id, "severity": r.severity, "matched": s, "window": w, "news": f}
-                    for r, s, w, f in matched
-                ],
-            },
+            explanation=PolicyMoveExplanation(move=_quote_facts(quote), rules=tuple(matched)),
             # No rule id: one alert per ticker per session, whichever rule met it first.
             dedup_key=f"policy_move:{quote.ticker}:{day.isoformat()}",
         )
@@ -571,6 +579,10 @@ def evaluate_quote(
 
 
 # --- source health ------------------------------------------------------------------
+
+
+def _since_key(since: datetime | None) -> str:
+    return since.isoformat() if since is not None else "never"
 
 
 def evaluate_source_health(
@@ -604,7 +616,7 @@ def evaluate_source_health(
             stale = failures >= rule.missed_intervals
         if not stale:
             continue
-        since = _utc(last_success_at).isoformat() if last_success_at else None
+        since = _utc(last_success_at) if last_success_at else None
         signals.append(
             Signal(
                 kind="source_stale",
@@ -612,16 +624,16 @@ def evaluate_source_health(
                 severity=rule.severity,
                 subject=source,
                 event_time=_utc(now),
-                explanation={
-                    "source": source,
-                    "since": since,
-                    "silent_seconds": silent,
-                    "interval_seconds": interval,
-                    "missed_intervals": rule.missed_intervals,
-                    "failures": failures,
-                    "last_error": last_error,
-                },
-                dedup_key=f"source_stale:{rule.id}:{source}:{since or 'never'}",
+                explanation=SourceStaleExplanation(
+                    source=source,
+                    since=since,
+                    silent_seconds=silent,
+                    interval_seconds=interval,
+                    missed_intervals=rule.missed_intervals,
+                    failures=failures,
+                    last_error=last_error,
+                ),
+                dedup_key=f"source_stale:{rule.id}:{source}:{_since_key(since)}",
             )
         )
     return signals
@@ -637,7 +649,7 @@ def evaluate_source_auth(
 ) -> list[Signal]:
     """A ``source_auth`` signal: ``source`` refused our credentials (401/403), and a
     human has to act (a key expired, a paywall). One signal per outage, like stale."""
-    since = _utc(last_success_at).isoformat() if last_success_at else None
+    since = _utc(last_success_at) if last_success_at else None
     return [
         Signal(
             kind="source_auth",
@@ -645,7 +657,7 @@ def evaluate_source_auth(
             severity="warning",
             subject=source,
             event_time=_utc(now),
-            explanation={"source": source, "since": since, "last_error": error},
-            dedup_key=f"source_auth:{source}:{since or 'never'}",
+            explanation=SourceAuthExplanation(source=source, since=since, last_error=error),
+            dedup_key=f"source_auth:{source}:{_since_key(since)}",
         )
     ]

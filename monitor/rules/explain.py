@@ -1,138 +1,139 @@
 """A signal's explanation in words, for the CLI and the alerts.
 
-The explanation JSON (built in :mod:`monitor.rules.evaluate`) is the evidence; these
-functions only read it, and tolerate keys that an older version did not write.
+The explanation (:mod:`monitor.rules.explanation`, built in
+:mod:`monitor.rules.evaluate`) is the evidence; these functions only read it. A
+stored row is read with :func:`monitor.rules.explanation.parse` first, which fills in
+what an older version did not write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
+from monitor.rules.explanation import (
+    Explanation,
+    MatchedMove,
+    MoveExplanation,
+    NewsExplanation,
+    PolicyMoveExplanation,
+    QuoteFacts,
+    SourceAuthExplanation,
+    SourceStaleExplanation,
+    TermHit,
+)
 from monitor.timefmt import kst
 
-JSON = Mapping[str, Any]
+
+def _pct(value: float | None) -> str:
+    return f"{value:+.2f}%" if value is not None else "?"
 
 
-def _pct(value: object) -> str:
-    return f"{value:+.2f}%" if isinstance(value, (int, float)) else "?"
+def _when(when: datetime | None) -> str:
+    return kst(when) if when is not None else "?"
 
 
-def _when(text: object) -> str:
-    if not isinstance(text, str):
-        return "?"
-    try:
-        return kst(datetime.fromisoformat(text))
-    except ValueError:
-        return text
-
-
-def matched_terms(explanation: JSON) -> list[str]:
-    """The surfaces of the theme hits, as they appeared, first occurrence of each."""
-    seen: dict[str, None] = {}
-    for hits in (explanation.get("themes") or {}).values():
-        for hit in hits:
-            seen.setdefault(str(hit.get("surface", "")), None)
-    return [term for term in seen if term]
-
-
-def _hits(hits_by_id: JSON) -> str:
+def _hits(hits_by_id: Mapping[str, tuple[TermHit, ...]]) -> str:
     parts = []
     for key, hits in hits_by_id.items():
-        spots = ", ".join(
-            f"{h.get('surface')!r} {h.get('field')}[{h.get('start')}:{h.get('end')}]" for h in hits
-        )
+        spots = ", ".join(f"{h.surface!r} {h.field}[{h.start}:{h.end}]" for h in hits)
         parts.append(f"{key} ({spots})")
     return "; ".join(parts)
 
 
-def _move(matched: JSON) -> str:
+def _move(matched: MatchedMove) -> str:
     parts = []
-    change = matched.get("change")
-    if change:
-        text = f"change {_pct(change.get('change_pct'))}"
-        if change.get("relative_to"):
+    if (change := matched.change) is not None:
+        text = f"change {_pct(change.change_pct)}"
+        if change.relative_to:
             text += (
-                f" vs {change['relative_to']} {_pct(change.get('index_change_pct'))}"
-                f" = {_pct(change.get('excess_pct'))}"
+                f" vs {change.relative_to} {_pct(change.index_change_pct)}"
+                f" = {_pct(change.excess_pct)}"
             )
-        text += f" (threshold {change.get('direction')} {change.get('threshold_pct')}%)"
+        text += f" (threshold {change.direction} {change.threshold_pct}%)"
         parts.append(text)
-    extreme = matched.get("new_extreme")
-    if extreme:
-        level = extreme.get("high") if extreme.get("side") == "high" else extreme.get("low")
-        parts.append(f"new {extreme.get('weeks')}-week {extreme.get('side')} {level}")
-    volume = matched.get("volume")
-    if volume:
+    if (extreme := matched.new_extreme) is not None:
+        level = extreme.high if extreme.side == "high" else extreme.low
+        parts.append(f"new {extreme.weeks}-week {extreme.side} {level}")
+    if (volume := matched.volume) is not None:
         parts.append(
-            f"volume {volume.get('volume')} ≥ {volume.get('multiple')}× "
-            f"the {volume.get('days')}-day average {volume.get('avg_volume')}"
+            f"volume {volume.volume} ≥ {volume.multiple}× "
+            f"the {volume.days}-day average {volume.avg_volume}"
         )
     return ", ".join(parts)
 
 
-def describe(kind: str, explanation: JSON) -> list[str]:
-    """Lines saying why a signal fired (no trailing newline, untrusted text as is)."""
-    exp = explanation
-    if kind == "news":
-        lines = [f"news: {exp.get('title', '')!r} ({_when(exp.get('published_at'))} KST)"]
-        if exp.get("source") or exp.get("url"):
-            lines.append(f"  from {exp.get('source') or '?'} {exp.get('url') or ''}".rstrip())
-        for rule in exp.get("rules") or []:
+def _quote(quote: QuoteFacts | None) -> str:
+    if quote is None:
+        return "quote: ?"
+    return (
+        f"quote: {quote.ticker} {quote.price} {_pct(quote.change_pct)}"
+        f" at {_when(quote.as_of)} KST (source {quote.source})"
+    )
+
+
+def _news(exp: NewsExplanation) -> list[str]:
+    lines = [f"news: {exp.title!r} ({_when(exp.published_at)} KST)"]
+    if exp.source or exp.url:
+        lines.append(f"  from {exp.source or '?'} {exp.url or ''}".rstrip())
+    for rule in exp.rules:
+        lines.append(f"  rule {rule.rule_id} [{rule.severity}]: {rule.why}")
+    if not exp.rules and exp.why:
+        lines.append(f"  why: {exp.why}")
+    if exp.themes:
+        lines.append(f"  themes: {_hits(exp.themes)}")
+    if exp.entities:
+        lines.append(f"  entities: {_hits(exp.entities)}")
+    if exp.tickers:
+        lines.append(f"  tickers: {', '.join(exp.tickers)}")
+    lines.append(f"  story: {exp.cluster}")
+    return lines
+
+
+def _policy_move(exp: PolicyMoveExplanation) -> list[str]:
+    lines = [_quote(exp.move)]
+    for rule in exp.rules:
+        window = rule.window
+        lines.append(f"  rule {rule.rule_id} [{rule.severity}]: {_move(rule.matched)}")
+        lines.append(
+            f"    window: news after {_when(window.start)} up to "
+            f"{_when(window.end)} KST (session {window.session}, "
+            f"{window.trading_days_before} trading days before"
+            f"{', same session' if window.same_session else ''})"
+        )
+        for news in rule.news:
             lines.append(
-                f"  rule {rule.get('rule_id')} [{rule.get('severity')}]: {rule.get('why')}"
+                f"    news #{news.item_id} {_when(news.event_time)} KST "
+                f"({', '.join(news.news_rules)}; about the {news.about}):"
+                f" {news.title!r}"
             )
-        if not exp.get("rules") and exp.get("why"):
-            lines.append(f"  why: {exp['why']}")
-        if exp.get("themes"):
-            lines.append(f"  themes: {_hits(exp['themes'])}")
-        if exp.get("entities"):
-            lines.append(f"  entities: {_hits(exp['entities'])}")
-        if exp.get("tickers"):
-            lines.append(f"  tickers: {', '.join(exp['tickers'])}")
-        lines.append(f"  story: {exp.get('cluster')}")
-        return lines
-    if kind in ("move", "policy_move"):
-        quote = exp.get("quote") or exp.get("move") or {}
-        lines = [
-            f"quote: {quote.get('ticker')} {quote.get('price')} {_pct(quote.get('change_pct'))}"
-            f" at {_when(quote.get('as_of'))} KST (source {quote.get('source')})"
-        ]
-        if kind == "move":
-            lines.append(f"  matched: {_move(exp.get('matched') or {})}")
-            return lines
-        for rule in exp.get("rules") or []:
-            window = rule.get("window") or {}
-            lines.append(
-                f"  rule {rule.get('rule_id')} [{rule.get('severity')}]: "
-                f"{_move(rule.get('matched') or {})}"
-            )
-            lines.append(
-                f"    window: news after {_when(window.get('start'))} up to "
-                f"{_when(window.get('end'))} KST (session {window.get('session')}, "
-                f"{window.get('trading_days_before')} trading days before"
-                f"{', same session' if window.get('same_session') else ''})"
-            )
-            for news in rule.get("news") or []:
-                lines.append(
-                    f"    news #{news.get('item_id')} {_when(news.get('event_time'))} KST "
-                    f"({', '.join(news.get('news_rules') or [])}; about the {news.get('about')}):"
-                    f" {news.get('title')!r}"
-                )
-        return lines
-    if kind == "source_stale":
-        return [
-            f"source {exp.get('source')}: no successful poll since "
-            f"{_when(exp.get('since')) + ' KST' if exp.get('since') else 'it was added'}"
-            f" ({exp.get('failures')} failures; {exp.get('missed_intervals')} intervals of"
-            f" {exp.get('interval_seconds')} s allowed)",
-            f"  last error: {exp.get('last_error')}",
-        ]
-    if kind == "source_auth":
-        return [
-            f"source {exp.get('source')}: credentials refused (401/403); a human has to act"
-            f" (last success: {_when(exp.get('since')) + ' KST' if exp.get('since') else 'never'})",
-            f"  last error: {exp.get('last_error')}",
-        ]
-    return [str(dict(exp))]
+    return lines
+
+
+def describe(explanation: Explanation | None) -> list[str]:
+    """Lines saying why a signal fired (no trailing newline, untrusted text as is);
+    none for an explanation of a kind this version does not know."""
+    match explanation:
+        case NewsExplanation():
+            return _news(explanation)
+        case MoveExplanation():
+            return [_quote(explanation.quote), f"  matched: {_move(explanation.matched)}"]
+        case PolicyMoveExplanation():
+            return _policy_move(explanation)
+        case SourceStaleExplanation():
+            s = explanation
+            return [
+                f"source {s.source}: no successful poll since "
+                f"{_when(s.since) + ' KST' if s.since else 'it was added'}"
+                f" ({s.failures} failures; {s.missed_intervals} intervals of"
+                f" {s.interval_seconds} s allowed)",
+                f"  last error: {s.last_error}",
+            ]
+        case SourceAuthExplanation():
+            a = explanation
+            return [
+                f"source {a.source}: credentials refused (401/403); a human has to act"
+                f" (last success: {_when(a.since) + ' KST' if a.since else 'never'})",
+                f"  last error: {a.last_error}",
+            ]
+    return []

@@ -32,6 +32,7 @@ from monitor.rules.evaluate import (
     news_window,
     tag_news,
 )
+from monitor.rules.explanation import to_json
 from monitor.rules.model import Ruleset, load_rules
 from monitor.timefmt import KST
 
@@ -133,11 +134,11 @@ def test_the_news_of_the_episode(ruleset: Ruleset) -> None:
     assert signal.dedup_key == f"news:{appointment.cluster}"
     assert signal.event_time == kst(6, 16, 10, 30).astimezone(UTC)
     # The explanation carries matched terms with positions, and is JSON-able.
-    themes = signal.explanation["themes"]
+    themes = to_json(signal.explanation)["themes"]
     hit = themes["ai-appointment"][0]
     title = APPOINTMENT[1]
     assert title[hit["start"] : hit["end"]] == hit["surface"] == "AI미래기획수석"
-    json.dumps(signal.explanation)
+    json.dumps(to_json(signal.explanation))
 
 
 def test_news_signals_are_keyed_by_cluster(ruleset: Ruleset) -> None:
@@ -150,7 +151,7 @@ def test_news_signals_are_keyed_by_cluster(ruleset: Ruleset) -> None:
     # it, and every rule that fired is in the explanation.
     (signal,) = first
     assert (signal.rule_id, signal.severity) == ("ai-policy-platform", "warning")
-    fired = [r["rule_id"] for r in signal.explanation["rules"]]
+    fired = [r["rule_id"] for r in to_json(signal.explanation)["rules"]]
     assert fired == ["ai-policy", "ai-policy-platform", "ai-appointment"]
     assert tag_news("x", "오늘의 날씨", "", when, "story-2", ruleset).signals == ()
 
@@ -175,7 +176,7 @@ def test_a_policy_move_names_the_move_and_the_news(ruleset: Ruleset) -> None:
     (signal,) = evaluate_joined(EPISODE[1], news, ruleset)
     assert signal.severity == "critical"
     assert signal.dedup_key == f"policy_move:{NAVER}:2025-06-18"
-    explanation = signal.explanation
+    explanation = to_json(signal.explanation)
     assert explanation["move"]["change_pct"] == 15.25
     (rule,) = explanation["rules"]
     assert rule["matched"]["change"]["excess_pct"] == pytest.approx(14.55)
@@ -189,7 +190,7 @@ def test_a_policy_move_names_the_move_and_the_news(ruleset: Ruleset) -> None:
     json.dumps(explanation)
     # Kakao on 06-19 joins through its sector: the news did not name it.
     (kakao,) = evaluate_joined(EPISODE[4], news, ruleset)
-    (rule,) = kakao.explanation["rules"]
+    (rule,) = to_json(kakao.explanation)["rules"]
     assert rule["news"][0]["about"] == "sector"
     assert rule["matched"]["new_extreme"]["high"] == 61_800
 
@@ -241,7 +242,8 @@ def test_one_policy_move_when_several_rules_hold(ruleset: Ruleset) -> None:
     (without,) = evaluate_joined(naver, news, ruleset)
     assert signal.rule_id == "policy-move" and without.rule_id == "policy-high"
     assert signal.dedup_key == without.dedup_key
-    assert [r["rule_id"] for r in signal.explanation["rules"]] == ["policy-move", "policy-high"]
+    rules = to_json(signal.explanation)["rules"]
+    assert [r["rule_id"] for r in rules] == ["policy-move", "policy-high"]
 
 
 def test_move_conditions(ruleset: Ruleset) -> None:
@@ -290,7 +292,7 @@ rules:
     stats = MoveStats(high=300_000, low=149_000, avg_volume=2_500_000)
     got = evaluate_moves(q, kospi_change_pct=None, stats=stats, ruleset=rules)
     assert [s.rule_id for s in got] == ["heavy", "low"]
-    assert got[1].explanation["matched"]["new_extreme"]["side"] == "low"
+    assert to_json(got[1].explanation)["matched"]["new_extreme"]["side"] == "low"
     thin = MoveStats(high=300_000, low=140_000, avg_volume=3_500_000)
     assert evaluate_moves(q, kospi_change_pct=None, stats=thin, ruleset=rules) == []
     # An index quote is not a mover for a rule with no ticker list.
