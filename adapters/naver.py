@@ -46,6 +46,7 @@ from adapters.feed import (
 )
 from adapters.http import HttpLimits, fetch
 from adapters.records import DailyBar, Quote, Ticker
+from adapters.text import one_line
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -458,7 +459,7 @@ def _legacy_items(data: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], str]
     code = data.get("resultCode")
     if code is not None and code != "success":
         message = data.get("message") or data.get("resultMessage") or ""
-        reason = " ".join(str(message).split())[:80]  # one line: it is logged
+        reason = one_line(str(message), 80)  # it is logged
         raise ParseError("source_error", f"resultCode {code!r} {reason}".strip())
     result = data.get("result")
     if not isinstance(result, dict) or not isinstance(result.get("areas"), list):

@@ -33,6 +33,7 @@ import aiohttp
 from adapters.errors import ParseError, PermanentError
 from adapters.http import HttpLimits, fetch
 from adapters.records import DailyBar, Quote, Ticker
+from adapters.text import one_line
 
 __all__ = ["DEFAULT_LIMITS", "SOURCE", "chart_url", "fetch_chart", "parse_chart", "yahoo_symbol"]
 
@@ -169,7 +170,7 @@ def _result(data: Any) -> Mapping[str, Any]:
         code = str(error.get("code") or "") if isinstance(error, dict) else str(error)
         description = str(error.get("description") or "") if isinstance(error, dict) else ""
         # One line, bounded: it ends up in logs and the sources table.
-        message = " ".join(f"{code}: {description}".split())[:160].strip(": ")
+        message = one_line(f"{code}: {description}", 160).strip(": ")
         if code.strip().lower() == "not found":
             raise PermanentError("not_found", message)
         raise ParseError("chart_error", message)

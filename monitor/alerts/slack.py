@@ -53,7 +53,7 @@ from adapters.http import parse_retry_after
 from monitor.alerting import SlackConfig
 from monitor.alerts.message import AlertMessage, AlertSignal, MoveLine, Sent, web_url
 from monitor.severity import most_severe
-from monitor.text import CONTROL
+from monitor.text import one_line, reason_of
 from monitor.timefmt import KST
 
 __all__ = [
@@ -113,17 +113,13 @@ def slack_len(text: str) -> int:
     return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(CONTROL.sub(" ", text).split())
-
-
 def escape_mrkdwn(text: str, limit: int | None = None) -> str:
     """Untrusted ``text`` made inert for mrkdwn: one line, ``&<>`` as entities.
 
     With ``limit``, the escaped result is at most that long (UTF-16 units) and ends
     in "…" when cut; the cut never splits an entity.
     """
-    clean = _one_line(text)
+    clean = one_line(text)
     escaped = clean.translate(_ESCAPE_TABLE)
     if limit is None or slack_len(escaped) <= limit:
         return escaped
@@ -403,10 +399,10 @@ class SlackChannel:
                 "timeout", f"{where}: no answer within {self._config.timeout:g}s"
             ) from None
         except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
-            reason = _reason_of(getattr(exc, "os_error", exc))
+            reason = reason_of(getattr(exc, "os_error", exc), _REASON_MAX)
             raise TransientError("tls", f"{where}: TLS failed ({reason})") from None
         except aiohttp.ClientConnectorError as exc:
-            reason = _reason_of(exc.os_error)
+            reason = reason_of(exc.os_error, _REASON_MAX)
             raise TransientError("connect", f"{where}: cannot connect ({reason})") from None
         except aiohttp.ServerDisconnectedError:
             raise TransientError(
@@ -419,7 +415,9 @@ class SlackChannel:
                 "client", f"{where}: request failed ({type(exc).__name__})"
             ) from None
         except OSError as exc:
-            raise TransientError("connect", f"{where}: network error ({_reason_of(exc)})") from None
+            raise TransientError(
+                "connect", f"{where}: network error ({reason_of(exc, _REASON_MAX)})"
+            ) from None
         return _answer(status, body, retry_after_header, where)
 
     async def close(self) -> None:
@@ -432,7 +430,7 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> str:
         data += chunk
         if len(data) >= _BODY_MAX:
             break
-    return _clean(bytes(data[:_BODY_MAX]).decode("utf-8", errors="replace"))
+    return one_line(bytes(data[:_BODY_MAX]).decode("utf-8", errors="replace"), _REASON_MAX)
 
 
 def _answer(status: int, body: str, retry_after_header: str | None, where: str) -> Sent:
@@ -460,15 +458,3 @@ def _answer(status: int, body: str, retry_after_header: str | None, where: str) 
     else:
         error = TransientError(key, f"{what} (unexpected status)", http_status=status)
     raise error
-
-
-def _reason_of(exc: BaseException | None) -> str:
-    if exc is None:
-        return "unknown error"
-    text = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
-    return _clean(str(text)) or type(exc).__name__
-
-
-def _clean(text: str) -> str:
-    text = " ".join(CONTROL.sub(" ", text).split())
-    return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 1] + "…"
