@@ -33,11 +33,9 @@ from dateutil import parser as _dateutil_parser
 from lxml import etree
 
 from adapters.errors import ParseError
-from adapters.records import RawItem
+from adapters.records import KST, RawItem
 
 __all__ = ["ParsedFeed", "parse_feed"]
-
-KST = timezone(timedelta(hours=9), "KST")
 
 # --------------------------------------------------------------------------- records
 

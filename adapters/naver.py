@@ -26,7 +26,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote as url_quote
 from urllib.parse import urlencode
@@ -45,7 +45,7 @@ from adapters.feed import (
     _strip_doctypes,
 )
 from adapters.http import HttpLimits, fetch
-from adapters.records import DailyBar, Quote, Ticker
+from adapters.records import KST, DailyBar, Quote, Ticker
 from adapters.text import one_line
 
 __all__ = [
@@ -66,9 +66,6 @@ __all__ = [
 # stored quote says which endpoint it came from.
 SOURCE = "naver"
 SOURCE_MOBILE = "naver_mobile"
-
-# KRX has no daylight saving time: Seoul is UTC+9 all year.
-KST = timezone(timedelta(hours=9), "KST")
 
 # HttpLimits is frozen, so one shared default is safe.
 DEFAULT_LIMITS = HttpLimits()

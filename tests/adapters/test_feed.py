@@ -6,7 +6,7 @@ import resource
 import tracemalloc
 import unicodedata
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from adapters.feed import (
     _strip_doctypes,
     parse_feed,
 )
-from adapters.records import RawItem
+from adapters.records import KST, RawItem
 
 FEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 NOW = datetime(2026, 10, 5, 3, 0, tzinfo=UTC)
@@ -290,7 +290,7 @@ def test_date_missing_is_reported_once_per_feed() -> None:
 
 
 def test_fetched_at_is_returned_in_utc() -> None:
-    seoul = NOW.astimezone(timezone(timedelta(hours=9)))
+    seoul = NOW.astimezone(KST)
     parsed = parse_feed(
         b"<rss><channel><item><title>x</title></item></channel></rss>", fetched_at=seoul
     )
@@ -542,8 +542,6 @@ def test_strip_doctypes(text: str, expected: str, had_subset: bool) -> None:
 
 
 # ---------------------------------------------------------------------- dates
-
-KST = timezone(timedelta(hours=9))
 
 
 @pytest.mark.parametrize(
