@@ -35,18 +35,10 @@ import aiohttp
 from lxml import etree
 
 from adapters.errors import ParseError
-from adapters.feed import (
-    _CONTROL_RE,
-    _HEADER_CHARSET_RE,
-    _XML_DECL_RE,
-    _decode,
-    _new_parser,
-    _normalise_charset,
-    _strip_doctypes,
-)
 from adapters.http import HttpLimits, fetch
 from adapters.records import KST, DailyBar, Quote, Ticker
 from adapters.text import one_line
+from adapters.xmltext import DECODES_ANYTHING, header_charset, markup_text, xml_parser
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -279,11 +271,10 @@ def _decode_json_text(body: bytes, content_type: str | None) -> str:
     except UnicodeDecodeError:
         pass
     candidates: list[str] = []
-    if content_type and (m := _HEADER_CHARSET_RE.search(content_type)):
-        declared = _normalise_charset(m.group(1))
-        # A Latin-1 label decodes any bytes into mojibake: it proves nothing.
-        if declared and declared not in ("utf-8", "iso8859-1", "cp1252", "ascii"):
-            candidates.append(declared)
+    declared = header_charset(content_type)
+    # A Latin-1 label decodes any bytes into mojibake: it proves nothing.
+    if declared and declared != "utf-8" and declared not in DECODES_ANYTHING:
+        candidates.append(declared)
     candidates.append("cp949")
     for encoding in candidates:
         try:
@@ -647,19 +638,11 @@ def _is_index_symbol(symbol: str) -> bool:
 
 
 def _chartdata(body: bytes) -> Any:
-    if not body or body.isspace():
-        raise ParseError("not_bars", "empty body")
-    # The prolog says EUC-KR but copies are UTF-8: _decode tries valid UTF-8 first.
-    text, _ = _decode(body, None)
-    text = text.lstrip("\ufeff \t\r\n")
-    if not text.startswith("<"):
-        raise ParseError("not_bars", f"body starts with {text[:1]!r}, not markup")
-    if m := _XML_DECL_RE.match(text):
-        text = text[m.end() :]  # the bytes handed to lxml are UTF-8 whatever it said
-    text, _ = _strip_doctypes(text)  # no DTD, no entities
-    text = _CONTROL_RE.sub("", text)
+    # The prolog says EUC-KR but copies are UTF-8: valid UTF-8 is tried first. No
+    # DTD, no entities; the bytes handed to lxml are UTF-8 whatever the prolog said.
+    text, _ = markup_text(body, None, error_key="not_bars")
     try:
-        root = etree.fromstring(text.encode("utf-8"), _new_parser())
+        root = etree.fromstring(text.encode("utf-8"), xml_parser())
     except (etree.LxmlError, ValueError) as exc:
         raise ParseError("not_bars", f"not well-formed XML ({type(exc).__name__})") from exc
     if not isinstance(root.tag, str):

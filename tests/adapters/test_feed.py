@@ -15,14 +15,12 @@ import pytest
 from adapters.errors import ParseError
 from adapters.feed import (
     ParsedFeed,
-    _decode,
     _fast_path,
     _feedparser_path,
     _norm_lang,
     _parse_date,
     _plain,
     _prepare,
-    _strip_doctypes,
     parse_feed,
 )
 from adapters.records import KST, RawItem
@@ -349,26 +347,6 @@ def test_charsets_give_correct_hangul(body: bytes, content_type: str | None) -> 
     assert "malformed" not in parsed.warnings
 
 
-@pytest.mark.parametrize(
-    ("body", "content_type", "text", "warnings"),
-    [
-        (b"<a>plain</a>", "text/xml; charset=euc-kr", "<a>plain</a>", []),  # ASCII: no fuss
-        ("<a>é</a>".encode("latin-1"), "text/xml; charset=iso-8859-1", "<a>é</a>", []),
-        ("<a>年</a>".encode("big5"), "text/xml; charset=big5", "<a>年</a>", []),
-        ("<a>한</a>".encode("cp949"), "text/xml; charset=utf-8", "<a>한</a>", ["charset_mismatch"]),
-        ("<a>한</a>".encode(), "text/xml; charset=euc-kr", "<a>한</a>", ["charset_mismatch"]),
-    ],
-)
-def test_decode(body: bytes, content_type: str | None, text: str, warnings: list[str]) -> None:
-    assert _decode(body, content_type) == (text, warnings)
-
-
-def test_decode_garbage_still_gives_text() -> None:
-    text, found = _decode(b"<a>\xff\xfe\xfd</a>", None)
-    assert text.startswith("<a>") and text.endswith("</a>")
-    assert found[0] == "charset_guessed"
-
-
 # ---------------------------------------------------------------------- not a feed
 
 
@@ -526,19 +504,6 @@ def test_external_entities_are_never_read(tmp_path: Path, path: str) -> None:
     before = _bytes_read()
     run()
     assert _bytes_read() - before < 1024 * 1024
-
-
-@pytest.mark.parametrize(
-    ("text", "expected", "had_subset"),
-    [
-        ('<!DOCTYPE rss PUBLIC "-//N//DTD RSS 0.91//EN" "http://x/r.dtd"><rss/>', "<rss/>", False),
-        ('<!DOCTYPE rss [<!ENTITY a "]>"><!-- it\'s ]> -->]><rss/>', "<rss/>", True),
-        ('<!DOC<!DOCTYPE a>TYPE rss [<!ENTITY a "b">]><rss/>', "<rss/>", True),
-        ('<!doctype rss [<!ENTITY a "b">\n<rss>&a;</rss>', "", True),  # unterminated
-    ],
-)
-def test_strip_doctypes(text: str, expected: str, had_subset: bool) -> None:
-    assert _strip_doctypes(text) == (expected, had_subset)
 
 
 # ---------------------------------------------------------------------- dates
