@@ -45,10 +45,18 @@ import aiosmtplib
 
 from adapters.errors import AuthError, FetchError, PermanentError, TransientError
 from monitor.alerting import EmailConfig, parse_address
-from monitor.alerts.message import AlertMessage, AlertSignal, MoveLine, Sent, web_url
+from monitor.alerts.message import (
+    AlertMessage,
+    AlertSignal,
+    MoveLine,
+    Sent,
+    event_time_text,
+    message_notes,
+    move_figures,
+    web_url,
+)
 from monitor.severity import SEVERITIES, most_severe
 from monitor.text import one_line, reason_of
-from monitor.timefmt import KST
 
 __all__ = [
     "EmailChannel",
@@ -171,22 +179,11 @@ def _linkable(url: str | None) -> str | None:
     return web_url(one_line(url)) if url else None
 
 
-def _when(value: datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(KST).strftime("%Y-%m-%d %H:%M KST")
-
-
 def _move_text(move: MoveLine) -> str:
     ticker = one_line(move.ticker)
     name = one_line(move.name) if move.name else ""
     parts = [f"{name} ({ticker})" if name else ticker]
-    if move.price is not None:
-        price = move.price
-        parts.append(f"{price:,.0f}" if float(price).is_integer() else f"{price:,.2f}")
-    if move.change_pct is not None:
-        arrow = "▲" if move.change_pct > 0 else "▼" if move.change_pct < 0 else "–"
-        parts.append(f"{arrow} {move.change_pct:+.2f}%")
+    parts.extend(move_figures(move))
     return " ".join(parts)
 
 
@@ -202,7 +199,7 @@ def _why_text(signal: AlertSignal) -> str:
 
 def _meta_text(signal: AlertSignal) -> str:
     parts = [one_line(p) for p in (signal.subject, signal.source or "") if one_line(p)]
-    parts.append(_when(signal.event_time))
+    parts.append(event_time_text(signal.event_time))
     return " · ".join(parts)
 
 
@@ -210,17 +207,6 @@ def _title(signal: AlertSignal) -> str:
     return (
         one_line(signal.title, _TITLE_MAX) or one_line(signal.subject, _TITLE_MAX) or "(no title)"
     )
-
-
-def _notes(message: AlertMessage) -> list[str]:
-    notes: list[str] = []
-    if message.folded > 0:
-        notes.append(f"+{message.folded} more folded in by the throttle (kmon signals list)")
-    if message.digest:
-        notes.append("Digest of signals held for quiet hours or the daily summary.")
-    if message.test:
-        notes.append("Test message from kmon: no action needed.")
-    return notes
 
 
 def _heading(message: AlertMessage) -> str:
@@ -244,7 +230,7 @@ def _text_body(message: AlertMessage) -> str:
         if (url := _linkable(signal.url)) is not None:
             lines.append(url)
         lines.append("")
-    lines.extend(_notes(message))
+    lines.extend(message_notes(message))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -274,7 +260,7 @@ def _html_body(message: AlertMessage) -> str:
         parts.append(f'<p style="margin: 0">{esc(_why_text(signal))}</p>')
         parts.append(f'<p style="margin: 0; color: #666">{esc(_meta_text(signal))}</p>')
         parts.append("</div>")
-    for note in _notes(message):
+    for note in message_notes(message):
         parts.append(f'<p style="color: #666">{esc(note)}</p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -51,10 +51,18 @@ import aiohttp
 from adapters.errors import AuthError, FetchError, PermanentError, TransientError
 from adapters.http import parse_retry_after
 from monitor.alerting import SlackConfig
-from monitor.alerts.message import AlertMessage, AlertSignal, MoveLine, Sent, web_url
+from monitor.alerts.message import (
+    AlertMessage,
+    AlertSignal,
+    MoveLine,
+    Sent,
+    event_time_text,
+    message_notes,
+    move_figures,
+    web_url,
+)
 from monitor.severity import most_severe
 from monitor.text import one_line, reason_of
-from monitor.timefmt import KST
 
 __all__ = [
     "MAX_BLOCKS",
@@ -259,16 +267,8 @@ def _move_text(move: MoveLine) -> str:
     name = escape_mrkdwn(move.name, _NAME_MAX) if move.name else ""
     ticker = escape_mrkdwn(move.ticker, _NAME_MAX)
     parts = [f"*{name}* ({ticker})" if name else f"*{ticker}*"]
-    if move.price is not None:
-        parts.append(_format_price(move.price))
-    if move.change_pct is not None:
-        arrow = "▲" if move.change_pct > 0 else "▼" if move.change_pct < 0 else "–"
-        parts.append(f"{arrow} {move.change_pct:+.2f}%")
+    parts.extend(move_figures(move))
     return " ".join(parts)
-
-
-def _format_price(price: float) -> str:
-    return f"{price:,.0f}" if float(price).is_integer() else f"{price:,.2f}"
 
 
 def _why_text(signal: AlertSignal) -> str:
@@ -284,12 +284,6 @@ def _why_text(signal: AlertSignal) -> str:
     return "*Why:* " + " · ".join(parts)
 
 
-def _when(value: datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(KST).strftime("%Y-%m-%d %H:%M KST")
-
-
 def _section_text(signal: AlertSignal) -> str:
     lines = [f"{_icon(signal.severity)} *{_headline(signal)}*"]
     if signal.move is not None:
@@ -300,7 +294,7 @@ def _section_text(signal: AlertSignal) -> str:
         meta.append(escape_mrkdwn(signal.subject, _SUBJECT_MAX))
     if signal.source:
         meta.append(escape_mrkdwn(signal.source, _SOURCE_MAX))
-    meta.append(_when(signal.event_time))
+    meta.append(event_time_text(signal.event_time))
     lines.append(" · ".join(meta))
     text = "\n".join(lines)
     # The budgets above make this unreachable; keep the limit even if they drift.
@@ -313,12 +307,7 @@ def _closing_notes(message: AlertMessage, hidden: int) -> list[str]:
     notes: list[str] = []
     if hidden > 0:
         notes.append(f"and {hidden} more not shown (kmon signals list)")
-    if message.folded > 0:
-        notes.append(f"+{message.folded} more folded in by the throttle (kmon signals list)")
-    if message.digest:
-        notes.append("Digest of signals held for quiet hours or the daily summary")
-    if message.test:
-        notes.append("Test message from kmon: no action needed")
+    notes.extend(message_notes(message))
     if notes and message.route:
         notes.append(f"route: {escape_mrkdwn(message.route, 100)}")
     return notes
