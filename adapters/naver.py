@@ -22,7 +22,6 @@ Quotes come out in the units :class:`adapters.records.Quote` promises: index poi
 from __future__ import annotations
 
 import codecs
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from lxml import etree
 
 from adapters.errors import ParseError
 from adapters.http import HttpLimits, fetch
+from adapters.jsonbody import load_json
 from adapters.records import KST, DailyBar, Quote, Ticker
 from adapters.text import one_line
 from adapters.xmltext import DECODES_ANYTHING, header_charset, markup_text, xml_parser
@@ -249,17 +249,9 @@ def parse_fchart(body: bytes) -> list[DailyBar]:
 
 
 def _load_json(body: bytes, content_type: str | None) -> Any:
+    # Naver answers an overload or a bad query with an HTML page and status 200.
     text = _decode_json_text(body, content_type)
-    stripped = text.lstrip()
-    if not stripped:
-        raise ParseError("not_quotes", "empty body")
-    if stripped.startswith("<"):
-        # Naver answers an overload or a bad query with an HTML page and status 200.
-        raise ParseError("not_quotes", "an HTML page, not quotes")
-    try:
-        return json.loads(stripped)
-    except (ValueError, RecursionError) as exc:
-        raise ParseError("not_quotes", f"not JSON ({type(exc).__name__})") from exc
+    return load_json(text, error_key="not_quotes", expected="quotes")
 
 
 def _decode_json_text(body: bytes, content_type: str | None) -> str:

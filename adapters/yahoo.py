@@ -19,7 +19,6 @@ Two traps shape :func:`parse_chart`:
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,7 @@ import aiohttp
 
 from adapters.errors import ParseError, PermanentError
 from adapters.http import HttpLimits, fetch
+from adapters.jsonbody import load_json
 from adapters.records import DailyBar, Quote, Ticker
 from adapters.text import one_line
 
@@ -149,16 +149,9 @@ def _parse(body: bytes, ticker: Ticker) -> tuple[str | None, Quote | None, list[
 
 
 def _load(body: bytes) -> Any:
-    text = body.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
-    if not text:
-        raise ParseError("not_chart", "empty body")
-    if text.startswith("<"):
-        # A consent or error page served with 200.
-        raise ParseError("not_chart", "an HTML page, not a chart")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise ParseError("not_chart", f"not JSON ({type(exc).__name__})") from exc
+    # A consent or error page is served with 200.
+    text = body.decode("utf-8", errors="replace")
+    return load_json(text, error_key="not_chart", expected="a chart")
 
 
 def _result(data: Any) -> Mapping[str, Any]:
