@@ -2,9 +2,10 @@
 
 Parsing only, no network. The pipeline is:
 
-1. ``_prepare``: decode the bytes (BOM, valid UTF-8, HTTP charset, XML prolog, then
-   detection), drop any DOCTYPE (entity tricks), reject bodies that are no feed at all,
-   and re-encode as UTF-8 under a prolog that says so.
+1. ``_prepare``: :func:`adapters.xmltext.markup_text` decodes the bytes (BOM, valid
+   UTF-8, HTTP charset, XML prolog, then detection) and drops any DOCTYPE (entity
+   tricks); bodies that are no feed at all are rejected, and the rest re-encoded as
+   UTF-8 under a prolog that says so.
 2. ``_fast_path``: lxml for well-formed documents with a known root (the common case,
    several times faster than feedparser).
 3. ``_feedparser_path``: the tolerant fallback for broken documents or unknown roots.
@@ -15,7 +16,6 @@ paths cannot drift apart in how text, dates, URLs and languages are normalised.
 
 from __future__ import annotations
 
-import codecs
 import functools
 import html
 import io
@@ -27,17 +27,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import charset_normalizer
 import feedparser
 from dateutil import parser as _dateutil_parser
 from lxml import etree
 
 from adapters.errors import ParseError
-from adapters.records import RawItem
+from adapters.records import KST, RawItem
+from adapters.xmltext import markup_text, xml_parser
 
 __all__ = ["ParsedFeed", "parse_feed"]
-
-KST = timezone(timedelta(hours=9), "KST")
 
 # --------------------------------------------------------------------------- records
 
@@ -126,177 +124,11 @@ def parse_feed(body: bytes, *, content_type: str | None = None, fetched_at: date
     )
 
 
-# -------------------------------------------------------------------------- decoding
-
-_CHARSET_ALIASES = {
-    # cp949 is a superset of EUC-KR (KS X 1001) that servers labelled EUC-KR really
-    # send: syllables such as "똠" exist only in cp949.
-    "euc-kr": "cp949",
-    "euc_kr": "cp949",
-    "euckr": "cp949",
-    "ks_c_5601-1987": "cp949",
-    "ks_c_5601": "cp949",
-    "ksc5601": "cp949",
-    "ksc_5601": "cp949",
-    "x-windows-949": "cp949",
-    "windows-949": "cp949",
-    "ms949": "cp949",
-    "uhc": "cp949",
-    "utf8": "utf-8",
-}
-# Charsets that decode any byte string: a declaration of one of them proves nothing,
-# so Korean bytes under such a (default, copy-pasted) label are checked for first.
-_DECODE_ANYTHING = {"iso8859-1", "cp1252", "ascii", "iso8859-15", "latin-1"}
-_BOMS = (
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16 LE: same first two bytes
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
-_HEADER_CHARSET_RE = re.compile(r"""charset\s*=\s*["']?([\w.:\-]+)""", re.I)
-_PROLOG_CHARSET_RE = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([\w.:\-]+)["']""")
-
-
-def _normalise_charset(name: str | None) -> str | None:
-    if not name:
-        return None
-    key = name.strip().lower()
-    if key in _CHARSET_ALIASES:
-        return _CHARSET_ALIASES[key]
-    try:
-        codec = codecs.lookup(key).name
-    except LookupError:
-        return None
-    return "cp949" if codec == "euc_kr" else codec
-
-
-def _try_decode(body: bytes, encoding: str) -> str | None:
-    try:
-        return body.decode(encoding)
-    except (UnicodeDecodeError, LookupError):  # LookupError: "base64" is no text codec
-        return None
-
-
-def _as_korean(body: bytes) -> str | None:
-    """The body as cp949 if it decodes cleanly and reads as Hangul, else None."""
-    text = _try_decode(body, "cp949")
-    if text is None:
-        return None
-    non_ascii = hangul = 0
-    for ch in text:
-        if ch > "\x7f":
-            non_ascii += 1
-            if "\uac00" <= ch <= "\ud7a3":
-                hangul += 1
-    # Real Korean text is mostly syllables (a few hanja and symbols); other legacy
-    # encodings read as cp949 give hanja soup or fail to decode at all.
-    return text if hangul and hangul * 2 >= non_ascii else None
-
-
-def _decode(body: bytes, content_type: str | None) -> tuple[str, list[str]]:
-    """Decode a body to text; returns the text and any charset warnings."""
-    for bom, encoding in _BOMS:
-        if body.startswith(bom):
-            raw = body[len(bom) :]
-            text = _try_decode(raw, encoding)
-            if text is None:
-                return raw.decode(encoding, errors="replace"), ["encoding_errors"]
-            return text, []
-    # UTF-16 without a BOM: "<" followed or preceded by a NUL byte.
-    if body[:2] in (b"<\x00", b"\x00<"):
-        encoding = "utf-16-le" if body[0] == 0x3C else "utf-16-be"
-        return body.decode(encoding, errors="replace"), []
-
-    header = None
-    if content_type and (m := _HEADER_CHARSET_RE.search(content_type)):
-        header = _normalise_charset(m.group(1))
-    prolog = None
-    if m2 := _PROLOG_CHARSET_RE.match(body[:512]):
-        prolog = _normalise_charset(m2.group(1).decode("ascii"))
-    declared = [c for c in (header, prolog) if c]
-
-    # Valid UTF-8 is UTF-8 whatever the labels say: random legacy bytes are almost
-    # never valid UTF-8, while wrong labels are common (saved-as-UTF-8 copies).
-    text = _try_decode(body, "utf-8")
-    if text is not None:
-        mismatch = not body.isascii() and any(c != "utf-8" for c in declared)
-        return text, ["charset_mismatch"] if mismatch else []
-
-    for encoding in declared:
-        if encoding in _DECODE_ANYTHING and (korean := _as_korean(body)) is not None:
-            return korean, ["charset_mismatch"]
-        text = _try_decode(body, encoding)
-        if text is not None:
-            return text, [] if encoding == declared[0] else ["charset_mismatch"]
-
-    found: list[str] = ["charset_mismatch"] if declared else ["charset_guessed"]
-    korean = _as_korean(body)
-    if korean is not None:
-        return korean, found
-    best = charset_normalizer.from_bytes(body).best()
-    if best is not None and best.encoding:
-        encoding = _normalise_charset(best.encoding) or best.encoding
-        text = _try_decode(body, encoding)
-        if text is not None:
-            return text, found
-    return body.decode("utf-8", errors="replace"), [*found, "encoding_errors"]
-
-
 # ----------------------------------------------------------------------- preparation
 
-_XML_DECL_RE = re.compile(r"<\?xml\b[^>]*?\?>")
 _UTF8_DECL = '<?xml version="1.0" encoding="utf-8"?>'
-_DOCTYPE_START_RE = re.compile(r"<!DOCTYPE", re.I)
-# A DOCTYPE with an optional internal subset. Quoted strings and comments are matched
-# whole so that a "]>" inside an entity value cannot end the subset early; the
-# alternatives never overlap, so a failed match cannot backtrack exponentially.
-_DOCTYPE_RE = re.compile(
-    r"""<!DOCTYPE(?:[^\[>"']|"[^"]*"|'[^']*')*"""
-    r"""(?:\[(?:<!--.*?-->|"[^"]*"|'[^']*'|[^\]"'<]|<(?!!--))*\])?\s*>""",
-    re.I | re.S,
-)
-# Characters XML 1.0 forbids; CMS exports leak them and they would break lxml.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _FEED_ROOTS = {"rss", "rdf", "feed", "channel"}
 _NOT_FEED_ROOTS = {"html", "head", "body"}
-
-
-def _strip_doctypes(text: str) -> tuple[str, bool]:
-    """Remove every DOCTYPE; True when one had an internal subset (entities).
-
-    Repeats until none is left, so that removing one cannot splice a new one
-    together ("<!DOC<!DOCTYPE a>TYPE …"); each round shortens the text.
-    """
-    had_subset = False
-    while _DOCTYPE_START_RE.search(text):
-        text, subset = _strip_doctypes_once(text)
-        had_subset = had_subset or subset
-    return text, had_subset
-
-
-def _strip_doctypes_once(text: str) -> tuple[str, bool]:
-    had_subset = False
-    pos = 0
-    parts: list[str] = []
-    while m := _DOCTYPE_START_RE.search(text, pos):
-        parts.append(text[pos : m.start()])
-        full = _DOCTYPE_RE.match(text, m.start())
-        if full is not None:
-            had_subset = had_subset or "[" in full.group(0)
-            pos = full.end()
-            continue
-        # Unterminated or garbled: cut generously rather than hand it to a parser.
-        had_subset = True
-        gt = text.find(">", m.start())
-        bracket = text.find("[", m.start())
-        if 0 <= bracket < gt or (gt < 0 <= bracket):
-            end = text.find("]>", bracket)
-            pos = len(text) if end < 0 else end + 2
-        else:
-            pos = len(text) if gt < 0 else gt + 1
-    parts.append(text[pos:])
-    return "".join(parts), had_subset
 
 
 def _root_name(text: str) -> str | None:
@@ -323,22 +155,10 @@ def _root_name(text: str) -> str | None:
 
 def _prepare(body: bytes, content_type: str | None) -> _Prepared:
     """Decode, sanitise and sniff a body; raise not_a_feed for non-feeds."""
-    if not body or body.isspace():
-        raise ParseError("not_a_feed", "empty body")
-    text, found = _decode(body, content_type)
-    text = text.lstrip("\ufeff \t\r\n")
-    if not text.startswith("<"):
-        raise ParseError("not_a_feed", f"body starts with {text[:1]!r}, not markup")
-    # The prolog may name a charset we already applied, or one expat rejects
+    text, found = markup_text(body, content_type, error_key="not_a_feed")
+    # The prolog may have named a charset we already applied, or one expat rejects
     # ("utf8", Yonhap); the bytes handed on are UTF-8, so the prolog must say so.
-    m = _XML_DECL_RE.match(text)
-    text = _UTF8_DECL + text[m.end() :] if m else _UTF8_DECL + text
-    if _DOCTYPE_START_RE.search(text):
-        text, had_subset = _strip_doctypes(text)
-        if had_subset:
-            found.append("dtd_removed")
-    if _CONTROL_RE.search(text):
-        text = _CONTROL_RE.sub("", text)
+    text = _UTF8_DECL + text
     root = _root_name(text)
     if root is None:
         raise ParseError("not_a_feed", "no root element")
@@ -404,32 +224,6 @@ _ATOM_ENTRY_TAGS = _tag_table(
 _HTML_LINK_TYPES = {"text/html", "application/xhtml+xml", "html", "xhtml"}
 
 
-class _NoExternalResolver(etree.Resolver):  # type: ignore[misc]
-    """Answers every request for an external DTD or entity with nothing."""
-
-    def resolve(self, system_url: str | None, public_id: str | None, context: Any) -> Any:
-        return self.resolve_string("", context)
-
-
-def _new_parser() -> Any:
-    # The DOCTYPE is already gone; this is the second lock. No DTD, no entity
-    # substitution, no network, and a resolver that reads no file: libxml2 still
-    # fetches external *parameter* entities under some option sets (it does with
-    # collect_ids=False, so that option is left alone). huge_tree stays off so
-    # libxml2 keeps its size and amplification limits.
-    parser = etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        strip_cdata=True,
-    )
-    parser.resolvers.add(_NoExternalResolver())
-    return parser
-
-
 def _local(tag: Any) -> str:
     return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
@@ -453,7 +247,7 @@ def _fast_path(data: bytes, fetched_at: datetime) -> ParsedFeed | None:
     Raises ``lxml.etree.LxmlError`` (or ValueError) for documents that are not
     well-formed: the caller then falls back to feedparser.
     """
-    root = etree.fromstring(data, _new_parser())
+    root = etree.fromstring(data, xml_parser())
     local = _local(root.tag)
     raw = _RawFeed()
     if local == "rss":

@@ -21,6 +21,7 @@ from yarl import URL
 
 from adapters.errors import AuthError, FetchError, ParseError, PermanentError, TransientError
 from adapters.records import Validators
+from adapters.text import one_line, reason_of
 
 __all__ = [
     "DEFAULT_ACCEPT",
@@ -173,13 +174,13 @@ async def fetch(
     # ssl.SSLError is an OSError and ClientSSLError a ClientConnectorError: check first.
     except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
         raise TransientError(
-            "tls", f"{host}: TLS failed ({_reason_of(getattr(exc, 'os_error', exc))})"
+            "tls", f"{host}: TLS failed ({reason_of(getattr(exc, 'os_error', exc), _REASON_MAX)})"
         ) from exc
     except aiohttp.ClientConnectorDNSError as exc:
         raise TransientError("connect", f"{host}: DNS lookup failed") from exc
     except aiohttp.ClientConnectorError as exc:
         raise TransientError(
-            "connect", f"{host}: cannot connect ({_reason_of(exc.os_error)})"
+            "connect", f"{host}: cannot connect ({reason_of(exc.os_error, _REASON_MAX)})"
         ) from exc
     except aiohttp.ServerDisconnectedError as exc:
         raise TransientError(
@@ -193,7 +194,9 @@ async def fetch(
             ) from exc
         raise TransientError("truncated", f"{host}: response body was cut short") from exc
     except aiohttp.ClientOSError as exc:
-        raise TransientError("connect", f"{host}: connection failed ({_reason_of(exc)})") from exc
+        raise TransientError(
+            "connect", f"{host}: connection failed ({reason_of(exc, _REASON_MAX)})"
+        ) from exc
     except aiohttp.ClientConnectionError as exc:
         raise TransientError("disconnected", f"{host}: connection lost") from exc
     except aiohttp.ClientResponseError as exc:
@@ -206,7 +209,9 @@ async def fetch(
         raise TransientError("client", f"{host}: request failed ({type(exc).__name__})") from exc
     except OSError as exc:
         # aiohttp wraps nearly everything, but a raw socket error can still leak through.
-        raise TransientError("connect", f"{host}: network error ({_reason_of(exc)})") from exc
+        raise TransientError(
+            "connect", f"{host}: network error ({reason_of(exc, _REASON_MAX)})"
+        ) from exc
 
 
 async def _read(
@@ -266,7 +271,7 @@ def _status_error(resp: aiohttp.ClientResponse, where: str) -> FetchError:
     status = resp.status
     key = f"http_{status}"
     message = f"{where}: HTTP {status}"
-    reason = _clean(resp.reason or "")
+    reason = one_line(resp.reason or "", _REASON_MAX)
     if reason:
         message += f" {reason}"
     if status in (429, 503):
@@ -308,16 +313,3 @@ def _host_of(url: str) -> str:
 def _where(host: str, final: URL) -> str:
     final_host = _host_of(str(final))
     return host if final_host == host else f"{host} (redirected to {final_host})"
-
-
-def _reason_of(exc: BaseException | None) -> str:
-    if exc is None:
-        return "unknown error"
-    text = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
-    return _clean(str(text)) or type(exc).__name__
-
-
-def _clean(text: str) -> str:
-    """One line, bounded: reasons come from the network and may be anything."""
-    text = " ".join(text.split())
-    return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 1] + "…"

@@ -22,11 +22,10 @@ Quotes come out in the units :class:`adapters.records.Quote` promises: index poi
 from __future__ import annotations
 
 import codecs
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote as url_quote
 from urllib.parse import urlencode
@@ -35,17 +34,11 @@ import aiohttp
 from lxml import etree
 
 from adapters.errors import ParseError
-from adapters.feed import (
-    _CONTROL_RE,
-    _HEADER_CHARSET_RE,
-    _XML_DECL_RE,
-    _decode,
-    _new_parser,
-    _normalise_charset,
-    _strip_doctypes,
-)
 from adapters.http import HttpLimits, fetch
-from adapters.records import DailyBar, Quote, Ticker
+from adapters.jsonbody import load_json
+from adapters.records import KST, DailyBar, Quote, Ticker
+from adapters.text import one_line
+from adapters.xmltext import DECODES_ANYTHING, header_charset, markup_text, xml_parser
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -65,9 +58,6 @@ __all__ = [
 # stored quote says which endpoint it came from.
 SOURCE = "naver"
 SOURCE_MOBILE = "naver_mobile"
-
-# KRX has no daylight saving time: Seoul is UTC+9 all year.
-KST = timezone(timedelta(hours=9), "KST")
 
 # HttpLimits is frozen, so one shared default is safe.
 DEFAULT_LIMITS = HttpLimits()
@@ -259,17 +249,9 @@ def parse_fchart(body: bytes) -> list[DailyBar]:
 
 
 def _load_json(body: bytes, content_type: str | None) -> Any:
+    # Naver answers an overload or a bad query with an HTML page and status 200.
     text = _decode_json_text(body, content_type)
-    stripped = text.lstrip()
-    if not stripped:
-        raise ParseError("not_quotes", "empty body")
-    if stripped.startswith("<"):
-        # Naver answers an overload or a bad query with an HTML page and status 200.
-        raise ParseError("not_quotes", "an HTML page, not quotes")
-    try:
-        return json.loads(stripped)
-    except (ValueError, RecursionError) as exc:
-        raise ParseError("not_quotes", f"not JSON ({type(exc).__name__})") from exc
+    return load_json(text, error_key="not_quotes", expected="quotes")
 
 
 def _decode_json_text(body: bytes, content_type: str | None) -> str:
@@ -281,11 +263,10 @@ def _decode_json_text(body: bytes, content_type: str | None) -> str:
     except UnicodeDecodeError:
         pass
     candidates: list[str] = []
-    if content_type and (m := _HEADER_CHARSET_RE.search(content_type)):
-        declared = _normalise_charset(m.group(1))
-        # A Latin-1 label decodes any bytes into mojibake: it proves nothing.
-        if declared and declared not in ("utf-8", "iso8859-1", "cp1252", "ascii"):
-            candidates.append(declared)
+    declared = header_charset(content_type)
+    # A Latin-1 label decodes any bytes into mojibake: it proves nothing.
+    if declared and declared != "utf-8" and declared not in DECODES_ANYTHING:
+        candidates.append(declared)
     candidates.append("cp949")
     for encoding in candidates:
         try:
@@ -458,7 +439,7 @@ def _legacy_items(data: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], str]
     code = data.get("resultCode")
     if code is not None and code != "success":
         message = data.get("message") or data.get("resultMessage") or ""
-        reason = " ".join(str(message).split())[:80]  # one line: it is logged
+        reason = one_line(str(message), 80)  # it is logged
         raise ParseError("source_error", f"resultCode {code!r} {reason}".strip())
     result = data.get("result")
     if not isinstance(result, dict) or not isinstance(result.get("areas"), list):
@@ -649,19 +630,11 @@ def _is_index_symbol(symbol: str) -> bool:
 
 
 def _chartdata(body: bytes) -> Any:
-    if not body or body.isspace():
-        raise ParseError("not_bars", "empty body")
-    # The prolog says EUC-KR but copies are UTF-8: _decode tries valid UTF-8 first.
-    text, _ = _decode(body, None)
-    text = text.lstrip("\ufeff \t\r\n")
-    if not text.startswith("<"):
-        raise ParseError("not_bars", f"body starts with {text[:1]!r}, not markup")
-    if m := _XML_DECL_RE.match(text):
-        text = text[m.end() :]  # the bytes handed to lxml are UTF-8 whatever it said
-    text, _ = _strip_doctypes(text)  # no DTD, no entities
-    text = _CONTROL_RE.sub("", text)
+    # The prolog says EUC-KR but copies are UTF-8: valid UTF-8 is tried first. No
+    # DTD, no entities; the bytes handed to lxml are UTF-8 whatever the prolog said.
+    text, _ = markup_text(body, None, error_key="not_bars")
     try:
-        root = etree.fromstring(text.encode("utf-8"), _new_parser())
+        root = etree.fromstring(text.encode("utf-8"), xml_parser())
     except (etree.LxmlError, ValueError) as exc:
         raise ParseError("not_bars", f"not well-formed XML ({type(exc).__name__})") from exc
     if not isinstance(root.tag, str):

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
+
+# Seoul time, the zone of every Korean source's dates that carry no offset. KRX and
+# Korea have kept no daylight saving time since 1988: UTC+9 all year.
+KST = timezone(timedelta(hours=9), "KST")
 
 
 @dataclass(frozen=True, slots=True)

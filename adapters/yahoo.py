@@ -19,7 +19,6 @@ Two traps shape :func:`parse_chart`:
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from collections.abc import Mapping, Sequence
@@ -32,7 +31,9 @@ import aiohttp
 
 from adapters.errors import ParseError, PermanentError
 from adapters.http import HttpLimits, fetch
+from adapters.jsonbody import load_json
 from adapters.records import DailyBar, Quote, Ticker
+from adapters.text import one_line
 
 __all__ = ["DEFAULT_LIMITS", "SOURCE", "chart_url", "fetch_chart", "parse_chart", "yahoo_symbol"]
 
@@ -148,16 +149,9 @@ def _parse(body: bytes, ticker: Ticker) -> tuple[str | None, Quote | None, list[
 
 
 def _load(body: bytes) -> Any:
-    text = body.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
-    if not text:
-        raise ParseError("not_chart", "empty body")
-    if text.startswith("<"):
-        # A consent or error page served with 200.
-        raise ParseError("not_chart", "an HTML page, not a chart")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise ParseError("not_chart", f"not JSON ({type(exc).__name__})") from exc
+    # A consent or error page is served with 200.
+    text = body.decode("utf-8", errors="replace")
+    return load_json(text, error_key="not_chart", expected="a chart")
 
 
 def _result(data: Any) -> Mapping[str, Any]:
@@ -169,7 +163,7 @@ def _result(data: Any) -> Mapping[str, Any]:
         code = str(error.get("code") or "") if isinstance(error, dict) else str(error)
         description = str(error.get("description") or "") if isinstance(error, dict) else ""
         # One line, bounded: it ends up in logs and the sources table.
-        message = " ".join(f"{code}: {description}".split())[:160].strip(": ")
+        message = one_line(f"{code}: {description}", 160).strip(": ")
         if code.strip().lower() == "not found":
             raise PermanentError("not_found", message)
         raise ParseError("chart_error", message)

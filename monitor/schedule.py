@@ -30,9 +30,40 @@ def after_success(
 
 
 def backoff_seconds(interval: float, error_count: int, *, backoff_max: float) -> float:
-    """The un-jittered delay after the ``error_count``-th consecutive failure (1-based)."""
+    """The un-jittered delay after the ``error_count``-th consecutive failure (1-based):
+    ``interval`` doubled per failure, capped at ``backoff_max`` (never below ``interval``)."""
     exponent = min(max(error_count - 1, 0), 32)  # 2**32 intervals is past any cap
     return min(interval * 2.0**exponent, max(backoff_max, interval))
+
+
+# The random factor of a retry delay: "equal jitter", half fixed and half random, so
+# that retries of many rows spread out yet never come back almost at once.
+EQUAL_JITTER = (0.5, 1.0)
+
+
+def retry_seconds(
+    interval: float,
+    error_count: int,
+    *,
+    backoff_max: float,
+    spread: tuple[float, float],
+    retry_after: float | None,
+    retry_after_max: float,
+    uniform: Uniform = random.uniform,
+) -> float:
+    """Seconds to wait after the ``error_count``-th consecutive failure.
+
+    :func:`backoff_seconds` scaled by a random factor drawn from ``spread`` (low,
+    high), and never sooner than the server's ``retry_after``, which is itself capped
+    at ``retry_after_max`` so that a hostile header cannot park anything.
+    """
+    delay = backoff_seconds(interval, error_count, backoff_max=backoff_max)
+    low, high = spread
+    if (low, high) != (1.0, 1.0):
+        delay *= uniform(low, high)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, retry_after_max))
+    return delay
 
 
 def after_transient_failure(
@@ -46,11 +77,15 @@ def after_transient_failure(
     jitter: float,
     uniform: Uniform = random.uniform,
 ) -> datetime:
-    delay = jittered(
-        backoff_seconds(interval, error_count, backoff_max=backoff_max), jitter, uniform
+    delay = retry_seconds(
+        interval,
+        error_count,
+        backoff_max=backoff_max,
+        spread=(1.0 - jitter, 1.0 + jitter),
+        retry_after=retry_after,
+        retry_after_max=retry_after_max,
+        uniform=uniform,
     )
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, retry_after_max))
     return now + timedelta(seconds=delay)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
-KST = ZoneInfo("Asia/Seoul")
+# Asia/Seoul as a fixed UTC+9: adapters read source dates in it, the core shows times
+# in it, and both mean the same zone.
+from adapters.records import KST as KST
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

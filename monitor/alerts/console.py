@@ -20,7 +20,7 @@ import structlog
 from monitor.alerting import ConsoleConfig
 from monitor.alerts.message import AlertMessage, AlertSignal, Sent
 from monitor.severity import SEVERITY_RANK
-from monitor.text import CONTROL
+from monitor.text import one_line
 from monitor.timefmt import KST
 
 __all__ = ["ConsoleChannel"]
@@ -64,20 +64,20 @@ def _fields(channel: str, message: AlertMessage, signal: AlertSignal) -> dict[st
     fields: dict[str, Any] = {
         "channel": channel,
         "severity": signal.severity,
-        "rule": _text(signal.rule_id),
-        "subject": _text(signal.subject),
-        "title": _text(signal.title),
-        "url": _text(signal.url) if signal.url else None,
+        "rule": one_line(signal.rule_id),
+        "subject": one_line(signal.subject),
+        "title": one_line(signal.title),
+        "url": one_line(signal.url) if signal.url else None,
         "why": _why(signal),
         "event_time": _kst_iso(signal.event_time),
         "signal_id": signal.id,
     }
     if signal.source:
-        fields["source"] = _text(signal.source)
+        fields["source"] = one_line(signal.source)
     if signal.move is not None:
         fields["move"] = {
-            "ticker": _text(signal.move.ticker),
-            "name": _text(signal.move.name) if signal.move.name else None,
+            "ticker": one_line(signal.move.ticker),
+            "name": one_line(signal.move.name) if signal.move.name else None,
             "price": signal.move.price,
             "change_pct": signal.move.change_pct,
         }
@@ -91,14 +91,10 @@ def _fields(channel: str, message: AlertMessage, signal: AlertSignal) -> dict[st
 
 
 def _why(signal: AlertSignal) -> str:
-    parts = [_text(signal.why)] if signal.why else []
+    parts = [one_line(signal.why)] if signal.why else []
     if signal.terms:
-        parts.append("terms: " + ", ".join(_text(term) for term in signal.terms))
+        parts.append("terms: " + ", ".join(one_line(term) for term in signal.terms))
     return "; ".join(parts)
-
-
-def _text(value: str) -> str:
-    return " ".join(CONTROL.sub(" ", value).split())
 
 
 def _kst_iso(value: datetime) -> str:

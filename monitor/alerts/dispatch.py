@@ -43,7 +43,7 @@ from monitor.alerts import DEAD, PENDING, SENT
 from monitor.alerts.message import AlertMessage, AlertSignal, Channel, Sent
 from monitor.alerts.outbox import DIGEST_HELD, HELD_THROTTLE, alert_signal
 from monitor.db.schema import Delivery, SignalRow
-from monitor.schedule import Uniform
+from monitor.schedule import EQUAL_JITTER, Uniform, retry_seconds
 from monitor.timefmt import utcnow
 
 log = structlog.get_logger("kmon.alerts")
@@ -80,16 +80,18 @@ def retry_delay(
 ) -> float:
     """Seconds before the next try after ``attempts`` failed ones (1-based).
 
-    ``base·2^(attempts-1)`` capped at ``cap``, with equal jitter (half fixed, half
-    random: retries of many rows spread out, yet never come back almost at once),
-    and never sooner than the server's Retry-After.
+    ``base·2^(attempts-1)`` capped at ``cap``, with equal jitter, and never sooner
+    than the server's Retry-After (:func:`monitor.schedule.retry_seconds`).
     """
-    exponent = min(max(attempts - 1, 0), 32)
-    delay = min(cap, base * 2.0**exponent)
-    delay = delay / 2 + uniform(0.0, delay / 2)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, RETRY_AFTER_MAX))
-    return delay
+    return retry_seconds(
+        base,
+        attempts,
+        backoff_max=cap,
+        spread=EQUAL_JITTER,
+        retry_after=retry_after,
+        retry_after_max=RETRY_AFTER_MAX,
+        uniform=uniform,
+    )
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,18 @@ import aiosmtplib
 
 from adapters.errors import AuthError, FetchError, PermanentError, TransientError
 from monitor.alerting import EmailConfig, parse_address
-from monitor.alerts.message import AlertMessage, AlertSignal, MoveLine, Sent, web_url
+from monitor.alerts.message import (
+    AlertMessage,
+    AlertSignal,
+    MoveLine,
+    Sent,
+    event_time_text,
+    message_notes,
+    move_figures,
+    web_url,
+)
 from monitor.severity import SEVERITIES, most_severe
-from monitor.text import CONTROL
-from monitor.timefmt import KST
+from monitor.text import one_line, reason_of
 
 __all__ = [
     "EmailChannel",
@@ -113,16 +121,6 @@ def _set_subject(mail: EmailMessage, subject: str) -> None:
     mail.set_raw("Subject", encoded)
 
 
-def _header_text(text: str, limit: int) -> str:
-    """One line with no control characters, at most ``limit`` characters."""
-    line = " ".join(CONTROL.sub(" ", text).split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(CONTROL.sub(" ", text).split())
-
-
 def _severity_of(signals: Sequence[AlertSignal]) -> str:
     """The highest severity among ``signals``; an unknown word counts as info."""
     return most_severe([s.severity for s in signals])
@@ -138,13 +136,13 @@ def _subject(message: AlertMessage, config: EmailConfig) -> str:
         core = f"Digest: {count} signal{'s' if count != 1 else ''}"
     else:
         first = message.signals[0]
-        headline = _one_line(first.title) or _one_line(first.subject) or "(no title)"
+        headline = one_line(first.title) or one_line(first.subject) or "(no title)"
         core = f"[{_severity_of(message.signals).upper()}] {headline}"
         if count > 1:
             core += f" (+{count - 1} more)"
     if message.test:
         core = f"[TEST] {core}"
-    return _header_text(f"{config.subject_prefix} {core}".strip(), _SUBJECT_MAX)
+    return one_line(f"{config.subject_prefix} {core}".strip(), _SUBJECT_MAX)
 
 
 def _id_domain(sender: Address) -> str:
@@ -178,58 +176,37 @@ def _shared_story(signals: Sequence[AlertSignal]) -> str | None:
 
 def _linkable(url: str | None) -> str | None:
     """The URL when it is an absolute http(s) URL with a host, else None."""
-    return web_url(_one_line(url)) if url else None
-
-
-def _when(value: datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(KST).strftime("%Y-%m-%d %H:%M KST")
+    return web_url(one_line(url)) if url else None
 
 
 def _move_text(move: MoveLine) -> str:
-    ticker = _one_line(move.ticker)
-    name = _one_line(move.name) if move.name else ""
+    ticker = one_line(move.ticker)
+    name = one_line(move.name) if move.name else ""
     parts = [f"{name} ({ticker})" if name else ticker]
-    if move.price is not None:
-        price = move.price
-        parts.append(f"{price:,.0f}" if float(price).is_integer() else f"{price:,.2f}")
-    if move.change_pct is not None:
-        arrow = "▲" if move.change_pct > 0 else "▼" if move.change_pct < 0 else "–"
-        parts.append(f"{arrow} {move.change_pct:+.2f}%")
+    parts.extend(move_figures(move))
     return " ".join(parts)
 
 
 def _why_text(signal: AlertSignal) -> str:
     parts: list[str] = []
     if signal.why:
-        parts.append(_one_line(signal.why))
-    parts.append(f"rule {_one_line(signal.rule_id)}")
+        parts.append(one_line(signal.why))
+    parts.append(f"rule {one_line(signal.rule_id)}")
     if signal.terms:
-        parts.append("terms: " + ", ".join(_one_line(term) for term in signal.terms))
+        parts.append("terms: " + ", ".join(one_line(term) for term in signal.terms))
     return "Why: " + " · ".join(parts)
 
 
 def _meta_text(signal: AlertSignal) -> str:
-    parts = [_one_line(p) for p in (signal.subject, signal.source or "") if _one_line(p)]
-    parts.append(_when(signal.event_time))
+    parts = [one_line(p) for p in (signal.subject, signal.source or "") if one_line(p)]
+    parts.append(event_time_text(signal.event_time))
     return " · ".join(parts)
 
 
 def _title(signal: AlertSignal) -> str:
-    title = _one_line(signal.title) or _one_line(signal.subject) or "(no title)"
-    return title if len(title) <= _TITLE_MAX else title[: _TITLE_MAX - 1] + "…"
-
-
-def _notes(message: AlertMessage) -> list[str]:
-    notes: list[str] = []
-    if message.folded > 0:
-        notes.append(f"+{message.folded} more folded in by the throttle (kmon signals list)")
-    if message.digest:
-        notes.append("Digest of signals held for quiet hours or the daily summary.")
-    if message.test:
-        notes.append("Test message from kmon: no action needed.")
-    return notes
+    return (
+        one_line(signal.title, _TITLE_MAX) or one_line(signal.subject, _TITLE_MAX) or "(no title)"
+    )
 
 
 def _heading(message: AlertMessage) -> str:
@@ -253,7 +230,7 @@ def _text_body(message: AlertMessage) -> str:
         if (url := _linkable(signal.url)) is not None:
             lines.append(url)
         lines.append("")
-    lines.extend(_notes(message))
+    lines.extend(message_notes(message))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -283,7 +260,7 @@ def _html_body(message: AlertMessage) -> str:
         parts.append(f'<p style="margin: 0">{esc(_why_text(signal))}</p>')
         parts.append(f'<p style="margin: 0; color: #666">{esc(_meta_text(signal))}</p>')
         parts.append("</div>")
-    for note in _notes(message):
+    for note in message_notes(message):
         parts.append(f'<p style="color: #666">{esc(note)}</p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
@@ -340,10 +317,10 @@ class EmailChannel:
         extra: dict[str, str] = {}
         if refused:
             extra["refused"] = "; ".join(
-                f"{address} ({response.code} {_clean(response.message)})"
+                f"{address} ({response.code} {one_line(response.message, _REASON_MAX)})"
                 for address, response in sorted(refused.items())
             )
-        return Sent(detail=f"250 {_clean(reply)}".strip(), extra=extra)
+        return Sent(detail=f"250 {one_line(reply, _REASON_MAX)}".strip(), extra=extra)
 
     async def close(self) -> None:
         """Nothing to release: every send opens and closes its own connection."""
@@ -355,7 +332,8 @@ class EmailChannel:
                 self._tls = await asyncio.to_thread(_make_tls_context, self._config)
             except (OSError, ssl.SSLError) as exc:
                 raise PermanentError(
-                    "tls_config", f"{self._where}: cannot load the CA file ({_reason_of(exc)})"
+                    "tls_config",
+                    f"{self._where}: cannot load the CA file ({reason_of(exc, _REASON_MAX)})",
                 ) from exc
         return self._tls
 
@@ -371,7 +349,7 @@ def _make_tls_context(config: EmailConfig) -> ssl.SSLContext:
 
 def _by_code(code: int, text: str, where: str) -> FetchError:
     key = f"smtp_{code}"
-    what = f"{where}: {code} {_clean(text)}".rstrip()
+    what = f"{where}: {code} {one_line(text, _REASON_MAX)}".rstrip()
     if 400 <= code < 500:
         return TransientError(key, what)
     if 500 <= code < 600:
@@ -383,10 +361,12 @@ def _smtp_error(exc: Exception, where: str) -> FetchError | None:
     """The error family member for an SMTP failure, or None for a bug to re-raise."""
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         if 400 <= exc.code < 500:  # 454: temporary authentication failure
-            return TransientError(f"smtp_{exc.code}", f"{where}: {exc.code} {_clean(exc.message)}")
+            return TransientError(
+                f"smtp_{exc.code}", f"{where}: {exc.code} {one_line(exc.message, _REASON_MAX)}"
+            )
         return AuthError(
             f"smtp_{exc.code}",
-            f"{where}: login refused ({exc.code} {_clean(exc.message)})",
+            f"{where}: login refused ({exc.code} {one_line(exc.message, _REASON_MAX)})",
         )
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         # Every recipient was refused; retry only if one of them might pass later.
@@ -394,49 +374,38 @@ def _smtp_error(exc: Exception, where: str) -> FetchError | None:
         temporary = [c for c in codes if 400 <= c < 500]
         first = next((r for r in exc.recipients if r.code in temporary), exc.recipients[0])
         refused = ", ".join(f"{r.recipient} ({r.code})" for r in exc.recipients)
-        what = f"{where}: recipients refused: {refused}: {_clean(first.message)}"
+        what = f"{where}: recipients refused: {refused}: {one_line(first.message, _REASON_MAX)}"
         if temporary:
             return TransientError(f"smtp_{first.code}", what)
         return PermanentError(f"smtp_{first.code}", what)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return _by_code(exc.code, exc.message, where)
     if isinstance(exc, aiosmtplib.SMTPTimeoutError):
-        return TransientError("timeout", f"{where}: {_clean(exc.message)}")
+        return TransientError("timeout", f"{where}: {one_line(exc.message, _REASON_MAX)}")
     if isinstance(exc, aiosmtplib.SMTPConnectError):
         cause = exc.__cause__
         if isinstance(cause, ssl.SSLError):
-            return TransientError("tls", f"{where}: TLS failed ({_reason_of(cause)})")
-        return TransientError("smtp_connect", f"{where}: cannot connect ({_reason_of(cause)})")
+            return TransientError("tls", f"{where}: TLS failed ({reason_of(cause, _REASON_MAX)})")
+        return TransientError(
+            "smtp_connect", f"{where}: cannot connect ({reason_of(cause, _REASON_MAX)})"
+        )
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
         return TransientError(
-            "smtp_disconnected", f"{where}: connection lost ({_clean(exc.message)})"
+            "smtp_disconnected", f"{where}: connection lost ({one_line(exc.message, _REASON_MAX)})"
         )
     if isinstance(exc, aiosmtplib.SMTPNotSupported):
-        return PermanentError("smtp_not_supported", f"{where}: {_clean(exc.message)}")
+        return PermanentError(
+            "smtp_not_supported", f"{where}: {one_line(exc.message, _REASON_MAX)}"
+        )
     if isinstance(exc, aiosmtplib.SMTPException):
         # e.g. "STARTTLS extension not supported", "AUTH extension not supported".
-        return PermanentError("smtp_unsupported", f"{where}: {_clean(exc.message)}")
+        return PermanentError("smtp_unsupported", f"{where}: {one_line(exc.message, _REASON_MAX)}")
     if isinstance(exc, ssl.SSLError):
-        return TransientError("tls", f"{where}: TLS failed ({_reason_of(exc)})")
+        return TransientError("tls", f"{where}: TLS failed ({reason_of(exc, _REASON_MAX)})")
     if isinstance(exc, TimeoutError):
         return TransientError("timeout", f"{where}: timed out")
     if isinstance(exc, OSError):
-        return TransientError("smtp_connect", f"{where}: network error ({_reason_of(exc)})")
+        return TransientError(
+            "smtp_connect", f"{where}: network error ({reason_of(exc, _REASON_MAX)})"
+        )
     return None
-
-
-def _reason_of(exc: BaseException | None) -> str:
-    if exc is None:
-        return "unknown error"
-    text = (
-        getattr(exc, "reason", None)
-        or getattr(exc, "strerror", None)
-        or str(exc)
-        or type(exc).__name__
-    )
-    return _clean(str(text)) or type(exc).__name__
-
-
-def _clean(text: str) -> str:
-    line = " ".join(CONTROL.sub(" ", text).split())
-    return line if len(line) <= _REASON_MAX else line[: _REASON_MAX - 1] + "…"

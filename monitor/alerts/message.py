@@ -9,9 +9,11 @@ untrusted: each channel escapes it for its own format.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import urlsplit
+
+from monitor.timefmt import KST
 
 
 def web_url(url: str | None) -> str | None:
@@ -31,6 +33,13 @@ def web_url(url: str | None) -> str | None:
     if parts.scheme.lower() not in ("http", "https") or not has_host:
         return None
     return candidate
+
+
+def event_time_text(value: datetime) -> str:
+    """``2025-06-18 09:30 KST``: an event time as every channel shows it (naive is UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(KST).strftime("%Y-%m-%d %H:%M KST")
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,31 @@ class AlertMessage:
     digest: bool = False
     test: bool = False
     created_at: datetime | None = None
+
+
+def move_figures(move: MoveLine) -> list[str]:
+    """The price and the arrowed change of a move, as far as they are known:
+    ``["2,345.26", "▲ +1.20%"]``."""
+    figures: list[str] = []
+    if move.price is not None:
+        price = move.price
+        figures.append(f"{price:,.0f}" if float(price).is_integer() else f"{price:,.2f}")
+    if move.change_pct is not None:
+        arrow = "▲" if move.change_pct > 0 else "▼" if move.change_pct < 0 else "–"
+        figures.append(f"{arrow} {move.change_pct:+.2f}%")
+    return figures
+
+
+def message_notes(message: AlertMessage) -> list[str]:
+    """What a channel adds below the signals: throttle folding, digest, test."""
+    notes: list[str] = []
+    if message.folded > 0:
+        notes.append(f"+{message.folded} more folded in by the throttle (kmon signals list)")
+    if message.digest:
+        notes.append("Digest of signals held for quiet hours or the daily summary")
+    if message.test:
+        notes.append("Test message from kmon: no action needed")
+    return notes
 
 
 @dataclass(frozen=True)

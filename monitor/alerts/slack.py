@@ -51,10 +51,18 @@ import aiohttp
 from adapters.errors import AuthError, FetchError, PermanentError, TransientError
 from adapters.http import parse_retry_after
 from monitor.alerting import SlackConfig
-from monitor.alerts.message import AlertMessage, AlertSignal, MoveLine, Sent, web_url
+from monitor.alerts.message import (
+    AlertMessage,
+    AlertSignal,
+    MoveLine,
+    Sent,
+    event_time_text,
+    message_notes,
+    move_figures,
+    web_url,
+)
 from monitor.severity import most_severe
-from monitor.text import CONTROL
-from monitor.timefmt import KST
+from monitor.text import one_line, reason_of
 
 __all__ = [
     "MAX_BLOCKS",
@@ -113,17 +121,13 @@ def slack_len(text: str) -> int:
     return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(CONTROL.sub(" ", text).split())
-
-
 def escape_mrkdwn(text: str, limit: int | None = None) -> str:
     """Untrusted ``text`` made inert for mrkdwn: one line, ``&<>`` as entities.
 
     With ``limit``, the escaped result is at most that long (UTF-16 units) and ends
     in "…" when cut; the cut never splits an entity.
     """
-    clean = _one_line(text)
+    clean = one_line(text)
     escaped = clean.translate(_ESCAPE_TABLE)
     if limit is None or slack_len(escaped) <= limit:
         return escaped
@@ -263,16 +267,8 @@ def _move_text(move: MoveLine) -> str:
     name = escape_mrkdwn(move.name, _NAME_MAX) if move.name else ""
     ticker = escape_mrkdwn(move.ticker, _NAME_MAX)
     parts = [f"*{name}* ({ticker})" if name else f"*{ticker}*"]
-    if move.price is not None:
-        parts.append(_format_price(move.price))
-    if move.change_pct is not None:
-        arrow = "▲" if move.change_pct > 0 else "▼" if move.change_pct < 0 else "–"
-        parts.append(f"{arrow} {move.change_pct:+.2f}%")
+    parts.extend(move_figures(move))
     return " ".join(parts)
-
-
-def _format_price(price: float) -> str:
-    return f"{price:,.0f}" if float(price).is_integer() else f"{price:,.2f}"
 
 
 def _why_text(signal: AlertSignal) -> str:
@@ -288,12 +284,6 @@ def _why_text(signal: AlertSignal) -> str:
     return "*Why:* " + " · ".join(parts)
 
 
-def _when(value: datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(KST).strftime("%Y-%m-%d %H:%M KST")
-
-
 def _section_text(signal: AlertSignal) -> str:
     lines = [f"{_icon(signal.severity)} *{_headline(signal)}*"]
     if signal.move is not None:
@@ -304,7 +294,7 @@ def _section_text(signal: AlertSignal) -> str:
         meta.append(escape_mrkdwn(signal.subject, _SUBJECT_MAX))
     if signal.source:
         meta.append(escape_mrkdwn(signal.source, _SOURCE_MAX))
-    meta.append(_when(signal.event_time))
+    meta.append(event_time_text(signal.event_time))
     lines.append(" · ".join(meta))
     text = "\n".join(lines)
     # The budgets above make this unreachable; keep the limit even if they drift.
@@ -317,12 +307,7 @@ def _closing_notes(message: AlertMessage, hidden: int) -> list[str]:
     notes: list[str] = []
     if hidden > 0:
         notes.append(f"and {hidden} more not shown (kmon signals list)")
-    if message.folded > 0:
-        notes.append(f"+{message.folded} more folded in by the throttle (kmon signals list)")
-    if message.digest:
-        notes.append("Digest of signals held for quiet hours or the daily summary")
-    if message.test:
-        notes.append("Test message from kmon: no action needed")
+    notes.extend(message_notes(message))
     if notes and message.route:
         notes.append(f"route: {escape_mrkdwn(message.route, 100)}")
     return notes
@@ -403,10 +388,10 @@ class SlackChannel:
                 "timeout", f"{where}: no answer within {self._config.timeout:g}s"
             ) from None
         except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
-            reason = _reason_of(getattr(exc, "os_error", exc))
+            reason = reason_of(getattr(exc, "os_error", exc), _REASON_MAX)
             raise TransientError("tls", f"{where}: TLS failed ({reason})") from None
         except aiohttp.ClientConnectorError as exc:
-            reason = _reason_of(exc.os_error)
+            reason = reason_of(exc.os_error, _REASON_MAX)
             raise TransientError("connect", f"{where}: cannot connect ({reason})") from None
         except aiohttp.ServerDisconnectedError:
             raise TransientError(
@@ -419,7 +404,9 @@ class SlackChannel:
                 "client", f"{where}: request failed ({type(exc).__name__})"
             ) from None
         except OSError as exc:
-            raise TransientError("connect", f"{where}: network error ({_reason_of(exc)})") from None
+            raise TransientError(
+                "connect", f"{where}: network error ({reason_of(exc, _REASON_MAX)})"
+            ) from None
         return _answer(status, body, retry_after_header, where)
 
     async def close(self) -> None:
@@ -432,7 +419,7 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> str:
         data += chunk
         if len(data) >= _BODY_MAX:
             break
-    return _clean(bytes(data[:_BODY_MAX]).decode("utf-8", errors="replace"))
+    return one_line(bytes(data[:_BODY_MAX]).decode("utf-8", errors="replace"), _REASON_MAX)
 
 
 def _answer(status: int, body: str, retry_after_header: str | None, where: str) -> Sent:
@@ -460,15 +447,3 @@ def _answer(status: int, body: str, retry_after_header: str | None, where: str) 
     else:
         error = TransientError(key, f"{what} (unexpected status)", http_status=status)
     raise error
-
-
-def _reason_of(exc: BaseException | None) -> str:
-    if exc is None:
-        return "unknown error"
-    text = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
-    return _clean(str(text)) or type(exc).__name__
-
-
-def _clean(text: str) -> str:
-    text = " ".join(CONTROL.sub(" ", text).split())
-    return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 1] + "…"

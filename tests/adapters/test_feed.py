@@ -6,7 +6,7 @@ import resource
 import tracemalloc
 import unicodedata
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +15,15 @@ import pytest
 from adapters.errors import ParseError
 from adapters.feed import (
     ParsedFeed,
-    _decode,
     _fast_path,
     _feedparser_path,
     _norm_lang,
     _parse_date,
     _plain,
     _prepare,
-    _strip_doctypes,
     parse_feed,
 )
-from adapters.records import RawItem
+from adapters.records import KST, RawItem
 
 FEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 NOW = datetime(2026, 10, 5, 3, 0, tzinfo=UTC)
@@ -290,7 +288,7 @@ def test_date_missing_is_reported_once_per_feed() -> None:
 
 
 def test_fetched_at_is_returned_in_utc() -> None:
-    seoul = NOW.astimezone(timezone(timedelta(hours=9)))
+    seoul = NOW.astimezone(KST)
     parsed = parse_feed(
         b"<rss><channel><item><title>x</title></item></channel></rss>", fetched_at=seoul
     )
@@ -347,26 +345,6 @@ def test_charsets_give_correct_hangul(body: bytes, content_type: str | None) -> 
     assert parsed.title == "한글 제목 똠"
     assert [i.title for i in parsed.items] == ["반도체 수출 증가"]
     assert "malformed" not in parsed.warnings
-
-
-@pytest.mark.parametrize(
-    ("body", "content_type", "text", "warnings"),
-    [
-        (b"<a>plain</a>", "text/xml; charset=euc-kr", "<a>plain</a>", []),  # ASCII: no fuss
-        ("<a>é</a>".encode("latin-1"), "text/xml; charset=iso-8859-1", "<a>é</a>", []),
-        ("<a>年</a>".encode("big5"), "text/xml; charset=big5", "<a>年</a>", []),
-        ("<a>한</a>".encode("cp949"), "text/xml; charset=utf-8", "<a>한</a>", ["charset_mismatch"]),
-        ("<a>한</a>".encode(), "text/xml; charset=euc-kr", "<a>한</a>", ["charset_mismatch"]),
-    ],
-)
-def test_decode(body: bytes, content_type: str | None, text: str, warnings: list[str]) -> None:
-    assert _decode(body, content_type) == (text, warnings)
-
-
-def test_decode_garbage_still_gives_text() -> None:
-    text, found = _decode(b"<a>\xff\xfe\xfd</a>", None)
-    assert text.startswith("<a>") and text.endswith("</a>")
-    assert found[0] == "charset_guessed"
 
 
 # ---------------------------------------------------------------------- not a feed
@@ -528,22 +506,7 @@ def test_external_entities_are_never_read(tmp_path: Path, path: str) -> None:
     assert _bytes_read() - before < 1024 * 1024
 
 
-@pytest.mark.parametrize(
-    ("text", "expected", "had_subset"),
-    [
-        ('<!DOCTYPE rss PUBLIC "-//N//DTD RSS 0.91//EN" "http://x/r.dtd"><rss/>', "<rss/>", False),
-        ('<!DOCTYPE rss [<!ENTITY a "]>"><!-- it\'s ]> -->]><rss/>', "<rss/>", True),
-        ('<!DOC<!DOCTYPE a>TYPE rss [<!ENTITY a "b">]><rss/>', "<rss/>", True),
-        ('<!doctype rss [<!ENTITY a "b">\n<rss>&a;</rss>', "", True),  # unterminated
-    ],
-)
-def test_strip_doctypes(text: str, expected: str, had_subset: bool) -> None:
-    assert _strip_doctypes(text) == (expected, had_subset)
-
-
 # ---------------------------------------------------------------------- dates
-
-KST = timezone(timedelta(hours=9))
 
 
 @pytest.mark.parametrize(

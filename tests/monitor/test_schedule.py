@@ -65,3 +65,33 @@ def test_transient_failure_honours_retry_after(
 
 def test_permanent_failure_waits_the_retry_period() -> None:
     assert schedule.after_permanent_failure(NOW, permanent_retry=86400) == NOW + timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("spread", "draw", "retry_after", "expected"),
+    [
+        ((1.0, 1.0), "never", None, 240),  # no spread: no draw at all
+        (schedule.EQUAL_JITTER, "low", None, 120),
+        (schedule.EQUAL_JITTER, "high", None, 240),
+        ((0.9, 1.1), "low", None, 216),
+        ((0.9, 1.1), "high", 1800, 1800),
+        ((0.9, 1.1), "high", 10**9, 86400),
+    ],
+)
+def test_retry_seconds(
+    spread: tuple[float, float], draw: str, retry_after: float | None, expected: float
+) -> None:
+    def uniform(a: float, b: float) -> float:
+        assert draw != "never"
+        return a if draw == "low" else b
+
+    got = schedule.retry_seconds(
+        60,
+        3,
+        backoff_max=3600,
+        spread=spread,
+        retry_after=retry_after,
+        retry_after_max=86400,
+        uniform=uniform,
+    )
+    assert got == pytest.approx(expected)
