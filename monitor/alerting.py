@@ -33,9 +33,9 @@ from pydantic import (
 )
 
 from adapters.netloc import is_loopback_host
+from adapters.text import CONTROL
 from monitor.kinds import SignalKind as Kind
 from monitor.severity import SEVERITY_RANK, Severity
-from monitor.text import CONTROL
 from monitor.timefmt import KST, parse_duration
 
 # The route name of the rows the daily digest writes; no configured route may use it.

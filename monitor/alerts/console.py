@@ -17,10 +17,10 @@ from typing import Any, TextIO
 
 import structlog
 
+from adapters.text import one_line
 from monitor.alerting import ConsoleConfig
 from monitor.alerts.message import AlertMessage, AlertSignal, Sent
 from monitor.severity import SEVERITY_RANK
-from monitor.text import one_line
 from monitor.timefmt import KST
 
 __all__ = ["ConsoleChannel"]

@@ -44,6 +44,7 @@ from email.utils import format_datetime
 import aiosmtplib
 
 from adapters.errors import AuthError, FetchError, PermanentError, TransientError
+from adapters.text import one_line, reason_of
 from monitor.alerting import EmailConfig, parse_address
 from monitor.alerts.message import (
     AlertMessage,
@@ -56,7 +57,6 @@ from monitor.alerts.message import (
     web_url,
 )
 from monitor.severity import SEVERITIES, most_severe
-from monitor.text import one_line, reason_of
 
 __all__ = [
     "EmailChannel",

@@ -50,6 +50,7 @@ import aiohttp
 
 from adapters.errors import AuthError, FetchError, PermanentError, TransientError
 from adapters.http import parse_retry_after
+from adapters.text import one_line, reason_of
 from monitor.alerting import SlackConfig
 from monitor.alerts.message import (
     AlertMessage,
@@ -62,7 +63,6 @@ from monitor.alerts.message import (
     web_url,
 )
 from monitor.severity import most_severe
-from monitor.text import one_line, reason_of
 
 __all__ = [
     "MAX_BLOCKS",
