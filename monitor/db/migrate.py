@@ -50,10 +50,6 @@ async def current_revisions(engine: AsyncEngine) -> set[str]:
         return await conn.run_sync(revisions_on)
 
 
-async def is_current(engine: AsyncEngine) -> bool:
-    return await current_revisions(engine) == head_revisions()
-
-
 def _upgrade(connection: Connection, revision: str) -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = connection

@@ -4,9 +4,9 @@ Pure functions: no I/O, no clock, no database. The caller hands in what it knows
 item's text and event time, a quote, the KOSPI's change, 52-week and volume figures)
 and stores the :class:`Signal` s, deduplicating on ``dedup_key``.
 
-- :func:`tag_news` wraps :func:`monitor.rules.match.tag`: the item's facts and, when
-  news rules fire, one signal keyed by story cluster, so that syndicated copies
-  signal once.
+- :func:`news_facts` turns an item tagged by :func:`monitor.rules.match.tag` into its
+  facts and, when news rules fire, one signal keyed by story cluster, so that
+  syndicated copies signal once.
 - :func:`evaluate_moves` evaluates the move rules on one quote.
 - :func:`evaluate_joined` evaluates the joined rules: a move of a stock after policy
   news about its company (or its sector) inside a window on *event* time, measured on
@@ -50,7 +50,7 @@ from monitor.rules.explanation import (
     TermHit,
     VolumeMatch,
 )
-from monitor.rules.match import Hit, Tagging, tag
+from monitor.rules.match import Hit, Tagging
 from monitor.rules.model import JoinedRule, MoveRule, MoveSpec, Ruleset, SourceHealthRule
 from monitor.severity import SEVERITY_RANK
 from monitor.timefmt import KST
@@ -121,22 +121,6 @@ def _first(found: Mapping[str, list[Hit]], ruleset: Ruleset) -> str | None:
     return ranked[0][2] if ranked else None
 
 
-def tag_news(
-    item_id: str,
-    title: str,
-    summary: str,
-    published_at: datetime,
-    cluster: str,
-    ruleset: Ruleset,
-    *,
-    source: str | None = None,
-    language: str | None = None,
-) -> NewsFacts:
-    """Tag one item with ``ruleset`` and build its news signals."""
-    tagging = tag(title, summary, ruleset, source=source, language=language)
-    return news_facts(item_id, title, published_at, cluster, tagging, ruleset)
-
-
 def news_facts(
     item_id: str,
     title: str,
@@ -150,8 +134,8 @@ def news_facts(
 ) -> NewsFacts:
     """The facts and news signals of an item already tagged (:func:`tag`).
 
-    Split from :func:`tag_news` so that a caller can tag first and cluster only the
-    items that fire a rule: most items fire none, and clustering is the dearer step.
+    The caller tags first and clusters only the items that fire a rule: most items
+    fire none, and clustering is the dearer step.
     ``url`` and ``source`` (the item's link, its feed) join the explanation.
     """
     when = _utc(published_at)

@@ -29,14 +29,22 @@ from monitor.rules.evaluate import (
     evaluate_joined,
     evaluate_moves,
     evaluate_quote,
+    news_facts,
     news_window,
-    tag_news,
 )
 from monitor.rules.explanation import to_json
+from monitor.rules.match import tag
 from monitor.rules.model import Ruleset, load_rules
 from monitor.timefmt import KST
 
 NAVER, KAKAO, HYNIX = "035420", "035720", "000660"
+
+
+def tag_news(
+    item_id: str, title: str, summary: str, when: datetime, cluster: str, ruleset: Ruleset
+) -> NewsFacts:
+    """Tag one item and build its facts, as the engine does for a stored item."""
+    return news_facts(item_id, title, when, cluster, tag(title, summary, ruleset), ruleset)
 
 
 @pytest.fixture(scope="module")
