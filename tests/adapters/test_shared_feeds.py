@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapters.feed import ParsedFeed, _fast_path, _feedparser_path, _prepare, parse_feed
+from tests import shared
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+SHARED = shared.SHARED
 NEWS_RSS = SHARED / "fixtures" / "news_rss"
 
-if not NEWS_RSS.is_dir():
-    pytest.skip(f"shared fixtures not available at {NEWS_RSS}", allow_module_level=True)
+shared.require(NEWS_RSS)
 
 FILES = sorted(p.name for p in NEWS_RSS.iterdir() if p.is_file())
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,13 +13,13 @@ import pytest
 from adapters.naver import parse_fchart, parse_mobile_basic, parse_realtime
 from adapters.records import KST, DailyBar, Quote, Ticker
 from adapters.yahoo import parse_chart
+from tests import shared
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+SHARED = shared.SHARED / "fixtures"
 NAVER_DIR = SHARED / "naver_finance"
 YAHOO_DIR = SHARED / "yahoo"
 
-if not (NAVER_DIR.is_dir() and YAHOO_DIR.is_dir()):
-    pytest.skip(f"shared quote fixtures not available at {SHARED}", allow_module_level=True)
+shared.require(NAVER_DIR, YAHOO_DIR)
 
 
 def naver(name: str) -> bytes:

@@ -15,7 +15,6 @@ from click.testing import CliRunner, Result
 
 from adapters.errors import PermanentError
 from monitor.cli.main import main
-from monitor.config import Settings
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.schema import Delivery
 from tests.monitor.alerts.outbox_support import ScriptedChannel, deliveries, signal_row
@@ -303,9 +302,6 @@ def test_test_of_an_unknown_channel_is_a_usage_error(plain_config: Path) -> None
     assert result.output.strip() == "kmon: no channel named 'nope' (configured: chat)"
 
 
-@pytest.mark.skipif(
-    "alerts" not in Settings.model_fields, reason="Settings has no alerts field yet"
-)
 def test_test_reads_the_channel_from_the_config_file(tmp_path: Path) -> None:
     path = tmp_path / "kmon.yaml"
     path.write_text(

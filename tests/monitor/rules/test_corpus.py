@@ -6,17 +6,15 @@ foreign to it. Expectations come from reading the documents (see corpus/README.m
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from monitor.rules.match import Tagging, tag
 from monitor.rules.model import Ruleset, load_rules
+from tests import shared
 
-CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus"
+CORPUS = shared.SHARED / "corpus"
 
-if not CORPUS.is_dir():
-    pytest.skip(f"seed corpus not available at {CORPUS}", allow_module_level=True)
+shared.require(CORPUS)
 
 POLICY = {
     "sovereign-ai",
