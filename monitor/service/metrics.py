@@ -2,14 +2,14 @@
 
 Each :class:`Metrics` has its own registry rather than prometheus_client's global
 one, so tests (and several daemons in one process) never see each other's numbers.
-Per-source freshness is computed at scrape time from the last success the daemon
-knows of, seeded from the sources table at start-up so a restart does not forget it.
+Per-source freshness is computed at scrape time from the last success known, the
+later of this process's own polls and the sources table.
 
-What the database knows (each source's status, the signals stored by kind and rule,
-the outbox's backlog) is read when ``/metrics`` is scraped (:meth:`Metrics.refresh`),
-so it is right however many processes share the database and whatever they did
-before this one started; if the database does not answer in time, the last values
-stay and ``kmon_metrics_database_up`` says 0.
+What the database knows (each source's status and last success, the signals stored by
+kind and rule, the outbox's backlog) is read when ``/metrics`` is scraped
+(:meth:`Metrics.refresh`), so it is right however many processes share the database
+and whatever they did before this one started; if the database does not answer in
+time, the last values stay and ``kmon_metrics_database_up`` says 0.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import structlog
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -42,6 +43,8 @@ from monitor.ingest.quotes import QuoteCycle
 from monitor.ingest.sources import SOURCE_STATUSES, PollOutcome
 from monitor.timefmt import utcnow
 
+log = structlog.get_logger("kmon.metrics")
+
 # PollOutcome.status values; every one is exported from the start (as 0) so that
 # rate() and increase() see the first poll of each kind.
 OUTCOMES = ("ok", "not_modified", "error", "failed", "auth_failed")
@@ -62,9 +65,18 @@ def _version() -> str:
 class Metrics:
     """The daemon's metrics; :meth:`observe` is a ``PollContext`` observer."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, channels: Iterable[str] = ()
+    ) -> None:
+        """``channels``: the configured alert channels, exported at 0 while they have
+        nothing pending or dead."""
         self.registry = CollectorRegistry()
         self.clock = clock
+        self.channels = tuple(channels)
+        # One reading at a time: scrapes that arrive together wait for each other
+        # instead of piling queries on the database.
+        self._reading = asyncio.Lock()
+        self._database_up: bool | None = None
         self.last_success: dict[str, float] = {}
         self.intervals: dict[str, float] = {}
         self.polls = Counter(
@@ -143,19 +155,46 @@ class Metrics:
                 self.add_source(row.name, interval=row.interval_seconds, last_success=last)
 
     async def refresh(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        """Read the stored state (sources, signals, outbox) for the next scrape."""
-        try:
-            async with asyncio.timeout(REFRESH_TIMEOUT), sessionmaker() as session:
-                sources = await repo.list_sources(session)
-                signals = await signals_repo.counts_by_rule(session)
-                backlog = await admin.backlog(session, now=utcnow())
-        except (TimeoutError, OSError, SQLAlchemyError):
-            self.stored.database_up = False
-            return
-        self.stored.sources = {s.name: s.status for s in sources if s.enabled}
-        self.stored.signals = signals
-        self.stored.backlog = backlog
-        self.stored.database_up = True
+        """Read the stored state (sources, signals, outbox) for the next scrape.
+
+        Never raises: when the database does not answer within ``REFRESH_TIMEOUT`` the
+        last reading stays, ``kmon_metrics_database_up`` turns 0 and one line is
+        logged (one more when it answers again).
+        """
+        async with self._reading:
+            try:
+                async with asyncio.timeout(REFRESH_TIMEOUT), sessionmaker() as session:
+                    sources = await repo.list_sources(session)
+                    signals = await signals_repo.counts_by_rule(session)
+                    backlog = await admin.backlog(session, now=utcnow())
+            except (TimeoutError, OSError, SQLAlchemyError) as exc:
+                if self._database_up is not False:  # one line when it flips
+                    message = str(exc).strip()
+                    error = message.splitlines()[0] if message else type(exc).__name__
+                    log.warning("metrics_database", up=False, error=error)
+                self._database_up = self.stored.database_up = False
+                return
+            if self._database_up is False:
+                log.info("metrics_database", up=True)
+            for row in sources:
+                if not row.enabled:  # taken out of the config: no series left behind
+                    self.intervals.pop(row.name, None)
+                    self.last_success.pop(row.name, None)
+                elif row.kind == FEED_KIND:
+                    self.intervals[row.name] = row.interval_seconds
+                    if row.last_success_at is not None:
+                        # Another process may have polled it since this one did.
+                        stored = row.last_success_at.timestamp()
+                        known = self.last_success.get(row.name, stored)
+                        self.last_success[row.name] = max(stored, known)
+            self.stored.sources = {s.name: s.status for s in sources if s.enabled}
+            self.stored.signals = signals
+            idle = set(self.channels) - {row.channel for row in backlog}
+            self.stored.backlog = sorted(
+                [*backlog, *(admin.Backlog(channel, 0, 0.0, 0) for channel in idle)],
+                key=lambda row: row.channel,
+            )
+            self._database_up = self.stored.database_up = True
 
     def observe(self, outcome: PollOutcome) -> None:
         """Count one finished poll."""
@@ -253,6 +292,9 @@ class _StoredStateCollector(Collector):
         for name, current in sorted(state.sources.items()):
             for word in SOURCE_STATUSES:
                 status.add_metric([name, word], 1.0 if current == word else 0.0)
+        # Counted in the database rather than by this process: right whichever process
+        # stored them (replicas, `kmon poll`, replays), and not reset by a restart.
+        # Signals are never deleted, so the count only grows, as a counter must.
         signals = CounterMetricFamily(
             "kmon_signals",
             "Signals stored in the database, by kind and rule (all processes, all time).",

@@ -77,14 +77,13 @@ async def run_service(
             )
             async with contextlib.AsyncExitStack() as stack:
                 if settings.health.enabled:
-                    metrics = Metrics()
+                    channels = settings.alerts.channels if ctx.dispatcher is not None else {}
+                    metrics = Metrics(channels=channels)
                     await metrics.seed(ctx.sessionmaker)
                     ctx.observers.append(metrics.observe)
                     quote_observers.append(metrics.observe_quotes)
                     if ctx.dispatcher is not None:
-                        alert_metrics = AlertMetrics(
-                            metrics.registry, channels=settings.alerts.channels
-                        )
+                        alert_metrics = AlertMetrics(metrics.registry, channels=channels)
                         ctx.dispatcher.observers.append(
                             lambda o: alert_metrics.count(o.channel, o.status, o.signals)
                         )

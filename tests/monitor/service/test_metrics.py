@@ -6,6 +6,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from structlog.testing import capture_logs
 
 from adapters.records import Validators
 from monitor.alerting import AlertSettings
@@ -108,3 +109,84 @@ async def test_an_unreachable_database_keeps_the_last_reading() -> None:
     got = scrape(metrics)
     assert got[("kmon_metrics_database_up", ())] == 0
     assert got[("kmon_source_status", (("source", "a"), ("status", "ok")))] == 1
+
+
+async def test_configured_channels_read_zero_until_they_have_a_backlog(sessionmaker: SM) -> None:
+    alerts = AlertSettings.model_validate(
+        {"channels": {"desk": {"type": "console"}, "mail": {"type": "console"}}}
+    )
+    metrics = Metrics(channels=alerts.channels)
+    await metrics.refresh(sessionmaker)
+    got = scrape(metrics)
+    for channel in ("desk", "mail"):
+        assert got[("kmon_outbox_pending", (("channel", channel),))] == 0
+        assert got[("kmon_outbox_dead", (("channel", channel),))] == 0
+        assert got[("kmon_outbox_oldest_pending_age_seconds", (("channel", channel),))] == 0
+
+    now = datetime.now(UTC)
+    async with sessionmaker.begin() as session:
+        row = signal_row(created_at=now)
+        session.add(row)
+        await session.flush()
+        await enqueue(session, [row], alerts, now=now - timedelta(minutes=2))
+    await metrics.refresh(sessionmaker)
+    got = scrape(metrics)
+    assert got[("kmon_outbox_pending", (("channel", "desk"),))] == 1
+    assert got[("kmon_outbox_pending", (("channel", "mail"),))] == 1
+    assert 120 <= got[("kmon_outbox_oldest_pending_age_seconds", (("channel", "mail"),))] < 180
+
+    async with sessionmaker.begin() as session:
+        await session.execute(update(Delivery).values(status="sent", sent_at=now))
+    await metrics.refresh(sessionmaker)
+    got = scrape(metrics)
+    # Drained: back to 0, not gone, so a graph and a rule see the channel recover.
+    assert got[("kmon_outbox_pending", (("channel", "desk"),))] == 0
+    assert got[("kmon_outbox_oldest_pending_age_seconds", (("channel", "desk"),))] == 0
+
+
+async def test_freshness_follows_the_sources_table(sessionmaker: SM) -> None:
+    """A success recorded by another process shows at the next scrape; a source taken
+    out of the config leaves no series behind."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    configs = [SourceConfig(name=n, url=f"https://{n}.example.kr/rss") for n in ("a", "b")]
+    async with sessionmaker.begin() as session:
+        await repo.sync_sources(session, configs, now=now)
+    metrics = Metrics(clock=lambda: now.timestamp() + 30)
+    await metrics.seed(sessionmaker)
+    got = scrape(metrics)
+    assert ("kmon_source_last_success_timestamp_seconds", (("source", "a"),)) not in got
+    assert got[("kmon_source_interval_seconds", (("source", "b"),))] > 0
+
+    async with sessionmaker.begin() as session:
+        ids = {s.name: s.id for s in await repo.load_sources(session)}
+        await repo.record_success(
+            session, ids["a"], now=now, validators=Validators(), next_check_at=now
+        )
+        await repo.sync_sources(session, configs[:1], now=now)  # b is disabled
+    await metrics.refresh(sessionmaker)
+    got = scrape(metrics)
+    assert got[("kmon_source_last_success_timestamp_seconds", (("source", "a"),))] == (
+        now.timestamp()
+    )
+    assert got[("kmon_source_seconds_since_last_success", (("source", "a"),))] == 30
+    freshness = ("kmon_source_interval_seconds", "kmon_source_status")
+    assert not [name for name, labels in got if name in freshness and ("source", "b") in labels]
+
+
+async def test_a_database_outage_is_logged_once_and_its_end_once(sessionmaker: SM) -> None:
+    metrics = Metrics()
+    await metrics.refresh(sessionmaker)
+    with refused_port() as port:
+        engine = make_engine(f"postgresql+asyncpg://kmon@127.0.0.1:{port}/kmon")
+        try:
+            with capture_logs() as lines:
+                for _ in range(3):
+                    await metrics.refresh(make_sessionmaker(engine))
+                await metrics.refresh(sessionmaker)
+        finally:
+            await engine.dispose()
+    assert [(line["event"], line["up"]) for line in lines] == [
+        ("metrics_database", False),
+        ("metrics_database", True),
+    ]
+    assert lines[0]["error"]
