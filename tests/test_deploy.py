@@ -215,3 +215,49 @@ def test_compose_gives_kmon_a_database_url_it_accepts(
     )
     # The same password variable feeds PostgreSQL.
     assert "${KMON_DB_PASSWORD:?" in postgres["environment"]["POSTGRES_PASSWORD"]
+
+
+# --- Prometheus ------------------------------------------------------------------------
+
+PROMETHEUS = REPO / "deploy" / "prometheus"
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool is not installed (Debian package prometheus)"
+)
+
+
+@needs_promtool
+@pytest.mark.parametrize(
+    "args",
+    [("check", "rules", "kmon-rules.yml"), ("test", "rules", "kmon-rules.test.yml")],
+    ids=["check", "unit-tests"],
+)
+def test_the_alerting_rules_pass_promtool(args: tuple[str, ...]) -> None:
+    assert PROMTOOL is not None
+    done = subprocess.run(
+        [PROMTOOL, *args], cwd=PROMETHEUS, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_alerting_rules_name_only_metrics_kmon_exports() -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from monitor.service.metrics import AlertMetrics, Metrics
+
+    metrics = Metrics(channels=["desk"])
+    AlertMetrics(metrics.registry, channels=["desk"])
+    families = list(text_string_to_metric_families(generate_latest(metrics.registry).decode()))
+    # Families without samples yet (read from the database at a scrape) count by name.
+    exported = {sample.name for family in families for sample in family.samples}
+    exported |= {family.name for family in families}
+    exported |= {f"{family.name}_total" for family in families if family.type == "counter"}
+    rules = yaml.safe_load((PROMETHEUS / "kmon-rules.yml").read_text(encoding="utf-8"))
+    named = {
+        name
+        for group in rules["groups"]
+        for rule in group["rules"]
+        for name in re.findall(r"\bkmon_[a-z_]+", rule["expr"])
+    }
+    assert named and named <= exported, named - exported
