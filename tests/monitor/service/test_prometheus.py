@@ -77,6 +77,27 @@ async def alerts_of(http: aiohttp.ClientSession, base: str) -> dict[tuple[str, s
     }
 
 
+async def query(
+    http: aiohttp.ClientSession, base: str, expr: str
+) -> list[tuple[dict[str, str], float]]:
+    """An instant query's answer: each series' labels and value."""
+    async with http.get(f"{base}/api/v1/query", params={"query": expr}) as resp:
+        body = await resp.json()
+    assert body["status"] == "success", body
+    return [(r["metric"], float(r["value"][1])) for r in body["data"]["result"]]
+
+
+async def rule_health(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
+    """Each loaded rule's health: ok, or the error of its last evaluation."""
+    async with http.get(f"{base}/api/v1/rules") as resp:
+        body = await resp.json()
+    return {
+        rule["name"]: rule["health"] if rule["health"] == "ok" else rule.get("lastError", "")
+        for group in body["data"]["groups"]
+        for rule in group["rules"]
+    }
+
+
 async def test_prometheus_sees_failed_stale_and_backlog_alerts(
     db_url: str, http_server: FakeSource, tmp_path: Path
 ) -> None:
@@ -101,6 +122,7 @@ async def test_prometheus_sees_failed_stale_and_backlog_alerts(
             f"  - name: flaky\n    url: {http_server.url('/flaky.xml')}\n    interval: 1s\n",
             encoding="utf-8",
         )
+        prom_log = tmp_path / "prometheus.log"
         prom_config = tmp_path / "prometheus.yml"
         prom_config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
@@ -125,7 +147,7 @@ async def test_prometheus_sees_failed_stale_and_backlog_alerts(
             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",
             stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=prom_log.open("wb"),
         )
         base = f"http://127.0.0.1:{prom_port}"
         wanted = {
@@ -136,16 +158,26 @@ async def test_prometheus_sees_failed_stale_and_backlog_alerts(
         }
         seen: dict[tuple[str, str], str] = {}
         try:
-            async with aiohttp.ClientSession() as http, asyncio.timeout(90):
-                while not wanted <= seen.keys():
-                    try:
-                        seen = await alerts_of(http, base)
-                    except aiohttp.ClientError:
-                        seen = {}  # Prometheus still starting
-                    if not wanted <= seen.keys():
-                        # Prometheus offers no event to await: it evaluates once a
-                        # second, so its API is asked again after half a round.
-                        await asyncio.sleep(0.5)
+            async with aiohttp.ClientSession() as http:
+                try:
+                    async with asyncio.timeout(90):
+                        while not wanted <= seen.keys():
+                            try:
+                                seen = await alerts_of(http, base)
+                            except aiohttp.ClientError:
+                                seen = {}  # Prometheus still starting
+                            if not wanted <= seen.keys():
+                                # Prometheus offers no event to await: it evaluates once
+                                # a second, so its API is asked again after half a round.
+                                await asyncio.sleep(0.5)
+                except TimeoutError:
+                    tail = prom_log.read_text(errors="replace").splitlines()[-20:]
+                    pytest.fail(f"alerts seen: {seen}; Prometheus said:\n" + "\n".join(tail))
+                # Every rule evaluated without an error, and what they saw, by query.
+                health = await rule_health(http, base)
+                status = await query(http, base, "kmon_source_status == 1")
+                pending = await query(http, base, "kmon_outbox_pending")
+                scraped = await query(http, base, 'up{job="kmon"}')
         finally:
             for proc in (prometheus, daemon):
                 if proc.returncode is None:
@@ -153,6 +185,16 @@ async def test_prometheus_sees_failed_stale_and_backlog_alerts(
             for proc in (prometheus, daemon):
                 await asyncio.wait_for(proc.wait(), timeout=30)
     assert {seen[key] for key in wanted} == {"pending"}  # the rules' for: is minutes
+    assert health and set(health.values()) == {"ok"}, health
+    assert [value for _, value in scraped] == [1.0]
+    current = {labels["source"]: labels["status"] for labels, _ in status}
+    assert (current["gone"], current["paywalled"], current["healthy"]) == (
+        "failed",
+        "auth_failed",
+        "ok",
+    )
+    [(labels, waiting)] = pending
+    assert labels["channel"] == "desk" and waiting >= 1
     # The healthy source raises nothing, and nothing is dead-lettered.
     assert not [key for key in seen if key[1] == "healthy"]
     assert not [key for key in seen if key[0] in ("KmonDeadLetters", "KmonDown")]
