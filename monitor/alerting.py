@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -36,7 +37,7 @@ from adapters.netloc import is_loopback_host
 from adapters.text import CONTROL
 from monitor.kinds import SignalKind as Kind
 from monitor.severity import SEVERITY_RANK, Severity
-from monitor.timefmt import KST, parse_duration
+from monitor.timefmt import KST, bounded_duration, parse_duration
 
 # The route name of the rows the daily digest writes; no configured route may use it.
 DIGEST_ROUTE = "daily-digest"
@@ -47,8 +48,12 @@ _NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _HHMM = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
 
 
-Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-Wait = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Seconds = Annotated[
+    float, BeforeValidator(parse_duration), AfterValidator(bounded_duration), Field(gt=0)
+]
+Wait = Annotated[
+    float, BeforeValidator(parse_duration), AfterValidator(bounded_duration), Field(ge=0)
+]
 
 
 # -- channels -------------------------------------------------------------------

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -29,7 +30,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from adapters.netloc import is_loopback_host
 from monitor.alerting import AlertSettings
-from monitor.timefmt import parse_duration
+from monitor.timefmt import bounded_duration, parse_duration
 from monitor.yamlfile import YamlDocument, YamlFileError, load_yaml
 
 ENV_PREFIX = "KMON_"
@@ -44,7 +45,9 @@ class ConfigError(Exception):
     """A configuration problem; ``str()`` is one line naming the file and field."""
 
 
-Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Seconds = Annotated[
+    float, BeforeValidator(parse_duration), AfterValidator(bounded_duration), Field(gt=0)
+]
 
 
 def is_loopback_url(url: str) -> bool:
@@ -108,6 +111,10 @@ def default_database_url() -> str:
     return f"sqlite+aiosqlite:///{default_state_dir() / 'kmon.db'}"
 
 
+# libpq's sslmode values, which asyncpg takes as its ``ssl`` argument.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 class DatabaseSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -123,9 +130,11 @@ class DatabaseSettings(BaseModel):
         # URL, password and all.
         try:
             parts = urlsplit(value.get_secret_value())
-            parts.port  # noqa: B018  (raises for a port that is not a number)
+            port = parts.port  # raises for a port that is not a number up to 65535
         except ValueError:
             raise ValueError("not a database URL (scheme://user@host:port/name)") from None
+        if port == 0 or parts.netloc.endswith(":"):
+            raise ValueError("the port must be a number from 1 to 65535")
         if not parts.scheme or (parts.scheme.startswith("postgresql") and not parts.hostname):
             raise ValueError("not a database URL (scheme://user@host:port/name)")
         scheme = value.get_secret_value().split(":", 1)[0]
@@ -134,6 +143,9 @@ class DatabaseSettings(BaseModel):
                 f"unsupported database scheme {scheme!r}: use sqlite+aiosqlite:///PATH "
                 "or postgresql+asyncpg://USER@HOST/DB"
             )
+        for key, mode in parse_qsl(parts.query, keep_blank_values=True):
+            if key in ("sslmode", "ssl") and mode not in SSL_MODES:
+                raise ValueError(f"{key} {mode!r} is not one of {', '.join(SSL_MODES)}")
         return value
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -11,6 +12,11 @@ from adapters.records import KST as KST
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+# The longest duration a setting may hold: beyond it a schedule overflows the clock
+# (APScheduler, timedelta) and no sensible poll or retry waits that long.
+MAX_DURATION = 30 * 86400.0
 
 
 def utcnow() -> datetime:
@@ -30,6 +36,13 @@ def parse_when(text: str, *, now: datetime) -> datetime:
     Seoul; ISO date-times without an offset are Seoul wall-clock times.
     Raises ValueError with a message fit for the user.
     """
+    try:
+        return _parse_when(text, now=now)
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of the range of dates kmon can store") from None
+
+
+def _parse_when(text: str, *, now: datetime) -> datetime:
     value = text.strip().lower()
     if match := _RELATIVE.match(value):
         amount, unit = match.groups()
@@ -72,4 +85,13 @@ def parse_duration(value: object) -> object:
             raise ValueError(f"not a duration: {value!r} (use e.g. 90, 30s, 15m, 2h, 1d)")
         number, unit = match.groups()
         return float(number) * _UNIT_SECONDS[unit or "s"]
+    return value
+
+
+def bounded_duration(value: float) -> float:
+    """A parsed duration, refused when infinite or longer than :data:`MAX_DURATION`."""
+    if not math.isfinite(value):
+        raise ValueError("must be a finite duration")
+    if value > MAX_DURATION:
+        raise ValueError(f"{value:g}s is longer than the {MAX_DURATION / 86400:g} days allowed")
     return value

@@ -208,6 +208,8 @@ class Dispatcher:
         self.idle = asyncio.Event()
         # Consecutive failed messages per channel, to log only when health flips.
         self._errors: dict[str, int] = {}
+        # A channel's Retry-After: until then nothing goes to it, in any round.
+        self._held_until: dict[str, datetime] = {}
 
     def wake(self) -> None:
         """Start a round now: call after a transaction that enqueued deliveries commits."""
@@ -422,9 +424,11 @@ class Dispatcher:
 
     async def _send_all(self, name: str, messages: list[_Message], cutoff: datetime) -> None:
         """A channel's messages in order; after a transient failure the rest wait for
-        the same retry time (a 429 is about the channel, not one message). Messages
+        the same retry time, and after a Retry-After every later round waits for it
+        too (a 429 is about the channel, not one message). Messages
         not started by ``cutoff`` are given back, due now, for the next round."""
-        paused_until: datetime | None = None
+        held = self._held_until.get(name)
+        paused_until = held if held is not None and held > self.clock() else None
         for message in messages:
             if paused_until is None and self.clock() >= cutoff:
                 paused_until = self.clock()
@@ -481,6 +485,9 @@ class Dispatcher:
             return await self._dead(message, exc, started, gave_up=True)
         now = self.clock()
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        if retry_after is not None:
+            until = now + timedelta(seconds=min(retry_after, RETRY_AFTER_MAX))
+            self._held_until[message.channel] = until
         due = now + timedelta(
             seconds=retry_delay(
                 attempts,

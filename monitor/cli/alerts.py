@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from monitor.alerts import STATUSES
-from monitor.cli.common import State, fail, format_option, query, run_async, when
+from monitor.cli.common import ROW_ID, State, fail, format_option, query, run_async, when
 from monitor.cli.output import Format, clip, render
 from monitor.timefmt import kst, kst_iso, utcnow
 
@@ -112,7 +112,7 @@ def _record(delivery: Any, signal: Any) -> dict[str, Any]:
 
 
 @alerts.command("retry")
-@click.argument("delivery_id", type=int, required=False)
+@click.argument("delivery_id", type=ROW_ID, required=False)
 @click.option("--dead", "all_dead", is_flag=True, help="Every dead delivery.")
 @click.option("--channel", help="With --dead: only this channel's.")
 @click.pass_obj

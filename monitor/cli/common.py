@@ -23,9 +23,49 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# Row ids are BigInteger columns: anything past them can name no row and would
+# overflow the database driver.
+ROW_ID = click.IntRange(1, 2**63 - 1)
+
 format_option = click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True
 )
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error shown as one ``kmon: …`` line, like every other error of kmon."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"kmon: {self.format_message()}", file=file, err=True)
+
+
+class KmonGroup(click.Group):
+    """The ``kmon`` group: a bad option or argument anywhere below it is one line."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    # Help shown for a bare group is not an error message to squeeze.
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError | OneLineUsageError):
+        return exc
+    return OneLineUsageError(exc.format_message(), ctx=exc.ctx)
 
 
 class State:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from monitor.cli.common import State, fail, format_option, query, to_json, when
+from monitor.cli.common import ROW_ID, State, fail, format_option, query, to_json, when
 from monitor.cli.output import Format, clip, render
 from monitor.timefmt import kst, kst_iso
 
@@ -69,7 +69,7 @@ def _item_record(item: Any, source: str) -> dict[str, Any]:
 
 
 @items.command("show")
-@click.argument("item_id", type=int)
+@click.argument("item_id", type=ROW_ID)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_obj
 def items_show(state: State, item_id: int, fmt: str) -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 import click
 
 from monitor.cli import alerts, config, daemon, db, items, market, quotes, rules, sources
-from monitor.cli.common import State, fail
+from monitor.cli.common import KmonGroup, State, fail
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=KmonGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from monitor.cli.common import State, fail, format_option, query, to_json, when
+from monitor.cli.common import ROW_ID, State, fail, format_option, query, to_json, when
 from monitor.cli.output import Format, clip, render
 from monitor.kinds import SIGNAL_KINDS
 from monitor.severity import SEVERITIES
@@ -277,7 +277,7 @@ def _row_record(row: Any) -> dict[str, Any]:
 
 
 @signals.command("show")
-@click.argument("signal_id", type=int)
+@click.argument("signal_id", type=ROW_ID)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_obj
 def signals_show(state: State, signal_id: int, fmt: str) -> None:

@@ -41,6 +41,11 @@ def make_engine(
     its writers queue in-process instead of failing with "database is locked".
     """
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and "sslmode" in parsed.query:
+        # libpq spells it sslmode; asyncpg takes the same values as ssl.
+        parsed = parsed.difference_update_query(["sslmode"]).update_query_dict(
+            {"ssl": parsed.query["sslmode"]}
+        )
     kwargs: dict[str, Any] = {"echo": echo}
     if null_pool:
         kwargs["poolclass"] = NullPool

@@ -57,6 +57,22 @@ def _upgrade(connection: Connection, revision: str) -> None:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Bring the database to ``revision`` in one transaction where the dialect allows."""
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade, revision)
+    """Bring the database to ``revision`` in one transaction: killed halfway, it leaves
+    the database as it was."""
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, revision)
+        return
+    # SQLite's DDL is transactional, but its Python driver begins a transaction only
+    # before INSERT/UPDATE/DELETE: each CREATE TABLE would commit on its own, and a
+    # kill between them leaves tables without their alembic_version row. Take the
+    # transaction over from the driver.
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            await conn.run_sync(_upgrade, revision)
+        except BaseException:
+            await conn.exec_driver_sql("ROLLBACK")
+            raise
+        await conn.exec_driver_sql("COMMIT")

@@ -29,7 +29,14 @@ from monitor.db import signals as signals_repo
 from monitor.db.repo import SourceState
 from monitor.ingest.context import PollContext
 from monitor.ingest.signals import store_signals
-from monitor.ingest.sources import PollOutcome, internal_error, log, observe, record_poll
+from monitor.ingest.sources import (
+    PollOutcome,
+    internal_error,
+    log,
+    observe,
+    record_poll,
+    record_store_failure,
+)
 
 
 class FeedFetcher(Protocol):
@@ -77,34 +84,37 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
         next_check = schedule.after_success(
             now, source.interval, jitter=ctx.scheduling.jitter, uniform=ctx.uniform
         )
-        async with ctx.sessionmaker.begin() as session:
-            items = []
-            if result is not None and not result.not_modified:
-                items = await repo.insert_items(session, source, result.items, fetched_at=now)
-            if items and not ctx.rules.restored:
-                since = now - ctx.rules.clusters.window
-                copies = await signals_repo.recent_story_copies(session, since=since)
-                ctx.rules.restore(copies, now=now)
-                stories = len({copy.cluster for copy in copies})
-                log.info("clusters_restored", copies=len(copies), stories=stories)
-            news = ctx.rules.judge_items(items, now=now)
-            outcome, source_signals = await record_poll(
-                ctx,
-                session,
-                source,
-                error,
-                now=now,
-                started=started,
-                next_check_at=next_check,
-                validators=result.validators if result else None,
-                new_item_ids=[item.id for item in items],
-                not_modified=bool(result and result.not_modified),
-                http_status=result.http_status if result else None,
-                warnings=result.warnings if result else (),
-            )
-            stored = await store_signals(
-                ctx, session, news.signals + source_signals, now=now, links=news.links
-            )
+        try:
+            async with ctx.sessionmaker.begin() as session:
+                items = []
+                if result is not None and not result.not_modified:
+                    items = await repo.insert_items(session, source, result.items, fetched_at=now)
+                if items and not ctx.rules.restored:
+                    since = now - ctx.rules.clusters.window
+                    copies = await signals_repo.recent_story_copies(session, since=since)
+                    ctx.rules.restore(copies, now=now)
+                    stories = len({copy.cluster for copy in copies})
+                    log.info("clusters_restored", copies=len(copies), stories=stories)
+                news = ctx.rules.judge_items(items, now=now)
+                outcome, source_signals = await record_poll(
+                    ctx,
+                    session,
+                    source,
+                    error,
+                    now=now,
+                    started=started,
+                    next_check_at=next_check,
+                    validators=result.validators if result else None,
+                    new_item_ids=[item.id for item in items],
+                    not_modified=bool(result and result.not_modified),
+                    http_status=result.http_status if result else None,
+                    warnings=result.warnings if result else (),
+                )
+                stored = await store_signals(
+                    ctx, session, news.signals + source_signals, now=now, links=news.links
+                )
+        except Exception as exc:
+            outcome, stored = await record_store_failure(ctx, source, exc, now=now, started=started)
     if stored:
         ctx.wake_dispatcher()
     observe(ctx, source, outcome)

@@ -6,6 +6,7 @@ for what may pass, ``failed`` for what will not, ``auth_failed`` when a human ha
 act), its next check (capped exponential back-off, never sooner than Retry-After) and
 the signals it raises (``source_stale``, ``source_auth``). :func:`log_poll` writes the
 canonical ``poll`` line, at warning level only when the source's health flips.
+A poll whose own transaction fails is recorded by :func:`record_store_failure`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from adapters.records import Validators
 from monitor import schedule
 from monitor.db import repo
 from monitor.db.repo import SourceState
+from monitor.db.schema import SignalRow
 from monitor.ingest.context import PollContext
+from monitor.ingest.signals import store_signals
 from monitor.rules.evaluate import Signal
 
 log = structlog.get_logger("kmon.poll")
@@ -53,6 +56,28 @@ class PollOutcome:
 def internal_error(exc: Exception) -> TransientError:
     """An adapter bug or an unforeseen answer, as one failure of its source."""
     return TransientError("internal", f"{type(exc).__name__}: {exc}")
+
+
+def store_error(exc: Exception) -> TransientError:
+    """The poll's transaction failing (the database refused a row, a rule crashed)."""
+    return TransientError("store", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+
+async def record_store_failure(
+    ctx: PollContext, source: SourceState, exc: Exception, *, now: datetime, started: float
+) -> tuple[PollOutcome, list[SignalRow]]:
+    """Record a poll whose transaction raised as a failure of its source, in a fresh
+    transaction: it backs off like any failure instead of crashing every interval.
+
+    Returns the outcome and the signal rows stored; raises when the database cannot
+    take even that (it is down), for the daemon to report.
+    """
+    log.exception("store_failed", source=source.name)
+    async with ctx.sessionmaker.begin() as session:
+        outcome, signals = await record_poll(
+            ctx, session, source, store_error(exc), now=now, started=started, next_check_at=now
+        )
+        return outcome, await store_signals(ctx, session, signals, now=now)
 
 
 def after_failure(

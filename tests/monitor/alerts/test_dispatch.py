@@ -606,3 +606,34 @@ async def test_sends_start_only_in_the_first_half_of_the_lease(sessionmaker: SM)
     assert [(r.status, r.attempts, r.claimed_until) for r in rows][2] == ("pending", 0, None)
     assert await d.run_once() is None
     assert len(chat.sent) == 3
+
+
+async def test_a_slack_retry_after_holds_the_channel_across_rounds(
+    sessionmaker: SM, slack_server: SlackWebhookServer, http: aiohttp.ClientSession
+) -> None:
+    alerts = AlertSettings.model_validate(
+        {
+            "channels": {"slack": {"type": "slack", "webhook_url": slack_server.url}},
+            "routes": [{"name": "r", "channels": ["slack"]}],
+        }
+    )
+    clock = FakeClock()
+    slack = build_channel("slack", alerts.channels["slack"], http)
+    d = dispatcher(sessionmaker, alerts, {"slack": slack}, clock)
+    slack_server.fail_next(rate_limited("5"))
+    await store(sessionmaker, alerts, signal_row(), now=clock())
+    with capture_logs():
+        await d.run_once()
+        assert len(slack_server.received) == 1  # the 429
+        # A new signal a moment later, and rounds until the Retry-After has passed:
+        # nothing is posted to the channel.
+        clock.advance(seconds=0.01)
+        await store(sessionmaker, alerts, signal_row(), now=clock())
+        assert await d.run_once() == T0 + timedelta(seconds=5)
+        clock.advance(seconds=4.98)
+        await d.run_once()
+        assert len(slack_server.received) == 1
+        clock.advance(seconds=0.01)
+        await d.run_once()
+    assert len(slack_server.received) == 2
+    assert [r.status for r in await deliveries(sessionmaker)] == ["pending", "sent"]

@@ -229,3 +229,58 @@ async def test_a_refused_source_shows_auth_failed(
     assert (await asyncio.to_thread(kmon, "poll", "paywalled", config=path)).exit_code == 0
     listed = await asyncio.to_thread(kmon, "sources", "list", "--format", "json", config=path)
     assert json.loads(listed.output)[0]["status"] == "ok"
+
+
+_SOURCE = "sources:\n  - name: yna\n    url: https://www.yna.co.kr/rss/news.xml\n"
+_BAD_INPUT = [
+    # (what the config file holds beyond a SQLite URL, the command line, the error)
+    ("", ["items", "list", "--since", "99999999d"], "is out of the range of dates"),
+    ("", ["items", "list", "--since", "0001-01-01"], "is out of the range of dates"),
+    ("", ["items", "list", "--until", "9999-12-31T23:00-05:00"], "is out of the range"),
+    ("", ["items", "list", "--since", "banana"], "'banana' is not a time"),
+    ("", ["items", "show", "9223372036854775808"], "Invalid value for 'ITEM_ID'"),
+    ("", ["signals", "show", "9223372036854775808"], "Invalid value for 'SIGNAL_ID'"),
+    ("", ["alerts", "retry", "9223372036854775808"], "Invalid value for '[DELIVERY_ID]'"),
+    ("", ["items", "lst"], "No such command 'lst'"),
+    ("url:pg://postgres@127.0.0.1:/kmon", ["items", "list"], "database.url: the port must"),
+    ("url:pg://postgres@127.0.0.1:0/kmon", ["items", "list"], "database.url: the port must"),
+    ("url:pg://postgres@127.0.0.1:99999/kmon", ["items", "list"], "not a database URL"),
+    (
+        "url:pg://postgres@127.0.0.1/kmon?sslmode=bogus",
+        ["items", "list"],
+        "database.url: sslmode 'bogus' is not one of disable, allow",
+    ),
+    (_SOURCE + "    interval: .inf\n", ["config", "check"], "interval: must be a finite"),
+    (_SOURCE + "    interval: .inf\n", ["poll"], "interval: must be a finite"),
+    (_SOURCE + "    interval: 99999999999d\n", ["run"], "longer than the 30 days allowed"),
+    ("quotes:\n  after_close: 31d\n", ["poll"], "quotes.after_close: 2.6784e+06s is longer"),
+]
+
+
+@pytest.mark.parametrize(("config", "args", "message"), _BAD_INPUT)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, config: str, args: list[str], message: str
+) -> None:
+    if config.startswith("url:"):
+        url, config = config.removeprefix("url:").replace("pg:", "postgresql+asyncpg:"), ""
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'kmon.db'}"
+    path = tmp_path / "kmon.yaml"
+    path.write_text(f"database:\n  url: {url}\n{config}", encoding="utf-8")
+    if args == ["config", "check"]:
+        args = [*args, str(path)]
+    result = CliRunner().invoke(main, ["--config", str(path), *args])
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("kmon: ")
+    assert message in line
+
+
+def test_a_libpq_sslmode_reaches_postgresql(db_url: str, tmp_path: Path) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("sslmode is a PostgreSQL setting")
+    cfg = config_file(tmp_path, f"{db_url}?sslmode=disable")
+    current = kmon("db", "current", config=cfg)
+    assert (current.exit_code, current.output.strip().endswith("(current)")) == (0, True)
