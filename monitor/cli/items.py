@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from monitor.cli.common import ROW_ID, State, fail, format_option, query, to_json, when
 from monitor.cli.output import Format, clip, render
+from monitor.stored import StoredItem
 from monitor.timefmt import kst, kst_iso
+
+T = TypeVar("T")
+
+
+def _sqlite_file(state: State) -> Path | None:
+    """The database's file when it is SQLite: ``kmon items`` reads it with ``sqlite3``
+    alone (:mod:`monitor.db.sqlite_read`) instead of waiting for SQLAlchemy to import."""
+    from monitor.db.sqlite_read import sqlite_file
+
+    return sqlite_file(state.settings.database.url.get_secret_value())
+
+
+def _read_file(read: Callable[[], T]) -> T:
+    import sqlite3
+
+    try:
+        return read()
+    except sqlite3.Error as exc:
+        fail(f"cannot use the database: {str(exc).splitlines()[0]}")
+
+
+def _stored(item: Any, source: str) -> StoredItem:
+    return StoredItem(
+        id=item.id,
+        source=source,
+        external_id=item.external_id,
+        url=item.url,
+        title=item.title,
+        summary=item.summary,
+        author=item.author,
+        language=item.language,
+        published_at=item.published_at,
+        date_estimated=item.date_estimated,
+        fetched_at=item.fetched_at,
+    )
 
 
 @click.group()
@@ -35,27 +73,41 @@ def items_list(
     fmt: Format,
 ) -> None:
     """Items newest first; times in KST."""
-    from monitor.db import repo
+    filters: dict[str, Any] = {
+        "source": source,
+        "since": since,
+        "until": until,
+        "search": search,
+        "limit": limit,
+    }
+    path = _sqlite_file(state)
+    if path is not None:
+        from monitor.db import sqlite_read
 
-    flt = repo.ItemFilter(source=source, since=since, until=until, search=search, limit=limit)
-    rows = query(state, lambda session: repo.list_items(session, flt))
-    full = [_item_record(item, name) for item, name in rows]
+        rows = _read_file(lambda: sqlite_read.list_items(path, **filters))
+    else:
+        from monitor.db import repo
+
+        flt = repo.ItemFilter(**filters)
+        pairs = query(state, lambda session: repo.list_items(session, flt))
+        rows = [_stored(item, name) for item, name in pairs]
+    full = [_item_record(item) for item in rows]
     table = [
         {
             "id": item.id,
             "published (KST)": kst(item.published_at) + ("*" if item.date_estimated else ""),
-            "source": name,
+            "source": item.source,
             "title": clip(item.title, 70),
         }
-        for item, name in rows
+        for item in rows
     ]
     click.echo(render(full, fmt, table_rows=table))
 
 
-def _item_record(item: Any, source: str) -> dict[str, Any]:
+def _item_record(item: StoredItem) -> dict[str, Any]:
     return {
         "id": item.id,
-        "source": source,
+        "source": item.source,
         "published_at": kst_iso(item.published_at),
         "date_estimated": item.date_estimated,
         "fetched_at": kst_iso(item.fetched_at),
@@ -74,12 +126,19 @@ def _item_record(item: Any, source: str) -> dict[str, Any]:
 @click.pass_obj
 def items_show(state: State, item_id: int, fmt: str) -> None:
     """One item in full."""
-    from monitor.db import repo
+    path = _sqlite_file(state)
+    if path is not None:
+        from monitor.db import sqlite_read
 
-    found = query(state, lambda session: repo.get_item(session, item_id))
-    if found is None:
+        item = _read_file(lambda: sqlite_read.get_item(path, item_id))
+    else:
+        from monitor.db import repo
+
+        pair = query(state, lambda session: repo.get_item(session, item_id))
+        item = None if pair is None else _stored(*pair)
+    if item is None:
         fail(f"no item with id {item_id}")
-    record = _item_record(*found)
+    record = _item_record(item)
     if fmt == "json":
         click.echo(to_json(record))
         return
