@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import time
 import tracemalloc
 import unicodedata
 from collections.abc import Callable
@@ -14,6 +15,8 @@ import pytest
 
 from adapters.errors import ParseError
 from adapters.feed import (
+    SUMMARY_MAX,
+    TITLE_MAX,
     ParsedFeed,
     _fast_path,
     _feedparser_path,
@@ -619,3 +622,39 @@ def test_language_is_guessed_from_hangul_only() -> None:
 
 def test_raw_item_type() -> None:
     assert all(isinstance(i, RawItem) for i in parse_file("rss2_ko.xml").items)
+
+
+# ------------------------------------------------------------- hostile input
+
+
+def rss_item(title: str = "", description: str = "") -> bytes:
+    return (
+        f"<rss><channel><item><title>{title}</title><description>{description}</description>"
+        "<guid>g</guid></item></channel></rss>"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "&lt;a" + "b" * 60_000,  # no ">": the tag pattern once backtracked quadratically
+        "&lt;a x=1" + " y" * 30_000,
+        "&lt;script&gt;" * 6_000,  # unclosed sections, each once searched to the end
+        "&lt;!--" * 12_000,
+        "&lt;a href=&quot;" * 6_000,
+        "&lt;p" * 20_000,
+    ],
+)
+def test_hostile_markup_parses_in_linear_time(field: str) -> None:
+    started = time.perf_counter()
+    parse_feed(rss_item(field, field), fetched_at=NOW)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_long_fields_are_capped_and_flagged() -> None:
+    parsed = parse_feed(rss_item("제목 " * 2_000, "본문 " * 20_000), fetched_at=NOW)
+    item = parsed.items[0]
+    assert len(item.title) <= TITLE_MAX + 1 and item.title.endswith("…")
+    assert len(item.summary) <= SUMMARY_MAX + 1 and item.summary.startswith("본문 본문")
+    assert "field_truncated" in parsed.warnings
+    assert "field_truncated" not in parse_feed(rss_item("짧은 제목"), fetched_at=NOW).warnings
