@@ -69,11 +69,17 @@ class _RawEntry:
     author: str | None = None
     date: str | None = None
     language: str | None = None
+    # How title, summary and content are to be read (see _plain): RSS says nothing,
+    # Atom names "text" or "html" (xhtml is serialised markup, so "html").
+    title_kind: str = "rss"
+    summary_kind: str = "rss"
+    content_kind: str = "rss"
 
 
 @dataclass(slots=True)
 class _RawFeed:
     title: str | None = None
+    title_kind: str = "rss"
     language: str | None = None
     entries: list[_RawEntry] = field(default_factory=list)
 
@@ -341,7 +347,7 @@ def _read_atom_feed(root: Any, raw: _RawFeed) -> None:
     for child in root:
         name = _local(child.tag)
         if name == "title" and raw.title is None:
-            raw.title = _inner(child)
+            raw.title, raw.title_kind = _atom_text(child)
         elif name == "entry":
             raw.entries.append(_read_atom_entry(child))
 
@@ -368,11 +374,27 @@ def _read_atom_entry(entry: Any) -> _RawEntry:
                     e.author = next((p.text for p in child if _local(p.tag) == "email"), None)
         elif key == "date2":
             date2 = date2 or child.text
+        elif key in ("summary", "content", "title"):
+            if getattr(e, key) is None:
+                value, kind = _atom_text(child)
+                setattr(e, key, value)
+                setattr(e, f"{key}_kind", kind)
         elif getattr(e, key) is None:
-            setattr(e, key, _inner(child) if key in ("summary", "content", "title") else child.text)
+            setattr(e, key, child.text)
     e.date = e.date or date2
     e.language = entry.get(_XML_LANG)
     return e
+
+
+_ATOM_HTML_TYPES = {"html", "text/html", "xhtml", "application/xhtml+xml"}
+
+
+def _atom_text(el: Any) -> tuple[str, str]:
+    """An Atom text construct as (value, kind): "text" unless its type says HTML."""
+    kind = "html" if el.get("type", "text").strip().lower() in _ATOM_HTML_TYPES else "text"
+    if el.get("mode") in ("escaped", "xml"):  # Atom 0.3: escaped or inline markup
+        kind = "html"
+    return _inner(el), kind
 
 
 # ------------------------------------------------------------------ feedparser path
@@ -392,7 +414,18 @@ def _feedparser_path(data: bytes, fetched_at: datetime) -> ParsedFeed | None:
         return None
     if d.get("bozo") and not d.get("entries") and not feed.get("title"):
         return None
-    raw = _RawFeed(title=feed.get("title"), language=feed.get("language"))
+    atom = str(d.get("version") or "").startswith("atom")
+
+    def kind(detail: Any) -> str:
+        if not atom:
+            return "rss"
+        return "html" if (detail or {}).get("type") in _ATOM_HTML_TYPES else "text"
+
+    raw = _RawFeed(
+        title=feed.get("title"),
+        title_kind=kind(feed.get("title_detail")),
+        language=feed.get("language"),
+    )
     for fe in d.get("entries") or ():
         e = _RawEntry()
         e.title = fe.get("title")
@@ -405,6 +438,10 @@ def _feedparser_path(data: bytes, fetched_at: datetime) -> ParsedFeed | None:
         e.summary = fe.get("summary")
         contents = fe.get("content") or ()
         e.content = contents[0].get("value") if contents else None
+        e.title_kind = kind(fe.get("title_detail"))
+        # feedparser copies a lone content into "summary", without a summary_detail.
+        e.summary_kind = kind(fe.get("summary_detail") or (contents[0] if contents else None))
+        e.content_kind = kind(contents[0] if contents else None)
         detail = fe.get("author_detail") or {}
         e.author = detail.get("name") or detail.get("email") or fe.get("author")
         e.date = fe.get("published") or fe.get("updated")
@@ -426,8 +463,9 @@ def _build(raw: _RawFeed, fetched_at: datetime) -> ParsedFeed:
     found: list[str] = []
     items: list[RawItem] = []
     for e in raw.entries:
-        title = _capped(_plain(e.title), TITLE_MAX, found)
-        summary = _capped(_plain(e.summary) or _plain(e.content), SUMMARY_MAX, found)
+        title = _capped(_plain(e.title, e.title_kind), TITLE_MAX, found)
+        summary = _plain(e.summary, e.summary_kind) or _plain(e.content, e.content_kind)
+        summary = _capped(summary, SUMMARY_MAX, found)
         guid = (e.guid or "").strip() or None
         url = (e.link or "").strip() or None
         if url is None and guid is not None and e.guid_is_permalink and _is_http(guid):
@@ -455,7 +493,7 @@ def _build(raw: _RawFeed, fetched_at: datetime) -> ParsedFeed:
                 language=language,
             )
         )
-    feed_title = _plain(raw.title) or None
+    feed_title = _plain(raw.title, raw.title_kind) or None
     if feed_lang is None and feed_title and _has_hangul(feed_title):
         feed_lang = "ko"
     return ParsedFeed(items=items, warnings=tuple(found), title=feed_title, language=feed_lang)
@@ -516,7 +554,24 @@ _ATTRS = (
     r"""(?>\s+[A-Za-z_:@][A-Za-z0-9_:.\-]*+"""
     r"""(?>\s*=\s*(?>"[^"]*+"|'[^']*+'|[^\s"'<>=`]++))?)*+\s*+/?>"""
 )
-_TAG_RE = re.compile(r"</?[A-Za-z][\w:\-]*+" + _ATTRS)
+# Only elements HTML defines are markup: "<AI 기본법 시행령>", "<HyperCLOVA X>" and
+# "<blink>" (no HTML element) are text. Prefixed names ("o:p", Word exports) are
+# markup too; attribute names must be ASCII, so "<a 프로젝트>" stays text.
+_HTML_ELEMENTS = (  # longest first, so that no name stops at a shorter one
+    "blockquote|figcaption|colgroup|datalist|fieldset|noscript|optgroup|progress|"
+    "template|textarea|acronym|address|article|caption|details|picture|section|"
+    "summary|button|canvas|center|dialog|figure|footer|header|hgroup|iframe|legend|"
+    "object|option|output|script|search|select|source|strike|strong|aside|audio|embed|"
+    "input|label|meter|param|small|style|table|tbody|tfoot|thead|title|track|video|"
+    "abbr|area|base|body|cite|code|data|font|form|head|html|link|main|mark|menu|meta|"
+    "ruby|samp|span|time|bdi|bdo|big|col|del|dfn|div|img|ins|kbd|map|nav|pre|sub|sup|"
+    "var|wbr|br|dd|dl|dt|em|h1|h2|h3|h4|h5|h6|hr|li|ol|rp|rt|td|th|tr|tt|ul|a|b|i|p|q|"
+    "s|u"
+)
+_TAG_RE = re.compile(
+    r"</?(?:(?i:" + _HTML_ELEMENTS + r")"
+    r"|[A-Za-z]+:[A-Za-z][\w\-]*+)(?![\w:\-])" + _ATTRS
+)
 # Tags that separate words become a space; all others (b, a, em, span …) may sit
 # inside a word, which matters for Korean where particles attach directly:
 # <b>삼성</b>이. Two plain substitutions beat one with a Python callback. Only the
@@ -557,15 +612,23 @@ def _strip_markup(text: str) -> str:
     return text
 
 
-def _plain(value: str | None) -> str:
-    """Markup and entities out, whitespace collapsed, NFC."""
+def _plain(value: str | None, kind: str = "rss") -> str:
+    """Markup and entities out, whitespace collapsed, NFC.
+
+    ``kind`` says what ``value`` is: "text" (an Atom text construct: kept as it is),
+    "html" (one level of HTML) or "rss" (RSS says nothing: HTML, possibly escaped
+    twice, as Korean portals and Google News send it).
+    """
     if not value:
         return ""
-    text = _strip_markup(value)
-    # Escaped markup inside the markup (e.g. "&lt;b&gt;" in an HTML title) only
-    # shows up after unescaping: one more round, never more.
-    if "<" in text and _TAG_RE.search(text):
-        text = _strip_markup(text)
+    if kind == "text":
+        text = value
+    else:
+        text = _strip_markup(value)
+        # Escaped markup inside the markup (e.g. "&lt;b&gt;" in an HTML title) only
+        # shows up after unescaping: one more round, never more.
+        if kind == "rss" and "<" in text and _TAG_RE.search(text):
+            text = _strip_markup(text)
     text = " ".join(text.split())
     if not text.isascii() and not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)

@@ -568,7 +568,7 @@ def test_parse_date(raw: str | None, expected: datetime | None) -> None:
         ("<b>삼성</b>이 <i>발표</i>", "삼성이 발표"),  # inline tags join, particles stay attached
         ("<p>첫 문단</p><p>둘째 문단</p>", "첫 문단 둘째 문단"),
         ("줄<br>바꿈<br/>끝", "줄 바꿈 끝"),
-        ("a &amp; b &lt;c&gt; &quot;d&quot; &#54620;&#xAE00;", 'a & b "d" 한글'),
+        ("a &amp; b &lt;c&gt; &quot;d&quot; &#54620;&#xAE00;", 'a & b <c> "d" 한글'),
         ("x&nbsp;&nbsp;y", "x y"),
         (
             '&lt;a href="u"&gt;링크&lt;/a&gt;&amp;nbsp;&lt;font&gt;언론사&lt;/font&gt;',
@@ -658,3 +658,50 @@ def test_long_fields_are_capped_and_flagged() -> None:
     assert len(item.summary) <= SUMMARY_MAX + 1 and item.summary.startswith("본문 본문")
     assert "field_truncated" in parsed.warnings
     assert "field_truncated" not in parse_feed(rss_item("짧은 제목"), fetched_at=NOW).warnings
+
+
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        ("정부 &lt;AI 기본법 시행령&gt; 입법예고", "정부 <AI 기본법 시행령> 입법예고"),
+        ("<![CDATA[정부 <AI 기본법 시행령> 입법예고]]>", "정부 <AI 기본법 시행령> 입법예고"),
+        ("네이버 &lt;HyperCLOVA X&gt; 공개", "네이버 <HyperCLOVA X> 공개"),
+        ("<![CDATA[SK <AI 데이터센터> 착공]]>", "SK <AI 데이터센터> 착공"),
+        ("영화 &lt;A 프로젝트&gt; 개봉", "영화 <A 프로젝트> 개봉"),
+        ("History of the &lt;blink&gt; tag", "History of the <blink> tag"),
+        ("History of the &amp;lt;blink&amp;gt; tag", "History of the <blink> tag"),
+        ("삼성전자 &lt;b&gt;HBM&lt;/b&gt; 공급", "삼성전자 HBM 공급"),  # real HTML goes
+        ("<![CDATA[<a href='u'>링크</a><o:p></o:p>]]>", "링크"),
+        ("a &lt; b &gt; c", "a < b > c"),
+    ],
+)
+def test_text_that_looks_like_a_tag_is_text(title: str, expected: str) -> None:
+    assert parse_feed(rss_item(title), fetched_at=NOW).items[0].title == expected
+
+
+def atom_entry(title: str) -> bytes:
+    return f'<feed xmlns="http://www.w3.org/2005/Atom"><entry>{title}<id>g</id></entry></feed>'.encode()
+
+
+@pytest.mark.parametrize(
+    ("element", "expected"),
+    [
+        ("<title>History of the &lt;b&gt; tag</title>", "History of the <b> tag"),  # text
+        ('<title type="text">a &lt;br&gt; b</title>', "a <br> b"),
+        (
+            '<title type="html">History of the &amp;lt;b&amp;gt; tag</title>',
+            "History of the <b> tag",
+        ),
+        ('<title type="html">&lt;b&gt;굵게&lt;/b&gt;</title>', "굵게"),
+        (
+            '<title type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">History of the'
+            " &lt;blink&gt; tag</div></title>",
+            "History of the <blink> tag",
+        ),
+    ],
+)
+def test_atom_text_constructs_follow_their_type(element: str, expected: str) -> None:
+    body = atom_entry(element)
+    assert parse_feed(body, fetched_at=NOW).items[0].title == expected
+    slow = _feedparser_path(_prepare(body, None).data, NOW)
+    assert slow is not None and slow.items[0].title == expected
