@@ -103,11 +103,20 @@ def parse_feed(body: bytes, *, content_type: str | None = None, fetched_at: date
     several). ``fetched_at`` must be timezone-aware; it stands in for missing dates.
 
     Raises ``ParseError(key="not_a_feed")`` for bodies that are no feed (empty, HTML,
-    JSON …) and ``ParseError(key="parse")`` for a broken feed nothing can be saved from.
+    JSON …) and ``ParseError(key="parse")`` for a broken feed nothing can be saved from;
+    whatever the body, never another exception.
     """
     if fetched_at.tzinfo is None or fetched_at.utcoffset() is None:
         raise ValueError("fetched_at must be timezone-aware")
-    fetched_at = fetched_at.astimezone(UTC)
+    try:
+        return _parse(body, content_type, fetched_at.astimezone(UTC))
+    except ParseError:
+        raise
+    except Exception as err:  # a bug of ours or of a library must not lose the source
+        raise ParseError("parse", f"unreadable feed ({type(err).__name__}: {err})") from err
+
+
+def _parse(body: bytes, content_type: str | None, fetched_at: datetime) -> ParsedFeed:
     prepared = _prepare(body, content_type)
     extra: list[str] = []
     parsed: ParsedFeed | None
@@ -117,7 +126,10 @@ def parse_feed(body: bytes, *, content_type: str | None = None, fetched_at: date
         parsed = None
         extra.append("malformed")
     if parsed is None:
-        parsed = _feedparser_path(prepared.data, fetched_at)
+        try:
+            parsed = _feedparser_path(prepared.data, fetched_at)
+        except Exception:  # feedparser trips over mangled <link>s (IndexError, KeyError)
+            parsed = _fast_path(prepared.data, fetched_at, recover=True)
         salvaged = parsed is not None and (parsed.items or parsed.title)
         if not salvaged and extra and prepared.root.lower() in _FEED_ROOTS:
             raise ParseError("parse", f"broken <{prepared.root}> document, nothing salvaged")
@@ -248,13 +260,16 @@ def _inner(el: Any) -> str:
     return "".join(parts)
 
 
-def _fast_path(data: bytes, fetched_at: datetime) -> ParsedFeed | None:
+def _fast_path(data: bytes, fetched_at: datetime, *, recover: bool = False) -> ParsedFeed | None:
     """Parse a well-formed document with lxml; None when the root is not a known feed.
 
     Raises ``lxml.etree.LxmlError`` (or ValueError) for documents that are not
-    well-formed: the caller then falls back to feedparser.
+    well-formed: the caller then falls back to feedparser. With ``recover`` (the last
+    resort), libxml2 reads what it can of a broken document instead.
     """
-    root = etree.fromstring(data, xml_parser())
+    root = etree.fromstring(data, xml_parser(recover=recover))
+    if root is None:
+        return None
     local = _local(root.tag)
     raw = _RawFeed()
     if local == "rss":
@@ -466,8 +481,8 @@ def _build(raw: _RawFeed, fetched_at: datetime) -> ParsedFeed:
         title = _capped(_plain(e.title, e.title_kind), TITLE_MAX, found)
         summary = _plain(e.summary, e.summary_kind) or _plain(e.content, e.content_kind)
         summary = _capped(summary, SUMMARY_MAX, found)
-        guid = (e.guid or "").strip() or None
-        url = (e.link or "").strip() or None
+        guid = _clean(e.guid or "").strip() or None
+        url = _clean(e.link or "").strip() or None
         if url is None and guid is not None and e.guid_is_permalink and _is_http(guid):
             url = guid
         if not (title or url or guid or summary):
@@ -629,10 +644,20 @@ def _plain(value: str | None, kind: str = "rss") -> str:
         # shows up after unescaping: one more round, never more.
         if kind == "rss" and "<" in text and _TAG_RE.search(text):
             text = _strip_markup(text)
-    text = " ".join(text.split())
+    text = " ".join(_clean(text).split())
     if not text.isascii() and not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
     return text
+
+
+# What no database column takes: NUL (asyncpg refuses it), other C0 controls, lone
+# surrogates (no UTF-8 form) and the non-characters U+FFFE/FFFF. Unescaping or
+# feedparser can produce them from a body that had none.
+_UNSTORABLE_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _clean(text: str) -> str:
+    return _UNSTORABLE_RE.sub("", text) if _UNSTORABLE_RE.search(text) else text
 
 
 def _capped(text: str, limit: int, found: list[str]) -> str:

@@ -20,6 +20,7 @@ from adapters.errors import ParseError
 __all__ = [
     "DECODES_ANYTHING",
     "decode_text",
+    "drop_bad_char_refs",
     "header_charset",
     "markup_text",
     "strip_doctypes",
@@ -167,13 +168,36 @@ _DOCTYPE_RE = re.compile(
     re.I | re.S,
 )
 # Characters XML 1.0 forbids; CMS exports leak them and they would break lxml.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# A numeric character reference; the digit runs are bounded so that int() stays cheap.
+_CHAR_REF_RE = re.compile(r"&#(?:[xX]([0-9A-Fa-f]{1,16})|([0-9]{1,16}));")
+
+
+def _xml_char(code: int) -> bool:
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+def _keep_char_ref(m: re.Match[str]) -> str:
+    code = int(m.group(1), 16) if m.group(1) is not None else int(m.group(2))
+    return m.group(0) if _xml_char(code) else ""
+
+
+def drop_bad_char_refs(text: str) -> str:
+    """Remove character references to what XML forbids (NUL, surrogates, U+FFFE,
+    numbers past U+10FFFF …): one such reference would make the whole body, and with
+    it every neighbouring item, unreadable."""
+    return _CHAR_REF_RE.sub(_keep_char_ref, text) if "&#" in text else text
 
 
 def markup_text(body: bytes, content_type: str | None, *, error_key: str) -> tuple[str, list[str]]:
     """A body as markup text that is safe to parse: decoded (:func:`decode_text`),
     without BOM, XML declaration (its charset no longer applies), DOCTYPE or the
-    characters XML 1.0 forbids. Returns the text and its warnings (those of
+    characters XML 1.0 forbids, nor references to them. Returns the text and its warnings (those of
     :func:`decode_text`, and ``dtd_removed`` when a DOCTYPE declared entities).
 
     Raises ``ParseError(error_key)`` for an empty body or one that is not markup.
@@ -192,7 +216,7 @@ def markup_text(body: bytes, content_type: str | None, *, error_key: str) -> tup
             found.append("dtd_removed")
     if _CONTROL_RE.search(text):
         text = _CONTROL_RE.sub("", text)
-    return text, found
+    return drop_bad_char_refs(text), found
 
 
 def strip_doctypes(text: str) -> tuple[str, bool]:
@@ -242,9 +266,9 @@ class _NoExternalResolver(etree.Resolver):  # type: ignore[misc]
         return self.resolve_string("", context)
 
 
-def xml_parser() -> Any:
+def xml_parser(*, recover: bool = False) -> Any:
     """A new lxml parser that loads no DTD, substitutes no entity and reads nothing
-    from the network or the disk."""
+    from the network or the disk; with ``recover``, libxml2 reads past errors."""
     # The DOCTYPE is already gone; this is the second lock. No DTD, no entity
     # substitution, no network, and a resolver that reads no file: libxml2 still
     # fetches external *parameter* entities under some option sets (it does with
@@ -258,6 +282,7 @@ def xml_parser() -> Any:
         remove_comments=True,
         remove_pis=True,
         strip_cdata=True,
+        recover=recover,
     )
     parser.resolvers.add(_NoExternalResolver())
     return parser

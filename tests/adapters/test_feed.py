@@ -705,3 +705,48 @@ def test_atom_text_constructs_follow_their_type(element: str, expected: str) -> 
     assert parse_feed(body, fetched_at=NOW).items[0].title == expected
     slow = _feedparser_path(_prepare(body, None).data, NOW)
     assert slow is not None and slow.items[0].title == expected
+
+
+UNSTORABLE = {"\x00", "\ufffe", "\uffff"} | {chr(c) for c in range(0xD800, 0xE000)}
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "&#xD800;",  # a lone surrogate: UnicodeEncodeError
+        "&#x110000;",  # past Unicode: ValueError
+        "&#99999999999;",  # OverflowError
+        "&#" + "9" * 5000 + ";",  # past int()'s digit limit
+        "&#0;",
+        "&#x1;",
+        "&#xFFFE;",
+        "&#xFFFF;",
+        "&amp;#0;",  # escaped twice: only unescaping makes it a NUL
+        "&amp;#xD800;",
+        "\x00",
+    ],
+)
+def test_bad_character_reference_loses_no_item(ref: str) -> None:
+    body = (
+        f"<rss><channel><item><title>앞{ref}뒤</title><guid>g{ref}1</guid>"
+        f"<description>본문{ref}</description></item>"
+        "<item><title>이웃 기사</title><guid>g2</guid></item></channel></rss>"
+    ).encode("utf-8", errors="surrogatepass")
+    items = parse_feed(body, fetched_at=NOW).items
+    assert [i.title for i in items][1:] == ["이웃 기사"]
+    assert items[0].title.startswith("앞") and items[0].title.endswith("뒤")
+    for item in items:
+        for text in (item.title, item.summary, item.guid or "", item.url or ""):
+            assert not UNSTORABLE & set(text)
+            text.encode("utf-8")
+
+
+def test_feedparser_tripping_over_a_mangled_link_loses_no_item() -> None:
+    # Broken XML goes to feedparser, which raised IndexError on this <link>.
+    body = (
+        b"<rss><channel><item><title>ok</title></item>"
+        b"<item><title>t</title><image><link></image>http://x</link></item></channel></rss>"
+    )
+    parsed = parse_feed(body, fetched_at=NOW)
+    assert [i.title for i in parsed.items][:1] == ["ok"]
+    assert "malformed" in parsed.warnings
