@@ -35,7 +35,7 @@ from adapters.errors import ParseError
 from adapters.records import KST, RawItem
 from adapters.xmltext import markup_text, xml_parser
 
-__all__ = ["SUMMARY_MAX", "TITLE_MAX", "ParsedFeed", "parse_feed"]
+__all__ = ["FUTURE_SLACK", "SUMMARY_MAX", "TITLE_MAX", "ParsedFeed", "parse_feed"]
 
 # --------------------------------------------------------------------------- records
 
@@ -46,8 +46,9 @@ class ParsedFeed:
 
     ``warnings`` holds stable keys of recoverable oddities, each at most once:
     ``charset_mismatch``, ``charset_guessed``, ``encoding_errors``, ``dtd_removed``,
-    ``malformed``, ``date_missing``, ``field_truncated`` (a title or summary was cut
-    to :data:`TITLE_MAX` / :data:`SUMMARY_MAX`).
+    ``malformed``, ``date_missing`` (an item dated by the fetch), ``date_implausible``
+    (a date more than :data:`FUTURE_SLACK` ahead of the fetch), ``field_truncated`` (a
+    title or summary cut to :data:`TITLE_MAX` / :data:`SUMMARY_MAX`).
     """
 
     items: list[RawItem]
@@ -488,6 +489,10 @@ def _build(raw: _RawFeed, fetched_at: datetime) -> ParsedFeed:
         if not (title or url or guid or summary):
             continue
         published = _parse_date(e.date)
+        if published is not None and published > fetched_at + FUTURE_SLACK:
+            published = None
+            if "date_implausible" not in found:
+                found.append("date_implausible")
         estimated = published is None
         if published is None:
             published = fetched_at
@@ -703,6 +708,10 @@ _RFC822_RE = re.compile(
 )
 _COMPACT_RE = re.compile(r"(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})(\d{2})?)?")
 _MIN_YEAR, _MAX_YEAR = 1900, 2200
+_MAX_OFFSET = timedelta(hours=14)  # Kiribati, UTC+14, is the farthest zone
+# A date later than the fetch by more than this is no publication date (a garbled
+# year, a zone read the wrong way round by a day): it is treated as missing.
+FUTURE_SLACK = timedelta(days=2)
 _DATEUTIL_DEFAULT = datetime(2000, 1, 1)  # fixed: never fill gaps from the clock
 
 
@@ -724,13 +733,17 @@ def _parse_date(value: str | None) -> datetime | None:
         dt = _parse_date_fast(s)
         if dt is None:
             dt = _parse_date_dateutil(s)
+        if dt is None or not _MIN_YEAR <= dt.year <= _MAX_YEAR:
+            return None
+        # utcoffset() itself raises for dateutil's offsets of a day or more.
+        offset = dt.utcoffset()
+        if offset is None:
+            dt = dt.replace(tzinfo=KST)
+        elif abs(offset) > _MAX_OFFSET:
+            return None  # no zone is that far from UTC: a garbled offset
+        return dt.astimezone(UTC)
     except (ValueError, OverflowError):
         return None
-    if dt is None or not _MIN_YEAR <= dt.year <= _MAX_YEAR:
-        return None
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        dt = dt.replace(tzinfo=KST)
-    return dt.astimezone(UTC)
 
 
 @functools.lru_cache(maxsize=64)
@@ -752,7 +765,7 @@ def _parse_date_fast(s: str) -> datetime | None:
         if month_no is None:
             return None
         y = int(y4)
-        if y < 100:  # RFC 822 two-digit years
+        if len(y4) == 2:  # RFC 822 two-digit years; "0021" is the year 21
             y += 2000 if y < 70 else 1900
         tz: timezone | None = None
         if zone is not None:

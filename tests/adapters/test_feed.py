@@ -545,6 +545,16 @@ def test_external_entities_are_never_read(tmp_path: Path, path: str) -> None:
         ("20251345000000", None),
         ("Tue, 31 Feb 2021 15:22:43 +0900", None),
         ("0001-01-01T00:00:00Z", None),
+        ("Tue, 09 Feb 2021 15:22:43 +2500", None),  # offsets of a day or more
+        ("Tue, 09 Feb 2021 15:22:43 +25:00", None),
+        ("2021-02-09T15:22:43+25:00", None),
+        ("2021-02-09T15:22:43-24:00", None),
+        ("2021-02-09 15:22:43 +2400", None),
+        ("Tue, 09 Feb 2021 15:22:43 +2359", None),  # no zone is that far from UTC
+        ("Tue, 09 Feb 2021 15:22:43 +1400", utc(2021, 2, 9, 1, 22, 43)),
+        ("Tue, 09 Feb 0021 15:22:43 +0900", None),  # the year 21, not 2021
+        ("Tue, 09 Feb 0000 15:22:43 +0900", None),
+        ("Tue, 09 Feb 0099 15:22:43 GMT", None),
     ],
 )
 def test_parse_date(raw: str | None, expected: datetime | None) -> None:
@@ -750,3 +760,35 @@ def test_feedparser_tripping_over_a_mangled_link_loses_no_item() -> None:
     parsed = parse_feed(body, fetched_at=NOW)
     assert [i.title for i in parsed.items][:1] == ["ok"]
     assert "malformed" in parsed.warnings
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        "Tue, 09 Feb 2199 15:22:43 +0900",
+        "2031-01-01T00:00:00Z",
+        "Tue, 09 Feb 2021 15:22:43 +25:00",
+        "Tue, 09 Feb 0021 15:22:43 +0900",
+    ],
+)
+def test_implausible_dates_are_estimated_and_the_feed_kept(date: str) -> None:
+    body = (
+        f"<rss><channel><item><title>a</title><pubDate>{date}</pubDate></item>"
+        "<item><title>b</title><pubDate>Mon, 05 Oct 2026 08:15:00 KST</pubDate></item>"
+        "</channel></rss>"
+    ).encode()
+    first, second = parse_feed(body, fetched_at=NOW).items
+    assert (first.published_at, first.date_estimated) == (NOW, True)
+    assert (second.published_at, second.date_estimated) == (utc(2026, 10, 4, 23, 15), False)
+
+
+def test_a_date_just_ahead_of_the_fetch_is_kept() -> None:
+    body = (
+        b"<rss><channel><item><title>a</title>"
+        b"<pubDate>2026-10-06T00:00:00Z</pubDate></item></channel></rss>"
+    )
+    parsed = parse_feed(body, fetched_at=NOW)
+    assert parsed.items[0].published_at == utc(2026, 10, 6)
+    assert "date_implausible" not in parsed.warnings
+    late = parse_feed(body.replace(b"2026-10-06", b"2026-10-08"), fetched_at=NOW)
+    assert late.items[0].date_estimated and "date_implausible" in late.warnings
