@@ -103,12 +103,27 @@ def _as_korean(body: bytes) -> str | None:
     return text if hangul and hangul * 2 >= non_ascii else None
 
 
+def _as_damaged_utf8(body: bytes) -> str | None:
+    """A body declared UTF-8 that is not valid UTF-8, decoded with replacement
+    characters; None when it reads as Korean (an EUC-KR body under a copied label)
+    or holds no valid multi-byte UTF-8 at all (a legacy charset under a wrong label).
+
+    A stray byte in a UTF-8 feed is far likelier than a wrong label on a feed whose
+    other bytes happen to be valid UTF-8, and detection would garble every Hangul.
+    """
+    if _as_korean(body) is not None:
+        return None
+    text = body.decode("utf-8", errors="replace")
+    return text if any(ch > "\x7f" and ch != "\ufffd" for ch in text) else None
+
+
 def decode_text(body: bytes, content_type: str | None) -> tuple[str, list[str]]:
     """Decode a body to text; returns the text and any charset warnings.
 
-    In order: a BOM, UTF-16 without one, valid UTF-8 (whatever the labels say), the
-    charset of ``content_type`` and of the XML prolog, then detection (Korean
-    first). Warnings: ``charset_mismatch``, ``charset_guessed``, ``encoding_errors``.
+    In order: a BOM, UTF-16 without one, valid UTF-8 (whatever the labels say),
+    declared UTF-8 with a few bad bytes (replaced), the charset of ``content_type``
+    and of the XML prolog, then detection (Korean first). Warnings:
+    ``charset_mismatch``, ``charset_guessed``, ``encoding_errors``.
     """
     for bom, encoding in _BOMS:
         if body.startswith(bom):
@@ -134,6 +149,9 @@ def decode_text(body: bytes, content_type: str | None) -> tuple[str, list[str]]:
     if text is not None:
         mismatch = not body.isascii() and any(c != "utf-8" for c in declared)
         return text, ["charset_mismatch"] if mismatch else []
+
+    if "utf-8" in declared and (text := _as_damaged_utf8(body)) is not None:
+        return text, ["encoding_errors"]
 
     for encoding in declared:
         if encoding in DECODES_ANYTHING and (korean := _as_korean(body)) is not None:

@@ -77,3 +77,21 @@ async def test_parse_over_its_time_bound_is_a_parse_error(
             parse_timeout=0,
         )
     assert caught.value.key == "parse_timeout"
+
+
+async def test_a_stray_byte_in_a_declared_utf8_feed_garbles_nothing(
+    http_server: FakeSource, session: aiohttp.ClientSession
+) -> None:
+    body = rss("정부, 반도체 지원 확대", "코스피 상승 마감").replace(
+        "확대".encode(), b"\xff\xed\x99\x95\xeb\x8c\x80"
+    )
+    http_server.serve("/feed", body, headers={"Content-Type": "application/rss+xml; charset=UTF-8"})
+    result = await fetch_feed(
+        session,
+        http_server.url("/feed"),
+        validators=Validators(),
+        limits=HttpLimits(),
+        fetched_at=NOW,
+    )
+    assert [i.title for i in result.items] == ["정부, 반도체 지원 \ufffd확대", "코스피 상승 마감"]
+    assert "encoding_errors" in result.warnings
