@@ -228,12 +228,14 @@ def markup_text(body: bytes, content_type: str | None, *, error_key: str) -> tup
         raise ParseError(error_key, f"body starts with {text[:1]!r}, not markup")
     if m := _XML_DECL_RE.match(text):
         text = text[m.end() :]
+    # Forbidden characters first: removing one ("<!DOC\x01TYPE") could otherwise
+    # assemble a DOCTYPE after the strip has looked for it.
+    if _CONTROL_RE.search(text):
+        text = _CONTROL_RE.sub("", text)
     if _DOCTYPE_START_RE.search(text):
         text, had_subset = strip_doctypes(text)
         if had_subset:
             found.append("dtd_removed")
-    if _CONTROL_RE.search(text):
-        text = _CONTROL_RE.sub("", text)
     return drop_bad_char_refs(text), found
 
 

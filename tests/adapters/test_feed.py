@@ -792,3 +792,13 @@ def test_a_date_just_ahead_of_the_fetch_is_kept() -> None:
     assert "date_implausible" not in parsed.warnings
     late = parse_feed(body.replace(b"2026-10-06", b"2026-10-08"), fetched_at=NOW)
     assert late.items[0].date_estimated and "date_implausible" in late.warnings
+
+
+def test_a_doctype_split_by_a_control_character_declares_no_entity() -> None:
+    body = (
+        b'<!DOC\x01TYPE rss [<!ENTITY e "ENTITY-TEXT">]>'
+        b"<rss><channel><item><title>a&e;b</title></item></channel></rss>"
+    )
+    parsed = parse_feed(body, fetched_at=NOW)
+    assert "ENTITY-TEXT" not in "".join(i.title for i in parsed.items)
+    assert "dtd_removed" in parsed.warnings

@@ -62,6 +62,19 @@ def test_declared_utf8_without_any_utf8_is_detected() -> None:
     assert "encoding_errors" not in found
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<!DOC\x01TYPE rss [<!ENTITY e "x">]><rss>&e;</rss>',
+        b'<!\x00DOCTYPE rss [<!ENTITY e "x">]><rss>&e;</rss>',
+        b'<\x1f!DOCTYPE rss SYSTEM "file:///etc/passwd"><rss>&e;</rss>',
+    ],
+)
+def test_a_control_character_cannot_hide_a_doctype(body: bytes) -> None:
+    text, _ = markup_text(body, None, error_key="x")
+    assert "DOCTYPE" not in text and text.startswith("<rss>")
+
+
 def test_decode_garbage_still_gives_text() -> None:
     text, found = decode_text(b"<a>\xff\xfe\xfd</a>", None)
     assert text.startswith("<a>") and text.endswith("</a>")
