@@ -16,6 +16,8 @@ paths cannot drift apart in how text, dates, URLs and languages are normalised.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import html
 import io
@@ -193,6 +195,8 @@ _NS_RSS1 = "http://purl.org/rss/1.0/"
 _NS_RSS090 = "http://my.netscape.com/rdf/simple/0.9/"
 _NS_DC = ("http://purl.org/dc/elements/1.1/", "http://purl.org/dc/elements/1.0/")
 _NS_CONTENT = "http://purl.org/rss/1.0/modules/content/"
+_NS_MEDIA = "http://search.yahoo.com/mrss/"
+_NS_ITUNES = "http://www.itunes.com/DTDs/Podcast-1.0.dtd"
 _NS_ATOM = ("http://www.w3.org/2005/Atom", "http://purl.org/atom/ns#")
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _RDF_ABOUT = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about"
@@ -223,9 +227,25 @@ _RSS_ITEM_TAGS = {
         },
         ("", _NS_RSS1, _NS_RSS090),
     ),
-    **_tag_table({"creator": "creator", "date": "date2", "language": "language"}, _NS_DC),
+    **_tag_table(
+        {
+            "creator": "creator",
+            "date": "date2",
+            "language": "language",
+            "title": "title2",
+            "description": "summary2",
+        },
+        _NS_DC,
+    ),
     f"{{{_NS_CONTENT}}}encoded": "content",
+    # Fallbacks for items without <title> / <description> (both optional in RSS 2.0).
+    f"{{{_NS_MEDIA}}}title": "title2",
+    f"{{{_NS_MEDIA}}}content": "media",
+    f"{{{_NS_MEDIA}}}group": "media",
+    f"{{{_NS_MEDIA}}}description": "summary2",
+    f"{{{_NS_ITUNES}}}summary": "summary2",
 }
+_MEDIA_TITLE = f"{{{_NS_MEDIA}}}title"
 _ATOM_ENTRY_TAGS = _tag_table(
     {
         "title": "title",
@@ -300,7 +320,7 @@ def _read_rss_channel(channel: Any, raw: _RawFeed, root_lang: str | None) -> Non
         if not isinstance(tag, str):
             continue
         name = _local(tag)
-        if name == "title" and raw.title is None and tag in _RSS_ITEM_TAGS:
+        if name == "title" and raw.title is None and _RSS_ITEM_TAGS.get(tag) == "title":
             raw.title = _inner(child)
         elif name == "language" and lang is None:
             lang = child.text
@@ -311,7 +331,7 @@ def _read_rss_item(item: Any) -> _RawEntry:
     # Plain locals and first-one-wins checks: this loop runs for every child of
     # every item, so it avoids getattr/setattr and per-child allocations.
     title = link = guid = summary = content = author = creator = None
-    date = date2 = language = None
+    date = date2 = language = title2 = summary2 = None
     permalink = True
     for child in item:
         key = _RSS_ITEM_TAGS.get(child.tag)
@@ -342,15 +362,22 @@ def _read_rss_item(item: Any) -> _RawEntry:
                 content = _inner(child)
         elif key == "language":
             language = language or child.text
+        elif key == "title2":
+            title2 = title2 or child.text
+        elif key == "summary2":
+            if summary2 is None:
+                summary2 = _inner(child)
+        elif key == "media" and title2 is None:
+            title2 = next((t.text for t in child.iter(_MEDIA_TITLE) if t.text), None)
     if guid is None and (about := item.get(_RDF_ABOUT)):
         # RSS 1.0 names each item by URI; like feedparser, an id but no permalink.
         guid, permalink = about, False
     return _RawEntry(
-        title=title,
+        title=title if title is not None and title.strip() else title2,
         link=link,
         guid=guid,
         guid_is_permalink=permalink,
-        summary=summary,
+        summary=summary if summary is not None and summary.strip() else summary2,
         content=content,
         author=creator or author,
         date=date or date2,
@@ -408,8 +435,15 @@ _ATOM_HTML_TYPES = {"html", "text/html", "xhtml", "application/xhtml+xml"}
 def _atom_text(el: Any) -> tuple[str, str]:
     """An Atom text construct as (value, kind): "text" unless its type says HTML."""
     kind = "html" if el.get("type", "text").strip().lower() in _ATOM_HTML_TYPES else "text"
-    if el.get("mode") in ("escaped", "xml"):  # Atom 0.3: escaped or inline markup
+    mode = el.get("mode")
+    if mode in ("escaped", "xml"):  # Atom 0.3: escaped or inline markup
         kind = "html"
+    elif mode == "base64":  # Atom 0.3: the text, base64-encoded (markup, as a rule)
+        try:
+            decoded = base64.b64decode(el.text or "", validate=False).decode("utf-8", "replace")
+        except binascii.Error:
+            return "", kind
+        return decoded, "html"
     return _inner(el), kind
 
 
@@ -590,7 +624,7 @@ _HTML_ELEMENTS = (  # longest first, so that no name stops at a shorter one
 )
 _TAG_RE = re.compile(
     r"</?(?:(?i:" + _HTML_ELEMENTS + r")"
-    r"|[A-Za-z]+:[A-Za-z][\w\-]*+)(?![\w:\-])" + _ATTRS
+    r"|[A-Za-z]+:[A-Za-z][\w\-]*+)(?![\w:\-])" + _ATTRS + r"|<!(?i:doctype)[^<>]*+>"
 )
 # Tags that separate words become a space; all others (b, a, em, span …) may sit
 # inside a word, which matters for Korean where particles attach directly:

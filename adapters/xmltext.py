@@ -246,10 +246,12 @@ def strip_doctypes(text: str) -> tuple[str, bool]:
     together ("<!DOC<!DOCTYPE a>TYPE …"); each round shortens the text.
     """
     had_subset = False
-    while _DOCTYPE_START_RE.search(text):
-        text, subset = _strip_doctypes_once(text)
+    while True:
+        shorter, subset = _strip_doctypes_once(text)
         had_subset = had_subset or subset
-    return text, had_subset
+        if shorter == text:  # none left outside CDATA sections
+            return text, had_subset
+        text = shorter
 
 
 def _strip_doctypes_once(text: str) -> tuple[str, bool]:
@@ -257,6 +259,12 @@ def _strip_doctypes_once(text: str) -> tuple[str, bool]:
     pos = 0
     parts: list[str] = []
     while m := _DOCTYPE_START_RE.search(text, pos):
+        # "<!DOCTYPE" inside a CDATA section is text (an HTML snippet), no declaration.
+        cdata = text.rfind("<![CDATA[", pos, m.start())
+        if cdata >= 0 and (close := text.find("]]>", cdata)) > m.start():
+            parts.append(text[pos : close + 3])
+            pos = close + 3
+            continue
         parts.append(text[pos : m.start()])
         full = _DOCTYPE_RE.match(text, m.start())
         if full is not None:

@@ -653,6 +653,8 @@ def rss_item(title: str = "", description: str = "") -> bytes:
         "&lt;!--" * 12_000,
         "&lt;a href=&quot;" * 6_000,
         "&lt;p" * 20_000,
+        "&lt;!DOCTYPE x" * 6_000,
+        "<![CDATA[" + "<!DOCTYPE " * 6_000 + "]]>",
     ],
 )
 def test_hostile_markup_parses_in_linear_time(field: str) -> None:
@@ -802,3 +804,56 @@ def test_a_doctype_split_by_a_control_character_declares_no_entity() -> None:
     parsed = parse_feed(body, fetched_at=NOW)
     assert "ENTITY-TEXT" not in "".join(i.title for i in parsed.items)
     assert "dtd_removed" in parsed.warnings
+
+
+DC = 'xmlns:dc="http://purl.org/dc/elements/1.1/"'
+MEDIA = 'xmlns:media="http://search.yahoo.com/mrss/"'
+
+
+@pytest.mark.parametrize(
+    ("item", "title", "summary"),
+    [
+        ("<description>제목 없는 기사 본문</description>", "", "제목 없는 기사 본문"),
+        ("<description><![CDATA[ <!DOCTYPE ]]></description>", "", "<!DOCTYPE"),
+        (
+            "<description><![CDATA[<!DOCTYPE html><p>본문</p>]]></description>",
+            "",
+            "본문",
+        ),
+        ("<dc:title>더블린 코어 제목</dc:title><guid>g</guid>", "더블린 코어 제목", ""),
+        ("<title></title><dc:title>빈 제목 대신</dc:title>", "빈 제목 대신", ""),
+        ("<title>본 제목</title><dc:title>다른 제목</dc:title>", "본 제목", ""),
+        ("<media:title>미디어 제목</media:title><guid>g</guid>", "미디어 제목", ""),
+        (
+            '<media:content url="u"><media:title>영상 제목</media:title></media:content>',
+            "영상 제목",
+            "",
+        ),
+        (
+            "<media:group><media:content url='u'/><media:title>묶음 제목</media:title>"
+            "</media:group>",
+            "묶음 제목",
+            "",
+        ),
+        ("<guid>g</guid><dc:description>DC 요약</dc:description>", "", "DC 요약"),
+    ],
+)
+def test_items_without_a_title_are_kept_and_titled_from_alternatives(
+    item: str, title: str, summary: str
+) -> None:
+    body = f"<rss {DC} {MEDIA}><channel><item>{item}</item></channel></rss>".encode()
+    parsed = parse_feed(body, fetched_at=NOW)
+    assert [(i.title, i.summary) for i in parsed.items] == [(title, summary)]
+    assert "malformed" not in parsed.warnings
+    slow = _feedparser_path(_prepare(body, None).data, NOW)
+    assert slow is not None and [(i.title, i.summary) for i in slow.items] == [(title, summary)]
+
+
+def test_atom03_base64_title_is_decoded() -> None:
+    body = (
+        b'<feed version="0.3" xmlns="http://purl.org/atom/ns#"><entry>'
+        b'<title mode="base64">PHA+SGlzdG9yeSBvZiB0aGUgJmx0O2JsaW5rJmd0OyB0YWc8L3A+</title>'
+        b'<summary mode="base64">7ZWc6riA</summary><id>g</id></entry></feed>'
+    )
+    item = parse_feed(body, fetched_at=NOW).items[0]
+    assert (item.title, item.summary) == ("History of the <blink> tag", "한글")
