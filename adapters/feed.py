@@ -224,9 +224,11 @@ _RSS_ITEM_TAGS = {
             "author": "author",
             "pubDate": "date",
             "language": "language",
+            "fullitem": "content",  # old RSS extensions feedparser reads too
         },
         ("", _NS_RSS1, _NS_RSS090),
     ),
+    **_tag_table({"body": "content"}, ("", "http://www.w3.org/1999/xhtml")),
     **_tag_table(
         {
             "creator": "creator",
@@ -295,11 +297,12 @@ def _fast_path(data: bytes, fetched_at: datetime, *, recover: bool = False) -> P
     raw = _RawFeed()
     if local == "rss":
         channel = next((c for c in root if c.tag == "channel"), None)
-        if channel is None:
+        items = [c for c in root if c.tag == "item"]  # misplaced, but seen in the wild
+        if channel is None and not items:
             return None
-        _read_rss_channel(channel, raw, root.get(_XML_LANG))
-        items = [c for c in channel if c.tag == "item"]
-        items += [c for c in root if c.tag == "item"]  # misplaced, but seen in the wild
+        if channel is not None:
+            _read_rss_channel(channel, raw, root.get(_XML_LANG))
+            items = [c for c in channel if c.tag == "item"] + items
         raw.entries = [_read_rss_item(it) for it in items]
     elif local == "RDF":
         channel = next((c for c in root if _local(c.tag) == "channel"), None)
@@ -406,7 +409,8 @@ def _read_atom_entry(entry: Any) -> _RawEntry:
             rel = child.get("rel", "alternate")
             kind = child.get("type", "text/html").lower()
             if e.link is None and rel == "alternate" and kind in _HTML_LINK_TYPES:
-                e.link = child.get("href")
+                # Atom 0.3 era feeds put the address in the text instead of href.
+                e.link = child.get("href") or child.text
         elif key == "author":
             if e.author is None:
                 for part in child:

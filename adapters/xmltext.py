@@ -177,6 +177,7 @@ def decode_text(body: bytes, content_type: str | None) -> tuple[str, list[str]]:
 
 _XML_DECL_RE = re.compile(r"<\?xml\b[^>]*?\?>")
 _DOCTYPE_START_RE = re.compile(r"<!DOCTYPE", re.I)
+_DOCTYPE_OR_SECTION_RE = re.compile(r"(<!\[CDATA\[|<!--)|<!DOCTYPE", re.I)
 # A DOCTYPE with an optional internal subset. Quoted strings and comments are matched
 # whole so that a "]>" inside an entity value cannot end the subset early; the
 # alternatives never overlap, so a failed match cannot backtrack exponentially.
@@ -258,12 +259,14 @@ def _strip_doctypes_once(text: str) -> tuple[str, bool]:
     had_subset = False
     pos = 0
     parts: list[str] = []
-    while m := _DOCTYPE_START_RE.search(text, pos):
-        # "<!DOCTYPE" inside a CDATA section is text (an HTML snippet), no declaration.
-        cdata = text.rfind("<![CDATA[", pos, m.start())
-        if cdata >= 0 and (close := text.find("]]>", cdata)) > m.start():
-            parts.append(text[pos : close + 3])
-            pos = close + 3
+    while m := _DOCTYPE_OR_SECTION_RE.search(text, pos):
+        if m.group(1):
+            # "<!DOCTYPE" inside a CDATA section or a comment is text, no declaration;
+            # an unclosed one is no section, and what follows it is searched as well.
+            close = text.find("]]>" if m.group(1) == "<![CDATA[" else "-->", m.end())
+            end = m.end() if close < 0 else close + 3
+            parts.append(text[pos:end])
+            pos = end
             continue
         parts.append(text[pos : m.start()])
         full = _DOCTYPE_RE.match(text, m.start())

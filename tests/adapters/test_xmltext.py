@@ -63,6 +63,23 @@ def test_declared_utf8_without_any_utf8_is_detected() -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "kept"),
+    [
+        (b"<!-- an <!DOCTYPE in a comment --><rss/>", "<!-- an <!DOCTYPE in a comment --><rss/>"),
+        (b"<rss><![CDATA[ <!DOCTYPE ]]></rss>", "<rss><![CDATA[ <!DOCTYPE ]]></rss>"),
+        (b"<rss><![CDATA[ x ]]><!DOCTYPE a></rss>", "<rss><![CDATA[ x ]]></rss>"),
+        (
+            b"<rss><![CDATA[ <!-- ]]><!DOCTYPE a [<!ENTITY e 'x'>]>--></rss>",
+            "<rss><![CDATA[ <!-- ]]>--></rss>",
+        ),
+        (b"<rss><![CDATA[ unclosed <!DOCTYPE a></rss>", "<rss><![CDATA[ unclosed </rss>"),
+    ],
+)
+def test_doctype_text_in_comments_and_cdata_is_kept(body: bytes, kept: str) -> None:
+    assert markup_text(body, None, error_key="x")[0] == kept
+
+
+@pytest.mark.parametrize(
     "body",
     [
         b'<!DOC\x01TYPE rss [<!ENTITY e "x">]><rss>&e;</rss>',
