@@ -9,7 +9,6 @@ import io
 import re
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import feedparser
@@ -17,16 +16,10 @@ import pytest
 
 from adapters.errors import ParseError
 from adapters.feed import parse_feed
+from tests.shared import SHARED, require
 
-# The checkout may sit one level deeper (a worktree): the nearest "shared" above it.
-SHARED = next(
-    (p / "shared" for p in Path(__file__).resolve().parents if (p / "shared").is_dir()),
-    Path("/nonexistent"),
-)
 CORPUS = SHARED / "fixtures" / "feedparser-corpus"
-
-if not CORPUS.is_dir():
-    pytest.skip(f"feedparser corpus not available at {CORPUS}", allow_module_level=True)
+require(CORPUS)
 
 FILES = sorted(str(p.relative_to(CORPUS)) for p in CORPUS.rglob("*.xml"))
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
