@@ -16,6 +16,8 @@ paths cannot drift apart in how text, dates, URLs and languages are normalised.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import html
 import io
@@ -35,7 +37,7 @@ from adapters.errors import ParseError
 from adapters.records import KST, RawItem
 from adapters.xmltext import markup_text, xml_parser
 
-__all__ = ["ParsedFeed", "parse_feed"]
+__all__ = ["FUTURE_SLACK", "SUMMARY_MAX", "TITLE_MAX", "ParsedFeed", "parse_feed"]
 
 # --------------------------------------------------------------------------- records
 
@@ -46,7 +48,9 @@ class ParsedFeed:
 
     ``warnings`` holds stable keys of recoverable oddities, each at most once:
     ``charset_mismatch``, ``charset_guessed``, ``encoding_errors``, ``dtd_removed``,
-    ``malformed``, ``date_missing``.
+    ``malformed``, ``date_missing`` (an item dated by the fetch), ``date_implausible``
+    (a date more than :data:`FUTURE_SLACK` ahead of the fetch), ``field_truncated`` (a
+    title or summary cut to :data:`TITLE_MAX` / :data:`SUMMARY_MAX`).
     """
 
     items: list[RawItem]
@@ -68,11 +72,17 @@ class _RawEntry:
     author: str | None = None
     date: str | None = None
     language: str | None = None
+    # How title, summary and content are to be read (see _plain): RSS says nothing,
+    # Atom names "text" or "html" (xhtml is serialised markup, so "html").
+    title_kind: str = "rss"
+    summary_kind: str = "rss"
+    content_kind: str = "rss"
 
 
 @dataclass(slots=True)
 class _RawFeed:
     title: str | None = None
+    title_kind: str = "rss"
     language: str | None = None
     entries: list[_RawEntry] = field(default_factory=list)
 
@@ -96,11 +106,20 @@ def parse_feed(body: bytes, *, content_type: str | None = None, fetched_at: date
     several). ``fetched_at`` must be timezone-aware; it stands in for missing dates.
 
     Raises ``ParseError(key="not_a_feed")`` for bodies that are no feed (empty, HTML,
-    JSON …) and ``ParseError(key="parse")`` for a broken feed nothing can be saved from.
+    JSON …) and ``ParseError(key="parse")`` for a broken feed nothing can be saved from;
+    whatever the body, never another exception.
     """
     if fetched_at.tzinfo is None or fetched_at.utcoffset() is None:
         raise ValueError("fetched_at must be timezone-aware")
-    fetched_at = fetched_at.astimezone(UTC)
+    try:
+        return _parse(body, content_type, fetched_at.astimezone(UTC))
+    except ParseError:
+        raise
+    except Exception as err:  # a bug of ours or of a library must not lose the source
+        raise ParseError("parse", f"unreadable feed ({type(err).__name__}: {err})") from err
+
+
+def _parse(body: bytes, content_type: str | None, fetched_at: datetime) -> ParsedFeed:
     prepared = _prepare(body, content_type)
     extra: list[str] = []
     parsed: ParsedFeed | None
@@ -110,7 +129,10 @@ def parse_feed(body: bytes, *, content_type: str | None = None, fetched_at: date
         parsed = None
         extra.append("malformed")
     if parsed is None:
-        parsed = _feedparser_path(prepared.data, fetched_at)
+        try:
+            parsed = _feedparser_path(prepared.data, fetched_at)
+        except Exception:  # feedparser trips over mangled <link>s (IndexError, KeyError)
+            parsed = _fast_path(prepared.data, fetched_at, recover=True)
         salvaged = parsed is not None and (parsed.items or parsed.title)
         if not salvaged and extra and prepared.root.lower() in _FEED_ROOTS:
             raise ParseError("parse", f"broken <{prepared.root}> document, nothing salvaged")
@@ -173,6 +195,8 @@ _NS_RSS1 = "http://purl.org/rss/1.0/"
 _NS_RSS090 = "http://my.netscape.com/rdf/simple/0.9/"
 _NS_DC = ("http://purl.org/dc/elements/1.1/", "http://purl.org/dc/elements/1.0/")
 _NS_CONTENT = "http://purl.org/rss/1.0/modules/content/"
+_NS_MEDIA = "http://search.yahoo.com/mrss/"
+_NS_ITUNES = "http://www.itunes.com/DTDs/Podcast-1.0.dtd"
 _NS_ATOM = ("http://www.w3.org/2005/Atom", "http://purl.org/atom/ns#")
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _RDF_ABOUT = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about"
@@ -200,12 +224,30 @@ _RSS_ITEM_TAGS = {
             "author": "author",
             "pubDate": "date",
             "language": "language",
+            "fullitem": "content",  # old RSS extensions feedparser reads too
         },
         ("", _NS_RSS1, _NS_RSS090),
     ),
-    **_tag_table({"creator": "creator", "date": "date2", "language": "language"}, _NS_DC),
+    **_tag_table({"body": "content"}, ("", "http://www.w3.org/1999/xhtml")),
+    **_tag_table(
+        {
+            "creator": "creator",
+            "date": "date2",
+            "language": "language",
+            "title": "title2",
+            "description": "summary2",
+        },
+        _NS_DC,
+    ),
     f"{{{_NS_CONTENT}}}encoded": "content",
+    # Fallbacks for items without <title> / <description> (both optional in RSS 2.0).
+    f"{{{_NS_MEDIA}}}title": "title2",
+    f"{{{_NS_MEDIA}}}content": "media",
+    f"{{{_NS_MEDIA}}}group": "media",
+    f"{{{_NS_MEDIA}}}description": "summary2",
+    f"{{{_NS_ITUNES}}}summary": "summary2",
 }
+_MEDIA_TITLE = f"{{{_NS_MEDIA}}}title"
 _ATOM_ENTRY_TAGS = _tag_table(
     {
         "title": "title",
@@ -241,22 +283,26 @@ def _inner(el: Any) -> str:
     return "".join(parts)
 
 
-def _fast_path(data: bytes, fetched_at: datetime) -> ParsedFeed | None:
+def _fast_path(data: bytes, fetched_at: datetime, *, recover: bool = False) -> ParsedFeed | None:
     """Parse a well-formed document with lxml; None when the root is not a known feed.
 
     Raises ``lxml.etree.LxmlError`` (or ValueError) for documents that are not
-    well-formed: the caller then falls back to feedparser.
+    well-formed: the caller then falls back to feedparser. With ``recover`` (the last
+    resort), libxml2 reads what it can of a broken document instead.
     """
-    root = etree.fromstring(data, xml_parser())
+    root = etree.fromstring(data, xml_parser(recover=recover))
+    if root is None:
+        return None
     local = _local(root.tag)
     raw = _RawFeed()
     if local == "rss":
         channel = next((c for c in root if c.tag == "channel"), None)
-        if channel is None:
+        items = [c for c in root if c.tag == "item"]  # misplaced, but seen in the wild
+        if channel is None and not items:
             return None
-        _read_rss_channel(channel, raw, root.get(_XML_LANG))
-        items = [c for c in channel if c.tag == "item"]
-        items += [c for c in root if c.tag == "item"]  # misplaced, but seen in the wild
+        if channel is not None:
+            _read_rss_channel(channel, raw, root.get(_XML_LANG))
+            items = [c for c in channel if c.tag == "item"] + items
         raw.entries = [_read_rss_item(it) for it in items]
     elif local == "RDF":
         channel = next((c for c in root if _local(c.tag) == "channel"), None)
@@ -277,7 +323,7 @@ def _read_rss_channel(channel: Any, raw: _RawFeed, root_lang: str | None) -> Non
         if not isinstance(tag, str):
             continue
         name = _local(tag)
-        if name == "title" and raw.title is None and tag in _RSS_ITEM_TAGS:
+        if name == "title" and raw.title is None and _RSS_ITEM_TAGS.get(tag) == "title":
             raw.title = _inner(child)
         elif name == "language" and lang is None:
             lang = child.text
@@ -288,7 +334,7 @@ def _read_rss_item(item: Any) -> _RawEntry:
     # Plain locals and first-one-wins checks: this loop runs for every child of
     # every item, so it avoids getattr/setattr and per-child allocations.
     title = link = guid = summary = content = author = creator = None
-    date = date2 = language = None
+    date = date2 = language = title2 = summary2 = None
     permalink = True
     for child in item:
         key = _RSS_ITEM_TAGS.get(child.tag)
@@ -319,15 +365,22 @@ def _read_rss_item(item: Any) -> _RawEntry:
                 content = _inner(child)
         elif key == "language":
             language = language or child.text
+        elif key == "title2":
+            title2 = title2 or child.text
+        elif key == "summary2":
+            if summary2 is None:
+                summary2 = _inner(child)
+        elif key == "media" and title2 is None:
+            title2 = next((t.text for t in child.iter(_MEDIA_TITLE) if t.text), None)
     if guid is None and (about := item.get(_RDF_ABOUT)):
         # RSS 1.0 names each item by URI; like feedparser, an id but no permalink.
         guid, permalink = about, False
     return _RawEntry(
-        title=title,
+        title=title if title is not None and title.strip() else title2,
         link=link,
         guid=guid,
         guid_is_permalink=permalink,
-        summary=summary,
+        summary=summary if summary is not None and summary.strip() else summary2,
         content=content,
         author=creator or author,
         date=date or date2,
@@ -340,7 +393,7 @@ def _read_atom_feed(root: Any, raw: _RawFeed) -> None:
     for child in root:
         name = _local(child.tag)
         if name == "title" and raw.title is None:
-            raw.title = _inner(child)
+            raw.title, raw.title_kind = _atom_text(child)
         elif name == "entry":
             raw.entries.append(_read_atom_entry(child))
 
@@ -356,7 +409,8 @@ def _read_atom_entry(entry: Any) -> _RawEntry:
             rel = child.get("rel", "alternate")
             kind = child.get("type", "text/html").lower()
             if e.link is None and rel == "alternate" and kind in _HTML_LINK_TYPES:
-                e.link = child.get("href")
+                # Atom 0.3 era feeds put the address in the text instead of href.
+                e.link = child.get("href") or child.text
         elif key == "author":
             if e.author is None:
                 for part in child:
@@ -367,11 +421,34 @@ def _read_atom_entry(entry: Any) -> _RawEntry:
                     e.author = next((p.text for p in child if _local(p.tag) == "email"), None)
         elif key == "date2":
             date2 = date2 or child.text
+        elif key in ("summary", "content", "title"):
+            if getattr(e, key) is None:
+                value, kind = _atom_text(child)
+                setattr(e, key, value)
+                setattr(e, f"{key}_kind", kind)
         elif getattr(e, key) is None:
-            setattr(e, key, _inner(child) if key in ("summary", "content", "title") else child.text)
+            setattr(e, key, child.text)
     e.date = e.date or date2
     e.language = entry.get(_XML_LANG)
     return e
+
+
+_ATOM_HTML_TYPES = {"html", "text/html", "xhtml", "application/xhtml+xml"}
+
+
+def _atom_text(el: Any) -> tuple[str, str]:
+    """An Atom text construct as (value, kind): "text" unless its type says HTML."""
+    kind = "html" if el.get("type", "text").strip().lower() in _ATOM_HTML_TYPES else "text"
+    mode = el.get("mode")
+    if mode in ("escaped", "xml"):  # Atom 0.3: escaped or inline markup
+        kind = "html"
+    elif mode == "base64":  # Atom 0.3: the text, base64-encoded (markup, as a rule)
+        try:
+            decoded = base64.b64decode(el.text or "", validate=False).decode("utf-8", "replace")
+        except binascii.Error:
+            return "", kind
+        return decoded, "html"
+    return _inner(el), kind
 
 
 # ------------------------------------------------------------------ feedparser path
@@ -391,7 +468,18 @@ def _feedparser_path(data: bytes, fetched_at: datetime) -> ParsedFeed | None:
         return None
     if d.get("bozo") and not d.get("entries") and not feed.get("title"):
         return None
-    raw = _RawFeed(title=feed.get("title"), language=feed.get("language"))
+    atom = str(d.get("version") or "").startswith("atom")
+
+    def kind(detail: Any) -> str:
+        if not atom:
+            return "rss"
+        return "html" if (detail or {}).get("type") in _ATOM_HTML_TYPES else "text"
+
+    raw = _RawFeed(
+        title=feed.get("title"),
+        title_kind=kind(feed.get("title_detail")),
+        language=feed.get("language"),
+    )
     for fe in d.get("entries") or ():
         e = _RawEntry()
         e.title = fe.get("title")
@@ -404,6 +492,10 @@ def _feedparser_path(data: bytes, fetched_at: datetime) -> ParsedFeed | None:
         e.summary = fe.get("summary")
         contents = fe.get("content") or ()
         e.content = contents[0].get("value") if contents else None
+        e.title_kind = kind(fe.get("title_detail"))
+        # feedparser copies a lone content into "summary", without a summary_detail.
+        e.summary_kind = kind(fe.get("summary_detail") or (contents[0] if contents else None))
+        e.content_kind = kind(contents[0] if contents else None)
         detail = fe.get("author_detail") or {}
         e.author = detail.get("name") or detail.get("email") or fe.get("author")
         e.date = fe.get("published") or fe.get("updated")
@@ -425,15 +517,20 @@ def _build(raw: _RawFeed, fetched_at: datetime) -> ParsedFeed:
     found: list[str] = []
     items: list[RawItem] = []
     for e in raw.entries:
-        title = _plain(e.title)
-        summary = _plain(e.summary) or _plain(e.content)
-        guid = (e.guid or "").strip() or None
-        url = (e.link or "").strip() or None
+        title = _capped(_plain(e.title, e.title_kind), TITLE_MAX, found)
+        summary = _plain(e.summary, e.summary_kind) or _plain(e.content, e.content_kind)
+        summary = _capped(summary, SUMMARY_MAX, found)
+        guid = _clean(e.guid or "").strip() or None
+        url = _clean(e.link or "").strip() or None
         if url is None and guid is not None and e.guid_is_permalink and _is_http(guid):
             url = guid
         if not (title or url or guid or summary):
             continue
         published = _parse_date(e.date)
+        if published is not None and published > fetched_at + FUTURE_SLACK:
+            published = None
+            if "date_implausible" not in found:
+                found.append("date_implausible")
         estimated = published is None
         if published is None:
             published = fetched_at
@@ -454,7 +551,7 @@ def _build(raw: _RawFeed, fetched_at: datetime) -> ParsedFeed:
                 language=language,
             )
         )
-    feed_title = _plain(raw.title) or None
+    feed_title = _plain(raw.title, raw.title_kind) or None
     if feed_lang is None and feed_title and _has_hangul(feed_title):
         feed_lang = "ko"
     return ParsedFeed(items=items, warnings=tuple(found), title=feed_title, language=feed_lang)
@@ -501,42 +598,120 @@ def _author(value: str | None) -> str | None:
 
 # Plain-text conversion. A regex tag stripper + html.unescape instead of an HTML
 # parser: building a tree per title/summary costs more than the whole per-item
-# budget (>= 20k items/s end to end), and feed markup is shallow.
-_DROP_RE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>|<!--.*?-->", re.I | re.S)
-_TAG_RE = re.compile(r"</?[A-Za-z][\w:\-]*[^<>]*>")
+# budget (>= 20k items/s end to end), and feed markup is shallow. Every pattern here
+# must run in linear time on hostile input (a 60 KB "<abbb…" once took 30 s): the
+# attribute part is atomic and possessive, and hidden sections are cut with one
+# forward search per opener instead of a lazy ".*?" retried at every "<".
+_HIDDEN_OPEN_RE = re.compile(r"<(?:(script|style)(?![\w:\-])|!--)", re.I)
+_HIDDEN_CLOSE_RE = {
+    "script": re.compile(r"</script\s*>", re.I),
+    "style": re.compile(r"</style\s*>", re.I),
+    "": re.compile(r"-->"),
+}
+_ATTRS = (
+    r"""(?>\s+[A-Za-z_:@][A-Za-z0-9_:.\-]*+"""
+    r"""(?>\s*=\s*(?>"[^"]*+"|'[^']*+'|[^\s"'<>=`]++))?)*+\s*+/?>"""
+)
+# Only elements HTML defines are markup: "<AI 기본법 시행령>", "<HyperCLOVA X>" and
+# "<blink>" (no HTML element) are text. Prefixed names ("o:p", Word exports) are
+# markup too; attribute names must be ASCII, so "<a 프로젝트>" stays text.
+_HTML_ELEMENTS = (  # longest first, so that no name stops at a shorter one
+    "blockquote|figcaption|colgroup|datalist|fieldset|noscript|optgroup|progress|"
+    "template|textarea|acronym|address|article|caption|details|picture|section|"
+    "summary|button|canvas|center|dialog|figure|footer|header|hgroup|iframe|legend|"
+    "object|option|output|script|search|select|source|strike|strong|aside|audio|embed|"
+    "input|label|meter|param|small|style|table|tbody|tfoot|thead|title|track|video|"
+    "abbr|area|base|body|cite|code|data|font|form|head|html|link|main|mark|menu|meta|"
+    "ruby|samp|span|time|bdi|bdo|big|col|del|dfn|div|img|ins|kbd|map|nav|pre|sub|sup|"
+    "var|wbr|br|dd|dl|dt|em|h1|h2|h3|h4|h5|h6|hr|li|ol|rp|rt|td|th|tr|tt|ul|a|b|i|p|q|"
+    "s|u"
+)
+_TAG_RE = re.compile(
+    r"</?(?:(?i:" + _HTML_ELEMENTS + r")"
+    r"|[A-Za-z]+:[A-Za-z][\w\-]*+)(?![\w:\-])" + _ATTRS + r"|<!(?i:doctype)[^<>]*+>"
+)
 # Tags that separate words become a space; all others (b, a, em, span …) may sit
 # inside a word, which matters for Korean where particles attach directly:
 # <b>삼성</b>이. Two plain substitutions beat one with a Python callback. Only the
 # tag names ignore case: a global re.I costs the search its fast scan for "<".
 _BLOCK_TAG_RE = re.compile(
     r"</?(?i:p|div|br|li|ul|ol|tr|td|th|h[1-6]|blockquote|table|hr|dd|dt|dl|pre|section"
-    r"|article|header|footer|figure|figcaption|img)(?![\w:\-])[^<>]*>"
+    r"|article|header|footer|figure|figcaption|img)(?![\w:\-])" + _ATTRS
 )
+# Longest title and summary kept, in characters; longer ones are cut (warning
+# "field_truncated"). Korean headlines run to ~100 characters, leads to a few hundred.
+TITLE_MAX = 1_000
+SUMMARY_MAX = 10_000
+
+
+def _drop_hidden(text: str) -> str:
+    """Remove <script>/<style> sections and comments; an unclosed one runs to the end."""
+    parts: list[str] = []
+    pos = 0
+    while m := _HIDDEN_OPEN_RE.search(text, pos):
+        parts.append(text[pos : m.start()])
+        closer = _HIDDEN_CLOSE_RE[(m.group(1) or "").lower()].search(text, m.end())
+        if closer is None:
+            pos = len(text)
+            break
+        parts.append(" ")
+        pos = closer.end()
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def _strip_markup(text: str) -> str:
     if "<" in text:
         if "<s" in text or "<S" in text or "<!" in text:
-            text = _DROP_RE.sub(" ", text)
+            text = _drop_hidden(text)
         text = _TAG_RE.sub("", _BLOCK_TAG_RE.sub(" ", text))
     if "&" in text:
         text = html.unescape(text)
     return text
 
 
-def _plain(value: str | None) -> str:
-    """Markup and entities out, whitespace collapsed, NFC."""
+def _plain(value: str | None, kind: str = "rss") -> str:
+    """Markup and entities out, whitespace collapsed, NFC.
+
+    ``kind`` says what ``value`` is: "text" (an Atom text construct: kept as it is),
+    "html" (one level of HTML) or "rss" (RSS says nothing: HTML, possibly escaped
+    twice, as Korean portals and Google News send it).
+    """
     if not value:
         return ""
-    text = _strip_markup(value)
-    # Escaped markup inside the markup (e.g. "&lt;b&gt;" in an HTML title) only
-    # shows up after unescaping: one more round, never more.
-    if "<" in text and _TAG_RE.search(text):
-        text = _strip_markup(text)
-    text = " ".join(text.split())
+    if kind == "text":
+        text = value
+    else:
+        text = _strip_markup(value)
+        # Escaped markup inside the markup (e.g. "&lt;b&gt;" in an HTML title) only
+        # shows up after unescaping: one more round, never more.
+        if kind == "rss" and "<" in text and _TAG_RE.search(text):
+            text = _strip_markup(text)
+    text = " ".join(_clean(text).split())
     if not text.isascii() and not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
     return text
+
+
+# What no database column takes: NUL (asyncpg refuses it), other C0 controls, lone
+# surrogates (no UTF-8 form) and the non-characters U+FFFE/FFFF. Unescaping or
+# feedparser can produce them from a body that had none.
+_UNSTORABLE_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _clean(text: str) -> str:
+    return _UNSTORABLE_RE.sub("", text) if _UNSTORABLE_RE.search(text) else text
+
+
+def _capped(text: str, limit: int, found: list[str]) -> str:
+    """``text`` cut to ``limit`` characters (at a space when one is near), noting it."""
+    if len(text) <= limit:
+        return text
+    if "field_truncated" not in found:
+        found.append("field_truncated")
+    cut = text[:limit]
+    space = cut.rfind(" ", limit - 100)
+    return (cut[:space] if space > 0 else cut).rstrip() + "…"
 
 
 # ------------------------------------------------------------------------- dates
@@ -571,6 +746,10 @@ _RFC822_RE = re.compile(
 )
 _COMPACT_RE = re.compile(r"(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})(\d{2})?)?")
 _MIN_YEAR, _MAX_YEAR = 1900, 2200
+_MAX_OFFSET = timedelta(hours=14)  # Kiribati, UTC+14, is the farthest zone
+# A date later than the fetch by more than this is no publication date (a garbled
+# year, a zone read the wrong way round by a day): it is treated as missing.
+FUTURE_SLACK = timedelta(days=2)
 _DATEUTIL_DEFAULT = datetime(2000, 1, 1)  # fixed: never fill gaps from the clock
 
 
@@ -592,13 +771,17 @@ def _parse_date(value: str | None) -> datetime | None:
         dt = _parse_date_fast(s)
         if dt is None:
             dt = _parse_date_dateutil(s)
+        if dt is None or not _MIN_YEAR <= dt.year <= _MAX_YEAR:
+            return None
+        # utcoffset() itself raises for dateutil's offsets of a day or more.
+        offset = dt.utcoffset()
+        if offset is None:
+            dt = dt.replace(tzinfo=KST)
+        elif abs(offset) > _MAX_OFFSET:
+            return None  # no zone is that far from UTC: a garbled offset
+        return dt.astimezone(UTC)
     except (ValueError, OverflowError):
         return None
-    if dt is None or not _MIN_YEAR <= dt.year <= _MAX_YEAR:
-        return None
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        dt = dt.replace(tzinfo=KST)
-    return dt.astimezone(UTC)
 
 
 @functools.lru_cache(maxsize=64)
@@ -620,7 +803,7 @@ def _parse_date_fast(s: str) -> datetime | None:
         if month_no is None:
             return None
         y = int(y4)
-        if y < 100:  # RFC 822 two-digit years
+        if len(y4) == 2:  # RFC 822 two-digit years; "0021" is the year 21
             y += 2000 if y < 70 else 1900
         tz: timezone | None = None
         if zone is not None:

@@ -20,6 +20,7 @@ from adapters.errors import ParseError
 __all__ = [
     "DECODES_ANYTHING",
     "decode_text",
+    "drop_bad_char_refs",
     "header_charset",
     "markup_text",
     "strip_doctypes",
@@ -102,12 +103,27 @@ def _as_korean(body: bytes) -> str | None:
     return text if hangul and hangul * 2 >= non_ascii else None
 
 
+def _as_damaged_utf8(body: bytes) -> str | None:
+    """A body declared UTF-8 that is not valid UTF-8, decoded with replacement
+    characters; None when it reads as Korean (an EUC-KR body under a copied label)
+    or holds no valid multi-byte UTF-8 at all (a legacy charset under a wrong label).
+
+    A stray byte in a UTF-8 feed is far likelier than a wrong label on a feed whose
+    other bytes happen to be valid UTF-8, and detection would garble every Hangul.
+    """
+    if _as_korean(body) is not None:
+        return None
+    text = body.decode("utf-8", errors="replace")
+    return text if any(ch > "\x7f" and ch != "\ufffd" for ch in text) else None
+
+
 def decode_text(body: bytes, content_type: str | None) -> tuple[str, list[str]]:
     """Decode a body to text; returns the text and any charset warnings.
 
-    In order: a BOM, UTF-16 without one, valid UTF-8 (whatever the labels say), the
-    charset of ``content_type`` and of the XML prolog, then detection (Korean
-    first). Warnings: ``charset_mismatch``, ``charset_guessed``, ``encoding_errors``.
+    In order: a BOM, UTF-16 without one, valid UTF-8 (whatever the labels say),
+    declared UTF-8 with a few bad bytes (replaced), the charset of ``content_type``
+    and of the XML prolog, then detection (Korean first). Warnings:
+    ``charset_mismatch``, ``charset_guessed``, ``encoding_errors``.
     """
     for bom, encoding in _BOMS:
         if body.startswith(bom):
@@ -134,6 +150,9 @@ def decode_text(body: bytes, content_type: str | None) -> tuple[str, list[str]]:
         mismatch = not body.isascii() and any(c != "utf-8" for c in declared)
         return text, ["charset_mismatch"] if mismatch else []
 
+    if "utf-8" in declared and (text := _as_damaged_utf8(body)) is not None:
+        return text, ["encoding_errors"]
+
     for encoding in declared:
         if encoding in DECODES_ANYTHING and (korean := _as_korean(body)) is not None:
             return korean, ["charset_mismatch"]
@@ -158,6 +177,7 @@ def decode_text(body: bytes, content_type: str | None) -> tuple[str, list[str]]:
 
 _XML_DECL_RE = re.compile(r"<\?xml\b[^>]*?\?>")
 _DOCTYPE_START_RE = re.compile(r"<!DOCTYPE", re.I)
+_DOCTYPE_OR_SECTION_RE = re.compile(r"(<!\[CDATA\[|<!--)|<!DOCTYPE", re.I)
 # A DOCTYPE with an optional internal subset. Quoted strings and comments are matched
 # whole so that a "]>" inside an entity value cannot end the subset early; the
 # alternatives never overlap, so a failed match cannot backtrack exponentially.
@@ -167,13 +187,36 @@ _DOCTYPE_RE = re.compile(
     re.I | re.S,
 )
 # Characters XML 1.0 forbids; CMS exports leak them and they would break lxml.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# A numeric character reference; the digit runs are bounded so that int() stays cheap.
+_CHAR_REF_RE = re.compile(r"&#(?:[xX]([0-9A-Fa-f]{1,16})|([0-9]{1,16}));")
+
+
+def _xml_char(code: int) -> bool:
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+def _keep_char_ref(m: re.Match[str]) -> str:
+    code = int(m.group(1), 16) if m.group(1) is not None else int(m.group(2))
+    return m.group(0) if _xml_char(code) else ""
+
+
+def drop_bad_char_refs(text: str) -> str:
+    """Remove character references to what XML forbids (NUL, surrogates, U+FFFE,
+    numbers past U+10FFFF …): one such reference would make the whole body, and with
+    it every neighbouring item, unreadable."""
+    return _CHAR_REF_RE.sub(_keep_char_ref, text) if "&#" in text else text
 
 
 def markup_text(body: bytes, content_type: str | None, *, error_key: str) -> tuple[str, list[str]]:
     """A body as markup text that is safe to parse: decoded (:func:`decode_text`),
     without BOM, XML declaration (its charset no longer applies), DOCTYPE or the
-    characters XML 1.0 forbids. Returns the text and its warnings (those of
+    characters XML 1.0 forbids, nor references to them. Returns the text and its warnings (those of
     :func:`decode_text`, and ``dtd_removed`` when a DOCTYPE declared entities).
 
     Raises ``ParseError(error_key)`` for an empty body or one that is not markup.
@@ -186,13 +229,15 @@ def markup_text(body: bytes, content_type: str | None, *, error_key: str) -> tup
         raise ParseError(error_key, f"body starts with {text[:1]!r}, not markup")
     if m := _XML_DECL_RE.match(text):
         text = text[m.end() :]
+    # Forbidden characters first: removing one ("<!DOC\x01TYPE") could otherwise
+    # assemble a DOCTYPE after the strip has looked for it.
+    if _CONTROL_RE.search(text):
+        text = _CONTROL_RE.sub("", text)
     if _DOCTYPE_START_RE.search(text):
         text, had_subset = strip_doctypes(text)
         if had_subset:
             found.append("dtd_removed")
-    if _CONTROL_RE.search(text):
-        text = _CONTROL_RE.sub("", text)
-    return text, found
+    return drop_bad_char_refs(text), found
 
 
 def strip_doctypes(text: str) -> tuple[str, bool]:
@@ -202,17 +247,27 @@ def strip_doctypes(text: str) -> tuple[str, bool]:
     together ("<!DOC<!DOCTYPE a>TYPE …"); each round shortens the text.
     """
     had_subset = False
-    while _DOCTYPE_START_RE.search(text):
-        text, subset = _strip_doctypes_once(text)
+    while True:
+        shorter, subset = _strip_doctypes_once(text)
         had_subset = had_subset or subset
-    return text, had_subset
+        if shorter == text:  # none left outside CDATA sections
+            return text, had_subset
+        text = shorter
 
 
 def _strip_doctypes_once(text: str) -> tuple[str, bool]:
     had_subset = False
     pos = 0
     parts: list[str] = []
-    while m := _DOCTYPE_START_RE.search(text, pos):
+    while m := _DOCTYPE_OR_SECTION_RE.search(text, pos):
+        if m.group(1):
+            # "<!DOCTYPE" inside a CDATA section or a comment is text, no declaration;
+            # an unclosed one is no section, and what follows it is searched as well.
+            close = text.find("]]>" if m.group(1) == "<![CDATA[" else "-->", m.end())
+            end = m.end() if close < 0 else close + 3
+            parts.append(text[pos:end])
+            pos = end
+            continue
         parts.append(text[pos : m.start()])
         full = _DOCTYPE_RE.match(text, m.start())
         if full is not None:
@@ -242,9 +297,9 @@ class _NoExternalResolver(etree.Resolver):  # type: ignore[misc]
         return self.resolve_string("", context)
 
 
-def xml_parser() -> Any:
+def xml_parser(*, recover: bool = False) -> Any:
     """A new lxml parser that loads no DTD, substitutes no entity and reads nothing
-    from the network or the disk."""
+    from the network or the disk; with ``recover``, libxml2 reads past errors."""
     # The DOCTYPE is already gone; this is the second lock. No DTD, no entity
     # substitution, no network, and a resolver that reads no file: libxml2 still
     # fetches external *parameter* entities under some option sets (it does with
@@ -258,6 +313,7 @@ def xml_parser() -> Any:
         remove_comments=True,
         remove_pis=True,
         strip_cdata=True,
+        recover=recover,
     )
     parser.resolvers.add(_NoExternalResolver())
     return parser

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import time
 import tracemalloc
 import unicodedata
 from collections.abc import Callable
@@ -14,6 +15,8 @@ import pytest
 
 from adapters.errors import ParseError
 from adapters.feed import (
+    SUMMARY_MAX,
+    TITLE_MAX,
     ParsedFeed,
     _fast_path,
     _feedparser_path,
@@ -542,6 +545,16 @@ def test_external_entities_are_never_read(tmp_path: Path, path: str) -> None:
         ("20251345000000", None),
         ("Tue, 31 Feb 2021 15:22:43 +0900", None),
         ("0001-01-01T00:00:00Z", None),
+        ("Tue, 09 Feb 2021 15:22:43 +2500", None),  # offsets of a day or more
+        ("Tue, 09 Feb 2021 15:22:43 +25:00", None),
+        ("2021-02-09T15:22:43+25:00", None),
+        ("2021-02-09T15:22:43-24:00", None),
+        ("2021-02-09 15:22:43 +2400", None),
+        ("Tue, 09 Feb 2021 15:22:43 +2359", None),  # no zone is that far from UTC
+        ("Tue, 09 Feb 2021 15:22:43 +1400", utc(2021, 2, 9, 1, 22, 43)),
+        ("Tue, 09 Feb 0021 15:22:43 +0900", None),  # the year 21, not 2021
+        ("Tue, 09 Feb 0000 15:22:43 +0900", None),
+        ("Tue, 09 Feb 0099 15:22:43 GMT", None),
     ],
 )
 def test_parse_date(raw: str | None, expected: datetime | None) -> None:
@@ -565,7 +578,7 @@ def test_parse_date(raw: str | None, expected: datetime | None) -> None:
         ("<b>삼성</b>이 <i>발표</i>", "삼성이 발표"),  # inline tags join, particles stay attached
         ("<p>첫 문단</p><p>둘째 문단</p>", "첫 문단 둘째 문단"),
         ("줄<br>바꿈<br/>끝", "줄 바꿈 끝"),
-        ("a &amp; b &lt;c&gt; &quot;d&quot; &#54620;&#xAE00;", 'a & b "d" 한글'),
+        ("a &amp; b &lt;c&gt; &quot;d&quot; &#54620;&#xAE00;", 'a & b <c> "d" 한글'),
         ("x&nbsp;&nbsp;y", "x y"),
         (
             '&lt;a href="u"&gt;링크&lt;/a&gt;&amp;nbsp;&lt;font&gt;언론사&lt;/font&gt;',
@@ -619,3 +632,228 @@ def test_language_is_guessed_from_hangul_only() -> None:
 
 def test_raw_item_type() -> None:
     assert all(isinstance(i, RawItem) for i in parse_file("rss2_ko.xml").items)
+
+
+# ------------------------------------------------------------- hostile input
+
+
+def rss_item(title: str = "", description: str = "") -> bytes:
+    return (
+        f"<rss><channel><item><title>{title}</title><description>{description}</description>"
+        "<guid>g</guid></item></channel></rss>"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "&lt;a" + "b" * 60_000,  # no ">": the tag pattern once backtracked quadratically
+        "&lt;a x=1" + " y" * 30_000,
+        "&lt;script&gt;" * 6_000,  # unclosed sections, each once searched to the end
+        "&lt;!--" * 12_000,
+        "&lt;a href=&quot;" * 6_000,
+        "&lt;p" * 20_000,
+        "&lt;!DOCTYPE x" * 6_000,
+        "<![CDATA[" + "<!DOCTYPE " * 6_000 + "]]>",
+    ],
+)
+def test_hostile_markup_parses_in_linear_time(field: str) -> None:
+    started = time.perf_counter()
+    parse_feed(rss_item(field, field), fetched_at=NOW)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_long_fields_are_capped_and_flagged() -> None:
+    parsed = parse_feed(rss_item("제목 " * 2_000, "본문 " * 20_000), fetched_at=NOW)
+    item = parsed.items[0]
+    assert len(item.title) <= TITLE_MAX + 1 and item.title.endswith("…")
+    assert len(item.summary) <= SUMMARY_MAX + 1 and item.summary.startswith("본문 본문")
+    assert "field_truncated" in parsed.warnings
+    assert "field_truncated" not in parse_feed(rss_item("짧은 제목"), fetched_at=NOW).warnings
+
+
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        ("정부 &lt;AI 기본법 시행령&gt; 입법예고", "정부 <AI 기본법 시행령> 입법예고"),
+        ("<![CDATA[정부 <AI 기본법 시행령> 입법예고]]>", "정부 <AI 기본법 시행령> 입법예고"),
+        ("네이버 &lt;HyperCLOVA X&gt; 공개", "네이버 <HyperCLOVA X> 공개"),
+        ("<![CDATA[SK <AI 데이터센터> 착공]]>", "SK <AI 데이터센터> 착공"),
+        ("영화 &lt;A 프로젝트&gt; 개봉", "영화 <A 프로젝트> 개봉"),
+        ("History of the &lt;blink&gt; tag", "History of the <blink> tag"),
+        ("History of the &amp;lt;blink&amp;gt; tag", "History of the <blink> tag"),
+        ("삼성전자 &lt;b&gt;HBM&lt;/b&gt; 공급", "삼성전자 HBM 공급"),  # real HTML goes
+        ("<![CDATA[<a href='u'>링크</a><o:p></o:p>]]>", "링크"),
+        ("a &lt; b &gt; c", "a < b > c"),
+    ],
+)
+def test_text_that_looks_like_a_tag_is_text(title: str, expected: str) -> None:
+    assert parse_feed(rss_item(title), fetched_at=NOW).items[0].title == expected
+
+
+def atom_entry(title: str) -> bytes:
+    return f'<feed xmlns="http://www.w3.org/2005/Atom"><entry>{title}<id>g</id></entry></feed>'.encode()
+
+
+@pytest.mark.parametrize(
+    ("element", "expected"),
+    [
+        ("<title>History of the &lt;b&gt; tag</title>", "History of the <b> tag"),  # text
+        ('<title type="text">a &lt;br&gt; b</title>', "a <br> b"),
+        (
+            '<title type="html">History of the &amp;lt;b&amp;gt; tag</title>',
+            "History of the <b> tag",
+        ),
+        ('<title type="html">&lt;b&gt;굵게&lt;/b&gt;</title>', "굵게"),
+        (
+            '<title type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">History of the'
+            " &lt;blink&gt; tag</div></title>",
+            "History of the <blink> tag",
+        ),
+    ],
+)
+def test_atom_text_constructs_follow_their_type(element: str, expected: str) -> None:
+    body = atom_entry(element)
+    assert parse_feed(body, fetched_at=NOW).items[0].title == expected
+    slow = _feedparser_path(_prepare(body, None).data, NOW)
+    assert slow is not None and slow.items[0].title == expected
+
+
+UNSTORABLE = {"\x00", "\ufffe", "\uffff"} | {chr(c) for c in range(0xD800, 0xE000)}
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "&#xD800;",  # a lone surrogate: UnicodeEncodeError
+        "&#x110000;",  # past Unicode: ValueError
+        "&#99999999999;",  # OverflowError
+        "&#" + "9" * 5000 + ";",  # past int()'s digit limit
+        "&#0;",
+        "&#x1;",
+        "&#xFFFE;",
+        "&#xFFFF;",
+        "&amp;#0;",  # escaped twice: only unescaping makes it a NUL
+        "&amp;#xD800;",
+        "\x00",
+    ],
+)
+def test_bad_character_reference_loses_no_item(ref: str) -> None:
+    body = (
+        f"<rss><channel><item><title>앞{ref}뒤</title><guid>g{ref}1</guid>"
+        f"<description>본문{ref}</description></item>"
+        "<item><title>이웃 기사</title><guid>g2</guid></item></channel></rss>"
+    ).encode("utf-8", errors="surrogatepass")
+    items = parse_feed(body, fetched_at=NOW).items
+    assert [i.title for i in items][1:] == ["이웃 기사"]
+    assert items[0].title.startswith("앞") and items[0].title.endswith("뒤")
+    for item in items:
+        for text in (item.title, item.summary, item.guid or "", item.url or ""):
+            assert not UNSTORABLE & set(text)
+            text.encode("utf-8")
+
+
+def test_feedparser_tripping_over_a_mangled_link_loses_no_item() -> None:
+    # Broken XML goes to feedparser, which raised IndexError on this <link>.
+    body = (
+        b"<rss><channel><item><title>ok</title></item>"
+        b"<item><title>t</title><image><link></image>http://x</link></item></channel></rss>"
+    )
+    parsed = parse_feed(body, fetched_at=NOW)
+    assert [i.title for i in parsed.items][:1] == ["ok"]
+    assert "malformed" in parsed.warnings
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        "Tue, 09 Feb 2199 15:22:43 +0900",
+        "2031-01-01T00:00:00Z",
+        "Tue, 09 Feb 2021 15:22:43 +25:00",
+        "Tue, 09 Feb 0021 15:22:43 +0900",
+    ],
+)
+def test_implausible_dates_are_estimated_and_the_feed_kept(date: str) -> None:
+    body = (
+        f"<rss><channel><item><title>a</title><pubDate>{date}</pubDate></item>"
+        "<item><title>b</title><pubDate>Mon, 05 Oct 2026 08:15:00 KST</pubDate></item>"
+        "</channel></rss>"
+    ).encode()
+    first, second = parse_feed(body, fetched_at=NOW).items
+    assert (first.published_at, first.date_estimated) == (NOW, True)
+    assert (second.published_at, second.date_estimated) == (utc(2026, 10, 4, 23, 15), False)
+
+
+def test_a_date_just_ahead_of_the_fetch_is_kept() -> None:
+    body = (
+        b"<rss><channel><item><title>a</title>"
+        b"<pubDate>2026-10-06T00:00:00Z</pubDate></item></channel></rss>"
+    )
+    parsed = parse_feed(body, fetched_at=NOW)
+    assert parsed.items[0].published_at == utc(2026, 10, 6)
+    assert "date_implausible" not in parsed.warnings
+    late = parse_feed(body.replace(b"2026-10-06", b"2026-10-08"), fetched_at=NOW)
+    assert late.items[0].date_estimated and "date_implausible" in late.warnings
+
+
+def test_a_doctype_split_by_a_control_character_declares_no_entity() -> None:
+    body = (
+        b'<!DOC\x01TYPE rss [<!ENTITY e "ENTITY-TEXT">]>'
+        b"<rss><channel><item><title>a&e;b</title></item></channel></rss>"
+    )
+    parsed = parse_feed(body, fetched_at=NOW)
+    assert "ENTITY-TEXT" not in "".join(i.title for i in parsed.items)
+    assert "dtd_removed" in parsed.warnings
+
+
+DC = 'xmlns:dc="http://purl.org/dc/elements/1.1/"'
+MEDIA = 'xmlns:media="http://search.yahoo.com/mrss/"'
+
+
+@pytest.mark.parametrize(
+    ("item", "title", "summary"),
+    [
+        ("<description>제목 없는 기사 본문</description>", "", "제목 없는 기사 본문"),
+        ("<description><![CDATA[ <!DOCTYPE ]]></description>", "", "<!DOCTYPE"),
+        (
+            "<description><![CDATA[<!DOCTYPE html><p>본문</p>]]></description>",
+            "",
+            "본문",
+        ),
+        ("<dc:title>더블린 코어 제목</dc:title><guid>g</guid>", "더블린 코어 제목", ""),
+        ("<title></title><dc:title>빈 제목 대신</dc:title>", "빈 제목 대신", ""),
+        ("<title>본 제목</title><dc:title>다른 제목</dc:title>", "본 제목", ""),
+        ("<media:title>미디어 제목</media:title><guid>g</guid>", "미디어 제목", ""),
+        (
+            '<media:content url="u"><media:title>영상 제목</media:title></media:content>',
+            "영상 제목",
+            "",
+        ),
+        (
+            "<media:group><media:content url='u'/><media:title>묶음 제목</media:title>"
+            "</media:group>",
+            "묶음 제목",
+            "",
+        ),
+        ("<guid>g</guid><dc:description>DC 요약</dc:description>", "", "DC 요약"),
+    ],
+)
+def test_items_without_a_title_are_kept_and_titled_from_alternatives(
+    item: str, title: str, summary: str
+) -> None:
+    body = f"<rss {DC} {MEDIA}><channel><item>{item}</item></channel></rss>".encode()
+    parsed = parse_feed(body, fetched_at=NOW)
+    assert [(i.title, i.summary) for i in parsed.items] == [(title, summary)]
+    assert "malformed" not in parsed.warnings
+    slow = _feedparser_path(_prepare(body, None).data, NOW)
+    assert slow is not None and [(i.title, i.summary) for i in slow.items] == [(title, summary)]
+
+
+def test_atom03_base64_title_is_decoded() -> None:
+    body = (
+        b'<feed version="0.3" xmlns="http://purl.org/atom/ns#"><entry>'
+        b'<title mode="base64">PHA+SGlzdG9yeSBvZiB0aGUgJmx0O2JsaW5rJmd0OyB0YWc8L3A+</title>'
+        b'<summary mode="base64">7ZWc6riA</summary><id>g</id></entry></feed>'
+    )
+    item = parse_feed(body, fetched_at=NOW).items[0]
+    assert (item.title, item.summary) == ("History of the <blink> tag", "한글")

@@ -41,6 +41,57 @@ def testdecode_text(body: bytes, content_type: str | None, text: str, warnings: 
     assert decode_text(body, content_type) == (text, warnings)
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("<a>삼성전자 반도체 \xff수출</a>", "text/xml; charset=utf-8"),
+        ("<?xml version='1.0' encoding='UTF-8'?><a>삼성전자 반도체 \xff수출</a>", None),
+    ],
+)
+def test_declared_utf8_with_a_stray_byte_stays_utf8(body: str, content_type: str | None) -> None:
+    raw = body.encode("utf-8").replace("\xff".encode(), b"\xff")
+    text, found = decode_text(raw, content_type)
+    assert text.endswith("<a>삼성전자 반도체 \ufffd수출</a>")
+    assert found == ["encoding_errors"]
+
+
+def test_declared_utf8_without_any_utf8_is_detected() -> None:
+    # Not one valid multi-byte sequence: the label is wrong, detection decides.
+    text, found = decode_text("<a>Café crème</a>".encode("cp1252"), "text/xml; charset=utf-8")
+    assert text.startswith("<a>Café cr") and "\ufffd" not in text
+    assert "encoding_errors" not in found
+
+
+@pytest.mark.parametrize(
+    ("body", "kept"),
+    [
+        (b"<!-- an <!DOCTYPE in a comment --><rss/>", "<!-- an <!DOCTYPE in a comment --><rss/>"),
+        (b"<rss><![CDATA[ <!DOCTYPE ]]></rss>", "<rss><![CDATA[ <!DOCTYPE ]]></rss>"),
+        (b"<rss><![CDATA[ x ]]><!DOCTYPE a></rss>", "<rss><![CDATA[ x ]]></rss>"),
+        (
+            b"<rss><![CDATA[ <!-- ]]><!DOCTYPE a [<!ENTITY e 'x'>]>--></rss>",
+            "<rss><![CDATA[ <!-- ]]>--></rss>",
+        ),
+        (b"<rss><![CDATA[ unclosed <!DOCTYPE a></rss>", "<rss><![CDATA[ unclosed </rss>"),
+    ],
+)
+def test_doctype_text_in_comments_and_cdata_is_kept(body: bytes, kept: str) -> None:
+    assert markup_text(body, None, error_key="x")[0] == kept
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<!DOC\x01TYPE rss [<!ENTITY e "x">]><rss>&e;</rss>',
+        b'<!\x00DOCTYPE rss [<!ENTITY e "x">]><rss>&e;</rss>',
+        b'<\x1f!DOCTYPE rss SYSTEM "file:///etc/passwd"><rss>&e;</rss>',
+    ],
+)
+def test_a_control_character_cannot_hide_a_doctype(body: bytes) -> None:
+    text, _ = markup_text(body, None, error_key="x")
+    assert "DOCTYPE" not in text and text.startswith("<rss>")
+
+
 def test_decode_garbage_still_gives_text() -> None:
     text, found = decode_text(b"<a>\xff\xfe\xfd</a>", None)
     assert text.startswith("<a>") and text.endswith("</a>")

@@ -164,8 +164,9 @@ async def test_without_a_restart_the_window_still_separates_stories(
     sessionmaker: SM, http_server: FakeSource, http: object, ruleset: Ruleset
 ) -> None:
     clock = Clock()
-    later = T0 + timedelta(days=30)
-    http_server.serve("/wire", rss(("w1", STORY, T0), ("w2", STORY, later)))
+    # Both dates in the past of the poll: a date far ahead of it is no date at all.
+    earlier = T0 - timedelta(days=30)
+    http_server.serve("/wire", rss(("w1", STORY, earlier), ("w2", STORY, T0)))
     await add_sources(sessionmaker, ("wire", http_server.url("/wire")))
     ctx = context(sessionmaker, http, clock, ruleset)
     await poll_source(ctx, await source(sessionmaker, "wire"))
