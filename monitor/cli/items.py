@@ -34,22 +34,6 @@ def _read_file(read: Callable[[], T]) -> T:
         fail(f"cannot use the database: {str(exc).splitlines()[0]}")
 
 
-def _stored(item: Any, source: str) -> StoredItem:
-    return StoredItem(
-        id=item.id,
-        source=source,
-        external_id=item.external_id,
-        url=item.url,
-        title=item.title,
-        summary=item.summary,
-        author=item.author,
-        language=item.language,
-        published_at=item.published_at,
-        date_estimated=item.date_estimated,
-        fetched_at=item.fetched_at,
-    )
-
-
 @click.group()
 def items() -> None:
     """Stored news items."""
@@ -90,7 +74,7 @@ def items_list(
 
         flt = repo.ItemFilter(**filters)
         pairs = query(state, lambda session: repo.list_items(session, flt))
-        rows = [_stored(item, name) for item, name in pairs]
+        rows = [repo.stored_item(item, name) for item, name in pairs]
     full = [_item_record(item) for item in rows]
     table = [
         {
@@ -135,7 +119,7 @@ def items_show(state: State, item_id: int, fmt: str) -> None:
         from monitor.db import repo
 
         pair = query(state, lambda session: repo.get_item(session, item_id))
-        item = None if pair is None else _stored(*pair)
+        item = None if pair is None else repo.stored_item(*pair)
     if item is None:
         fail(f"no item with id {item_id}")
     record = _item_record(item)

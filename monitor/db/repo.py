@@ -161,6 +161,23 @@ async def insert_items(
     return [_stored(item_id, source.name, rows[key]) for item_id, key in new]
 
 
+def stored_item(row: Item, source: str) -> StoredItem:
+    """A stored item row (and its source's name) as the value the stages hand on."""
+    return StoredItem(
+        id=row.id,
+        source=source,
+        external_id=row.external_id,
+        url=row.url,
+        title=row.title,
+        summary=row.summary,
+        author=row.author,
+        language=row.language,
+        published_at=row.published_at,
+        date_estimated=row.date_estimated,
+        fetched_at=row.fetched_at,
+    )
+
+
 def _stored(item_id: int, source: str, values: dict[str, Any]) -> StoredItem:
     return StoredItem(
         id=item_id,

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.records import DailyBar, Quote
+from monitor.db import repo
 from monitor.db.quotes import QUOTE_COLUMNS, bar_of
 from monitor.db.schema import DailyBarRow, Item, QuoteRow, Source
 from monitor.rules.engine import INDEX, RulesEngine
@@ -40,7 +41,6 @@ from monitor.rules.evaluate import (
 )
 from monitor.rules.explanation import NewsExplanation, PolicyMoveExplanation
 from monitor.rules.model import JoinedRule, Ruleset, SourceHealthRule
-from monitor.stored import StoredItem
 
 # Rows read per round trip: a month of items is read in pages, not held as ORM rows.
 PAGE = 2000
@@ -120,7 +120,7 @@ async def replay(
         query = query.where(Item.published_at < until)
     stream = await session.stream(query.execution_options(yield_per=PAGE))
     async for row, source in stream:
-        item = stored_item(row, source)
+        item = repo.stored_item(row, source)
         judged = engine.judge_items([item], now=item.published_at)
         counted = item.published_at >= since
         result.items += counted
@@ -158,22 +158,6 @@ async def replay(
         keep(evaluate_quote(move, recent, ruleset, calendar))
     result.signals.sort(key=lambda s: (s.event_time, s.kind, s.subject))
     return result
-
-
-def stored_item(row: Item, source: str) -> StoredItem:
-    return StoredItem(
-        id=row.id,
-        source=source,
-        external_id=row.external_id,
-        url=row.url,
-        title=row.title,
-        summary=row.summary,
-        author=row.author,
-        language=row.language,
-        published_at=row.published_at,
-        date_estimated=row.date_estimated,
-        fetched_at=row.fetched_at,
-    )
 
 
 async def _load_bars(
