@@ -205,7 +205,8 @@ async def poll_quotes(ctx: PollContext, cfg: QuoteSettings) -> QuoteCycle:
     async with ctx.sessionmaker.begin() as session:
         quotes = await quotes_repo.insert_quotes(session, accepted, fetched_at=now)
         cycle.stored = len(quotes)
-        moves = await ctx.bars.move_facts(session, quotes)
+        # What a quote is compared with, read only when some rule compares it.
+        moves = await ctx.bars.move_facts(session, quotes) if ctx.rules.judges_quotes else []
         news = (
             await signals_repo.recent_news(
                 session, since=ctx.rules.news_since(min(m.quote.as_of for m in moves))

@@ -33,7 +33,7 @@ from monitor.rules.evaluate import (
     news_window,
 )
 from monitor.rules.match import tag
-from monitor.rules.model import JoinedRule, Ruleset
+from monitor.rules.model import JoinedRule, MoveRule, Ruleset
 from monitor.stored import StoredItem, StoryCopy
 
 # The index a move "relative to the KOSPI" is measured against.
@@ -86,6 +86,11 @@ class RulesEngine:
     @property
     def judges_news(self) -> bool:
         return bool(self.ruleset.news_rules())
+
+    @property
+    def judges_quotes(self) -> bool:
+        """Whether quotes need their facts (bars, the KOSPI's change) read at all."""
+        return any(isinstance(r, MoveRule | JoinedRule) for r in self.ruleset.rules.values())
 
     def restore(self, copies: Iterable[StoryCopy], *, now: datetime) -> None:
         """Put back the story clusters of the window: every stored copy of each story
