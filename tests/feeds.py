@@ -58,3 +58,15 @@ def rss(items: Sequence[Entry], *, encoding: str = "utf-8", declare: bool = True
         + "</channel></rss>\n"
     )
     return doc.encode(encoding)
+
+
+def billion_laughs(levels: int = 10) -> bytes:
+    """An entity bomb: ~30 bytes * 10**levels once expanded (300 GB at 10)."""
+    decls = ['<!ENTITY lol0 "lollollollollollollollollollol">']
+    decls += [f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, levels)]
+    return (
+        f'<?xml version="1.0"?><!DOCTYPE rss [{"".join(decls)}]>'
+        '<rss version="2.0"><channel><title>t</title>'
+        f"<item><title>a &lol{levels - 1}; b</title><link>http://x.example/1</link></item>"
+        "</channel></rss>"
+    ).encode()

@@ -27,6 +27,7 @@ from adapters.feed import (
     parse_feed,
 )
 from adapters.records import KST, RawItem
+from tests.feeds import billion_laughs
 
 FEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 NOW = datetime(2026, 10, 5, 3, 0, tzinfo=UTC)
@@ -395,18 +396,6 @@ def test_broken_feed_with_nothing_to_salvage(body: bytes) -> None:
 # ---------------------------------------------------------------------- security
 
 
-def _bomb(levels: int = 10) -> bytes:
-    """Billion laughs: ~30 bytes * 10**levels once expanded (300 GB at 10)."""
-    decls = ['<!ENTITY lol0 "lollollollollollollollollollol">']
-    decls += [f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, levels)]
-    return (
-        f'<?xml version="1.0"?><!DOCTYPE rss [{"".join(decls)}]>'
-        '<rss version="2.0"><channel><title>t</title>'
-        f"<item><title>a &lol{levels - 1}; b</title><link>http://x.example/1</link></item>"
-        "</channel></rss>"
-    ).encode()
-
-
 def _xxe(secret: Path) -> bytes:
     return (
         '<?xml version="1.0"?>'
@@ -441,7 +430,7 @@ def _texts(parsed: ParsedFeed | None) -> str:
 
 def test_billion_laughs_is_cheap() -> None:
     parse_feed(b"<rss><channel><title>warm</title></channel></rss>", fetched_at=NOW)  # imports
-    parsed, peak, rss_growth = _measure(lambda: parse_feed(_bomb(), fetched_at=NOW))
+    parsed, peak, rss_growth = _measure(lambda: parse_feed(billion_laughs(), fetched_at=NOW))
     assert peak < 3 * 1024 * 1024
     assert rss_growth < 20 * 1024
     assert "dtd_removed" in parsed.warnings
@@ -451,7 +440,7 @@ def test_billion_laughs_is_cheap() -> None:
 
 def test_billion_laughs_fast_path_alone_is_bounded() -> None:
     # Second lock: even with the DOCTYPE left in, lxml must not expand the entities.
-    data = _bomb().replace(b'<?xml version="1.0"?>', b"")
+    data = billion_laughs().replace(b'<?xml version="1.0"?>', b"")
 
     def run() -> str:
         try:
