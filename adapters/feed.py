@@ -751,6 +751,17 @@ _MAX_OFFSET = timedelta(hours=14)  # Kiribati, UTC+14, is the farthest zone
 # year, a zone read the wrong way round by a day): it is treated as missing.
 FUTURE_SLACK = timedelta(days=2)
 _DATEUTIL_DEFAULT = datetime(2000, 1, 1)  # fixed: never fill gaps from the clock
+# "GMT+9", "UTC+09:00", "GMT+0900 (KST)": an offset written after GMT or UTC means
+# what people mean by it, and what JavaScript's Date.toString writes: east of UTC,
+# UTC+9 here. dateutil reads it the POSIX way, sign inverted (UTC-9, 18 hours off),
+# so the form is rewritten to a plain numeric offset before any parser sees it.
+_GMT_OFFSET_RE = re.compile(
+    r"(?<![A-Za-z])(?:GMT|UTC|UT)\s*([+\-])(\d{1,2})(?::?(\d{2}))?(?:\s*\([^()]*\))?$",
+    re.IGNORECASE,
+)
+# Any other zone name followed by an offset ("EST+5", "KST-9") is a POSIX TZ string
+# or a guess at one: which way its sign goes cannot be told, so it is no date.
+_NAMED_OFFSET_RE = re.compile(r"[A-Za-z]\s*[+\-]\d")
 
 
 # Polls re-read the same items again and again: a date string seen before costs a
@@ -760,12 +771,19 @@ def _parse_date(value: str | None) -> datetime | None:
     """A feed date as aware UTC, or None when missing or unreadable.
 
     RFC 822 (numeric offsets, GMT, KST and US zone names), ISO 8601 and Yonhap's
-    compact YYYYMMDDHHMMSS; a date without a zone is Seoul wall-clock time.
+    compact YYYYMMDDHHMMSS; a date without a zone is Seoul wall-clock time. "GMT+9"
+    is UTC+9; another zone name with an offset after it ("EST+5") is no date.
     """
     if not value:
         return None
     s = value.strip()
     if not s:
+        return None
+    gmt = _GMT_OFFSET_RE.search(s)
+    if gmt is not None:
+        sign, hours, minutes = gmt.groups()
+        s = f"{s[: gmt.start()].rstrip()} {sign}{int(hours):02d}{minutes or '00'}"
+    if _NAMED_OFFSET_RE.search(s):
         return None
     try:
         dt = _parse_date_fast(s)

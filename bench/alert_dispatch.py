@@ -31,8 +31,11 @@ taken as soon as it returns, then ``PollContext.wake_dispatcher``.
 
 Latency = receipt at the stand-in − commit, per signal; deliveries/s = signals
 received / (last receipt − first commit), for the backlog / (last receipt −
-dispatcher start). At the end of every run the script checks
-that each signal arrived exactly once and that every delivery row is ``sent``, and
+dispatcher start). For the backlog that is the dispatcher's drain rate; for the
+burst, producer and dispatcher together on one loop. In the paced run it would be
+the producer's pacing (--rate) again, so the paced row leaves it out: its latencies
+say how the dispatcher keeps up. At the end of every run the script checks that
+each signal arrived exactly once and that every delivery row is ``sent``, and
 stops with a message otherwise. ``--profile`` runs everything again under cProfile
 (slower) and prints where the event loop's time went. The server stops when the
 script ends, or after ``--lifetime`` s.
@@ -453,10 +456,16 @@ def report(run: Run) -> str:
         latency = f"| {'–':>6} | {'–':>6} | {'–':>6} "
     else:
         latency = f"| {statistics.median(ms):6.1f} | {percentile(ms, 99):6.1f} | {max(ms):6.1f} "
+    if run.mode == "paced":
+        # The dispatcher keeps up with the producer: signals over the run's span is
+        # the pacing (--rate) again, not how fast deliveries can go.
+        deliveries = f"| {'–':>12} "
+    else:
+        deliveries = f"| {run.signals / (run.last_receipt - run.started):12,.0f} "
     return (
         f"| {run.backend:<10} | {label:<12} | {commit_rate:9,.0f} "
-        f"| {run.signals / (run.last_receipt - run.started):12,.0f} "
-        f"| {run.messages:8,} | {run.signals / run.messages:7.2f} "
+        + deliveries
+        + f"| {run.messages:8,} | {run.signals / run.messages:7.2f} "
         + latency
         + f"| {run.phases.rounds:6,} | {run.cpu:5.1f} ({run.loop_cpu:4.1f}) |"
     )
@@ -647,7 +656,8 @@ def main() -> None:
             print(
                 "commits/s = signals committed per second by the producer; deliveries/s "
                 "= signals received / (last receipt − first commit; backlog: − dispatcher "
-                "start); latency = receipt "
+                "start): backlog, the drain rate; burst, producer and dispatcher on one "
+                "loop; paced, not shown (it would be --rate); latency = receipt "
                 "at the stand-in − commit, per signal; CPU = this process (user+sys, all "
                 "threads), loop = the event-loop thread (producer and dispatcher)."
             )

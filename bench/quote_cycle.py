@@ -175,6 +175,9 @@ class Phases:
     fetch: float = 0.0  # provider call: HTTP round trips + parse_realtime
     latest: float = 0.0  # quotes_repo.latest_price (the index reference for check_quote)
     insert: float = 0.0  # quotes_repo.insert_quotes (the statement, not the commit)
+    # rule evaluation: the bar figures and KOSPI change (ctx.bars.move_facts), the
+    # recent news (signals_repo.recent_news) and ctx.rules.judge_quotes
+    judge: float = 0.0
 
 
 @dataclass
@@ -212,9 +215,11 @@ def _timed(
 
 
 @contextmanager
-def instrumented(phases: list[Phases]) -> Iterator[None]:
-    """Wrap the provider call and the two quote queries to time them (``phases[-1]``)."""
+def instrumented(ctx: PollContext, phases: list[Phases]) -> Iterator[None]:
+    """Wrap the provider call, the two quote queries and the rule evaluation to time
+    them (``phases[-1]``)."""
     from monitor.db import quotes as quotes_repo
+    from monitor.db import signals as signals_repo
     from monitor.ingest import quotes
 
     naver, latest, insert = (
@@ -229,15 +234,32 @@ def instrumented(phases: list[Phases]) -> Iterator[None]:
 
         return to
 
+    recent_news = signals_repo.recent_news
+    rules: Any = ctx.rules  # instance attributes shadow the methods for this run only
+    bars: Any = ctx.bars
+    judge_quotes = rules.judge_quotes
+
+    def timed_judge(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return judge_quotes(*args, **kwargs)
+        finally:
+            add("judge")(time.perf_counter() - started)
+
     quotes.PROVIDERS["naver"] = _timed(naver, add("fetch"))
     quotes_repo.latest_price = _timed(latest, add("latest"))
     quotes_repo.insert_quotes = _timed(insert, add("insert"))
+    signals_repo.recent_news = _timed(recent_news, add("judge"))
+    bars.move_facts = _timed(bars.move_facts, add("judge"))
+    rules.judge_quotes = timed_judge
     try:
         yield
     finally:
         quotes.PROVIDERS["naver"] = naver
         quotes_repo.latest_price = latest
         quotes_repo.insert_quotes = insert
+        signals_repo.recent_news = recent_news
+        del bars.move_facts, rules.judge_quotes
 
 
 async def run_cycles(
@@ -273,7 +295,7 @@ async def run_cycles(
     async with open_runtime(settings, migrate_schema=True) as ctx:
         if args.history:
             await prefill(ctx, [t.code for t in tickers], args.history)
-        with instrumented(phases):
+        with instrumented(ctx, phases):
             for n in range(args.cycles):
                 phases.append(Phases())
                 requests_before = counters[0]
@@ -341,21 +363,24 @@ def report(run: Run) -> str:
     def ms(values: list[float]) -> str:
         return f"{statistics.median(values) * 1000:6.1f}"
 
-    other = [c.wall - c.phases.fetch - c.phases.latest - c.phases.insert for c in rest]
+    other = [
+        c.wall - c.phases.fetch - c.phases.latest - c.phases.insert - c.phases.judge for c in rest
+    ]
     return (
         f"| {run.backend:<10} | {run.batch_size:>5} | {'/'.join(map(str, requests)):>8} "
         f"| {first.wall * 1000:7.1f} | {ms(walls)} | {p95(walls) * 1000:6.1f} "
         f"| {rate:8,.0f} | {ms([c.cpu for c in rest])} "
         f"| {ms([c.phases.fetch for c in rest])} | {ms([c.phases.latest for c in rest])} "
-        f"| {ms([c.phases.insert for c in rest])} | {ms(other)} |"
+        f"| {ms([c.phases.insert for c in rest])} | {ms([c.phases.judge for c in rest])} "
+        f"| {ms(other)} |"
     )
 
 
 HEADER = (
     "| database   | batch | req/cyc  | 1st ms  | med ms | p95 ms | quotes/s | CPU ms "
-    "| fetch  | latest | insert | rest   |\n"
+    "| fetch  | latest | insert | judge  | rest   |\n"
     "|------------|------:|---------:|--------:|-------:|-------:|---------:|-------:"
-    "|-------:|-------:|-------:|-------:|"
+    "|-------:|-------:|-------:|-------:|-------:|"
 )
 
 
@@ -436,8 +461,10 @@ def main() -> None:
                 "Times are per poll_quotes call; 1st = first cycle (warm-up), med/p95 over "
                 "the others; quotes/s = stored rows / their time; CPU = this process "
                 "(user+sys, all threads); fetch/latest/insert = medians of the provider "
-                "call, latest_price and insert_quotes; rest = the remainder (sessions, "
-                "load_sources, check_quote, commit, source row, log line)."
+                "call, latest_price and insert_quotes; judge = rule evaluation (move_facts: "
+                "bar figures and the KOSPI change, recent_news, judge_quotes); rest = the "
+                "remainder (sessions, load_sources, check_quote, store_signals, commit, "
+                "source row, log line)."
             )
     finally:
         ours.send("stop")

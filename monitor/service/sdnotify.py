@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 
@@ -59,17 +59,17 @@ class Notifier:
                 self._warned = True
                 log.warning("systemd_notify_failed", error=str(exc))
 
-    async def watchdog(self) -> None:
+    async def watchdog(self, sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
         """Ping the watchdog every half interval until cancelled.
 
         The pings come from the event loop itself, so a loop that hangs stops them and
-        systemd restarts the service.
+        systemd restarts the service. ``sleep`` waits between pings.
         """
         if self.watchdog_interval is None or self.address is None:
             return
         while True:
             self.notify("WATCHDOG=1")
-            await asyncio.sleep(self.watchdog_interval)
+            await sleep(self.watchdog_interval)
 
     def close(self) -> None:
         if self._socket is not None:

@@ -90,12 +90,19 @@ async def test_the_rules_table_on_the_database(
         assert signal.headline == title
 
 
+# Without a policy theme, only ai-platform-market can fire: a target price, foreign
+# buying or a new high, about one of the AI platform stocks.
+MARKET_THEMES = {"target-price", "foreign-buying", "new-high"}
+AI_PLATFORMS = {"naver", "kakao"}
+
+
 async def test_the_headline_table_on_the_database(
     stored: dict[tuple[str, str], SignalRow | None],
 ) -> None:
     policy = load_rules(None).rules["ai-policy"]
     assert isinstance(policy, NewsRule)
     policy_themes = set(policy.themes.any)
+    market_fired = market_silent = 0
     for text, themes, entities in HEADLINES:
         signal = stored[(text, "")]
         if not themes:
@@ -103,8 +110,18 @@ async def test_the_headline_table_on_the_database(
             continue
         if themes & policy_themes:
             assert signal is not None, text  # any policy theme is enough for ai-policy
-        if signal is None:
-            continue  # market themes fire only about an AI platform (ai-platform-market)
+        elif themes & MARKET_THEMES and entities & AI_PLATFORMS:
+            assert signal is not None, text
+            assert [r["rule_id"] for r in signal.explanation["rules"]] == ["ai-platform-market"], (
+                text
+            )
+            market_fired += 1
+        else:  # a market theme about no AI platform, or an appointment outside AI
+            assert signal is None, text
+            market_silent += 1
+            continue
+        assert signal is not None
         assert set(signal.explanation["themes"]) == themes, text
         assert set(signal.explanation["entities"]) == entities, text
         assert signal.explanation["title"] == text
+    assert market_fired >= 10 and market_silent >= 3  # both sides of the rule are in the table

@@ -96,18 +96,25 @@ def test_tickers_are_unique_and_the_move_rules_stay_quiet_on_ordinary_moves() ->
     assert len(tickers) == len(set(tickers))
     big = ruleset.rules["ai-platform-big-move"]
     assert isinstance(big, MoveRule) and big.change is not None
-    # The KOSPI's +0.70 % and Kakao's +6.37 % are not moves on their own …
+    # On 06-18 the KOSPI's +0.70 % and Kakao's +6.37 % (5.67 beyond it) are not big
+    # moves on their own; Naver's +15.25 % (14.55 beyond) is.
     assert big.change.pct >= 10 and big.change.relative_to == "KOSPI"
-    # … but Kakao's counts after policy news, and so do 52-week highs.
+    # After policy news a smaller move counts, but only for the stock the news is
+    # about: the 06-16 news names Naver, so Kakao's 06-18 move, large enough, fires
+    # nothing (tests/monitor/rules/test_evaluate.py).
     joined = ruleset.rules["policy-move"]
     assert isinstance(joined, JoinedRule) and isinstance(joined.move, MoveSpec)
     assert joined.move.change is not None and joined.move.change.pct <= 6.37 - 0.70
-    assert joined.window.trading_days_before >= 3  # 06-16 news, 06-19 move
+    assert joined.about == "entity"
+    assert joined.window.trading_days_before >= 2  # 06-16 news, 06-18 move
     assert joined.severity == "critical"
     assert set(joined.news) <= {r.id for r in ruleset.news_rules()}
+    # A 52-week high after policy news counts for the news's sector too: Kakao's on
+    # 06-19, three trading days after the news.
     high = ruleset.rules["policy-high"]
     assert isinstance(high, JoinedRule) and isinstance(high.move, MoveSpec)
     assert high.move.new_extreme is not None and high.move.new_extreme.weeks == 52
+    assert high.about == "either" and high.window.trading_days_before >= 3
     stale = ruleset.rules["source-stale"]
     assert isinstance(stale, SourceHealthRule) and stale.missed_intervals >= 1
 
