@@ -23,7 +23,7 @@ Times are ISO 8601 strings (UTC), days ISO dates.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, overload
 
@@ -267,33 +267,13 @@ def _quote_json(quote: QuoteFacts | None) -> JSON:
 
 
 def _matched_json(matched: MatchedMove) -> JSON:
-    seen: JSON = {}
-    if (c := matched.change) is not None:
-        seen["change"] = {
-            "change_pct": c.change_pct,
-            "relative_to": c.relative_to,
-            "index_change_pct": c.index_change_pct,
-            "excess_pct": c.excess_pct,
-            "threshold_pct": c.threshold_pct,
-            "direction": c.direction,
-        }
-    if (x := matched.new_extreme) is not None:
-        seen["new_extreme"] = {
-            "weeks": x.weeks,
-            "side": x.side,
-            "day_high": x.day_high,
-            "day_low": x.day_low,
-            "high": x.high,
-            "low": x.low,
-        }
-    if (v := matched.volume) is not None:
-        seen["volume"] = {
-            "volume": v.volume,
-            "avg_volume": v.avg_volume,
-            "days": v.days,
-            "multiple": v.multiple,
-        }
-    return seen
+    # The flat parts are stored field for field, in their fields' order.
+    parts = {
+        "change": matched.change,
+        "new_extreme": matched.new_extreme,
+        "volume": matched.volume,
+    }
+    return {key: asdict(part) for key, part in parts.items() if part is not None}
 
 
 def _joined_json(rule: JoinedMatch) -> JSON:
