@@ -144,8 +144,9 @@ class Metrics:
     async def seed(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         """Take every enabled news source, its interval and last success from the database.
 
-        Quote sources are not polled per source (a quote cycle asks them in turn), so
-        they would look stale for ever; their health shows in ``kmon sources list``.
+        Quote sources get no freshness series: a quote cycle asks them in turn and only
+        while KRX is open, so they would look stale every night; their health is in
+        ``kmon_source_status`` and ``kmon sources list``.
         """
         async with sessionmaker() as session:
             rows = await repo.list_sources(session)
@@ -201,8 +202,9 @@ class Metrics:
         self.polls.labels(outcome.source, outcome.status).inc()
         self.poll_duration.labels(outcome.source).observe(outcome.duration)
         self.new_items.labels(outcome.source).inc(len(outcome.new_item_ids))
-        if outcome.status in SUCCESS:
-            # The database records a success at the poll's start; so do we.
+        if outcome.status in SUCCESS and outcome.source in self.intervals:
+            # The database records a success at the poll's start; so do we. Freshness
+            # is kept for the news sources only (see seed).
             self.last_success[outcome.source] = self.clock() - outcome.duration
 
     def observe_quotes(self, cycle: QuoteCycle) -> None:

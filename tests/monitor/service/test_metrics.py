@@ -16,6 +16,7 @@ from monitor.db import repo
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.schema import Delivery
 from monitor.ingest.quotes import QuoteCycle
+from monitor.ingest.sources import PollOutcome
 from monitor.service.metrics import Metrics
 from tests.monitor.alerts.outbox_support import signal_row
 from tests.monitor.alerts.smtp_server import refused_port
@@ -190,3 +191,25 @@ async def test_a_database_outage_is_logged_once_and_its_end_once(sessionmaker: S
         ("metrics_database", True),
     ]
     assert lines[0]["error"]
+
+
+def test_freshness_is_kept_for_news_sources_only() -> None:
+    """A quote provider's polls count, but it gets no freshness series: it is asked only
+    while KRX is open and would look stale every night."""
+    metrics = Metrics(clock=lambda: 1000.0)
+    metrics.add_source("yna", interval=60)
+    for source in ("yna", "quotes-naver"):
+        metrics.observe(
+            PollOutcome(
+                source=source,
+                status="ok",
+                new_item_ids=[],
+                next_check_at=datetime.now(UTC),
+                duration=0.5,
+            )
+        )
+    got = scrape(metrics)
+    assert got[("kmon_polls_total", (("outcome", "ok"), ("source", "quotes-naver")))] == 1
+    assert got[("kmon_source_last_success_timestamp_seconds", (("source", "yna"),))] == 999.5
+    stale = [k for k in got if k[0].startswith("kmon_source_") and "quotes-naver" in str(k)]
+    assert not [k for k in stale if k[0] != "kmon_source_status"]
