@@ -278,8 +278,7 @@ def _applies(spec: MoveSpec, ticker: str, ruleset: Ruleset) -> bool:
     if spec.tickers or spec.sectors:
         if ticker in spec.tickers:
             return True
-        company = ruleset.by_ticker.get(ticker)
-        return company is not None and company.sector in spec.sectors
+        return not ruleset.ticker_sectors(ticker).isdisjoint(spec.sectors)
     # No list: every followed stock, and a KRX stock code starts with a digit; an index
     # (KOSPI) is the yardstick, not a mover.
     return ticker[:1].isdigit()
@@ -469,10 +468,10 @@ def _about(rule: JoinedRule, news: NewsFacts, ticker: str, ruleset: Ruleset) -> 
     """How ``news`` is about ``ticker`` under ``rule.about``: "entity", "sector" or None."""
     if rule.about in ("entity", "either") and ticker in news.tickers:
         return "entity"
-    if rule.about in ("sector", "either"):
-        company = ruleset.by_ticker.get(ticker)
-        if company is not None and company.sector and company.sector in news.sectors:
-            return "sector"
+    if rule.about in ("sector", "either") and not ruleset.ticker_sectors(ticker).isdisjoint(
+        news.sectors
+    ):
+        return "sector"
     return None
 
 

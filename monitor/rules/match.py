@@ -52,6 +52,7 @@ file order over one item's title and summary.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import re
@@ -64,7 +65,7 @@ from typing import NamedTuple
 
 import ahocorasick_rs
 
-from monitor.rules.model import SEPARATOR, Condition, NewsRule, Ruleset, fold_term
+from monitor.rules.model import SEPARATOR, Condition, NearTerm, NewsRule, Ruleset, fold_term
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -549,9 +550,12 @@ class Tagging:
     """What one item is about.
 
     ``themes`` and ``entities`` map ids to their hits (``Hit.field`` says title or
-    summary). ``tickers`` are the entities' own and linked tickers; ``sectors`` those
-    of the entities (and of the companies their tickers belong to) and of the themes.
-    ``news_rules_fired`` are the news rules that matched, in ruleset order.
+    summary); a theme found by a near term lists the hits of its parts, one found by
+    generic terms those terms. ``anchors`` are the anchors that hold, with the hits
+    that make them hold. ``tickers`` are the entities' own and linked tickers;
+    ``sectors`` those of the entities (and of the companies their tickers belong to)
+    and of the themes. ``news_rules_fired`` are the news rules that matched, in ruleset
+    order.
     """
 
     themes: dict[str, list[Hit]]
@@ -559,10 +563,16 @@ class Tagging:
     tickers: frozenset[str]
     sectors: frozenset[str]
     news_rules_fired: list[FiredRule]
+    anchors: dict[str, list[Hit]] = dataclasses.field(default_factory=dict)
 
 
-# Prefixes of the matcher's ids for what is not an entity or theme (ids cannot hold ':').
+# Matcher ids for what is not an entity or theme carry a prefix with ':' (ids cannot).
 _EXCLUDE, _TERM = "exclude:", "term:"
+
+# What a matcher id stands for: (role, owner id, near-term index, part index).
+_ENTITY, _THEME, _NEAR, _GENERIC, _GENERIC_NEAR = "entity", "theme", "near", "gen", "gnear"
+_ANCHOR, _ANCHOR_NEAR, _REQUIRES, _REJECTS, _RULE_TERM = "anchor", "anear", "ctx+", "ctx-", "term"
+_Role = tuple[str, str, int, int]
 
 
 @dataclass(frozen=True)
@@ -572,6 +582,11 @@ class _Index:
     # rule id → its terms condition, with one matcher id per term
     rule_terms: Mapping[str, Condition]
     entity_sectors: Mapping[str, frozenset[str]]
+    roles: Mapping[str, _Role]
+    # (role, owner, near index) → the near term, for themes, generic terms and anchors
+    near: Mapping[tuple[str, str, int], NearTerm]
+    # entity id → the references it answers to: its id, sector:TAG …, kind:KIND
+    entity_refs: Mapping[str, frozenset[str]]
 
 
 _INDEXES: weakref.WeakKeyDictionary[Ruleset, _Index] = weakref.WeakKeyDictionary()
@@ -584,15 +599,44 @@ def compile_ruleset(ruleset: Ruleset) -> _Index:
         return index
     terms: dict[str, list[str]] = {}
     groups: dict[str, str] = {}
+    roles: dict[str, _Role] = {}
+    near: dict[tuple[str, str, int], NearTerm] = {}
+
+    def add(term_id: str, written: Sequence[str], role: _Role) -> None:
+        terms[term_id] = list(written)
+        roles[term_id] = role
+
+    def add_near(role: str, owner: str, specs: Sequence[NearTerm]) -> None:
+        for k, spec in enumerate(specs):
+            near[(role, owner, k)] = spec
+            for n, alternatives in enumerate(spec.parts()):
+                add(f"{role}:{owner}:{k}:{n}", alternatives, (role, owner, k, n))
+
     for entity in ruleset.entities.values():
         # Every alias competes with every other: the longest name wins.
-        terms[entity.id] = list(entity.aliases)
+        add(entity.id, entity.aliases, (_ENTITY, entity.id, 0, 0))
         groups[entity.id] = "entities"
         if entity.excludes:
             terms[_EXCLUDE + entity.id] = list(entity.excludes)
             groups[_EXCLUDE + entity.id] = "entities"
+        context = entity.context
+        if context is not None:
+            if context.requires:
+                add(f"{_REQUIRES}:{entity.id}", context.requires, (_REQUIRES, entity.id, 0, 0))
+            if context.rejects:
+                add(f"{_REJECTS}:{entity.id}", context.rejects, (_REJECTS, entity.id, 0, 0))
+    for anchor in ruleset.anchors.values():
+        if anchor.terms:
+            add(f"{_ANCHOR}:{anchor.id}", anchor.terms, (_ANCHOR, anchor.id, 0, 0))
+        add_near(_ANCHOR_NEAR, anchor.id, anchor.near)
     for theme in ruleset.themes.values():
-        terms[theme.id] = list(theme.terms)  # its own group: themes may overlap
+        if theme.terms:  # its own group: themes may overlap
+            add(theme.id, theme.terms, (_THEME, theme.id, 0, 0))
+        add_near(_NEAR, theme.id, theme.near)
+        if theme.generic is not None:
+            if theme.generic.terms:
+                add(f"{_GENERIC}:{theme.id}", theme.generic.terms, (_GENERIC, theme.id, 0, 0))
+            add_near(_GENERIC_NEAR, theme.id, theme.generic.near)
     rule_terms: dict[str, Condition] = {}
     for rule in ruleset.news_rules():
         lists: dict[str, list[str]] = {}
@@ -600,14 +644,23 @@ def compile_ruleset(ruleset: Ruleset) -> _Index:
             lists[list_name] = []
             for n, term in enumerate(getattr(rule.terms, list_name)):
                 term_id = f"{_TERM}{rule.id}:{list_name}:{n}"
-                terms[term_id] = [term]
+                add(term_id, [term], (_RULE_TERM, term_id, 0, 0))
                 lists[list_name].append(term_id)
         rule_terms[rule.id] = Condition(**lists)
+    entity_refs = {
+        e.id: frozenset(
+            [e.id, "kind:" + e.kind, *("sector:" + t for t in ruleset.sectors_of(e))]
+        )
+        for e in ruleset.entities.values()
+    }
     index = _Index(
         matcher=Matcher.build(terms, groups=groups),
         news_rules=tuple(ruleset.news_rules()),
         rule_terms=rule_terms,
         entity_sectors={e.id: frozenset(ruleset.sectors_of(e)) for e in ruleset.entities.values()},
+        roles=roles,
+        near=near,
+        entity_refs=entity_refs,
     )
     _INDEXES[ruleset] = index
     return index
@@ -624,7 +677,7 @@ def tag(
     source: str | None = None,
     language: str | None = None,
 ) -> Tagging:
-    """Themes, entities, tickers and fired news rules of one news item.
+    """Themes, entities, anchors, tickers and fired news rules of one news item.
 
     A news rule fires when its theme conditions hold; naming an entity resolves it
     (and its tickers) but is not a signal on its own. A rule with a ``sources`` filter
@@ -638,16 +691,43 @@ def tag(
     themes: dict[str, list[Hit]] = {}
     entities: dict[str, list[Hit]] = {}
     terms: dict[str, list[Hit]] = {}
+    # The rarer roles: near-term parts, generic terms, anchors, context words.
+    other: dict[_Role, list[Hit]] = {}
+    roles = index.roles
     for hit in hits:
-        # Entity and theme ids share one namespace (the model checks); a rule's own
-        # terms and excludes carry a prefix with ':', which ids cannot contain.
-        if hit.term_id in ruleset.themes:
+        role = roles.get(hit.term_id)
+        if role is None:
+            continue  # an exclude: a longer name that means someone else; it only had to win
+        kind = role[0]
+        if kind == _THEME:
             themes.setdefault(hit.term_id, []).append(hit)
-        elif hit.term_id in ruleset.entities:
+        elif kind == _ENTITY:
             entities.setdefault(hit.term_id, []).append(hit)
-        elif hit.term_id.startswith(_TERM):
+        elif kind == _RULE_TERM:
             terms.setdefault(hit.term_id, []).append(hit)
-        # _EXCLUDE: a longer name that means someone else; it only had to win.
+        else:
+            other.setdefault(role, []).append(hit)
+    if other:
+        words = _WordPositions({"title": item_title, "summary": item_summary})
+        if entities:
+            _apply_context(entities, other, ruleset, words)
+        for (kind, owner, k), found in _near_found(other, index.near, words).items():
+            if kind == _NEAR:
+                themes.setdefault(owner, []).extend(found)
+            else:  # a generic or an anchor's near term: part -1 is the whole of it
+                other.setdefault((kind, owner, k, -1), []).extend(found)
+    anchors = (
+        _anchors_holding(ruleset, index, themes, entities, other)
+        if ruleset.anchors and (other or entities)
+        else {}
+    )
+    for (kind, owner, _, part), found in other.items():
+        if kind == _GENERIC or (kind == _GENERIC_NEAR and part == -1):
+            generic = ruleset.themes[owner].generic
+            if generic is not None and generic.requires in anchors:
+                themes.setdefault(owner, []).extend(found)
+    for found in themes.values():
+        found.sort(key=lambda h: (h.field != "title", h.start))
     tickers: set[str] = set()
     sectors: set[str] = set()
     for entity_id in entities:
@@ -669,7 +749,132 @@ def tag(
             explanation = evidence.explain(rule)
             if explanation is not None:
                 fired.append(FiredRule(rule.id, explanation))
-    return Tagging(themes, entities, frozenset(tickers), frozenset(sectors), fired)
+    return Tagging(themes, entities, frozenset(tickers), frozenset(sectors), fired, anchors)
+
+
+# A sentence ends at . ! ? or 。 before a space, or at a line break. A title is one
+# unit whatever it holds ("…" and "," join its clauses).
+_SENTENCE_END = re.compile(r"[.!?\u3002](?=\s)|\n")
+_WORD = re.compile(r"\S+")
+
+
+class _WordPositions:
+    """Where a hit stands, in words and sentences, in the text of its field; computed
+    only for texts where a near term or a context word was found."""
+
+    def __init__(self, texts: Mapping[str, str]) -> None:
+        self._texts = texts
+        self._cache: dict[str, tuple[list[int], list[int]]] = {}
+
+    def _tables(self, field_name: str) -> tuple[list[int], list[int]]:
+        tables = self._cache.get(field_name)
+        if tables is None:
+            text = self._texts.get(field_name, "")
+            starts = [m.start() for m in _WORD.finditer(text)]
+            ends = [] if field_name == "title" else [m.end() for m in _SENTENCE_END.finditer(text)]
+            tables = (starts, ends)
+            self._cache[field_name] = tables
+        return tables
+
+    def where(self, hit: Hit) -> tuple[str | None, int, int]:
+        """(field, sentence number, word number) of ``hit``."""
+        starts, ends = self._tables(hit.field or "")
+        return hit.field, bisect_right(ends, hit.start), bisect_right(starts, hit.start) - 1
+
+
+def _near_found(
+    other: Mapping[_Role, list[Hit]],
+    specs: Mapping[tuple[str, str, int], NearTerm],
+    words: _WordPositions,
+) -> dict[tuple[str, str, int], list[Hit]]:
+    """The near terms whose parts all stand within their window: their parts' hits."""
+    parts: dict[tuple[str, str, int], dict[int, list[Hit]]] = {}
+    for (kind, owner, k, n), hits in other.items():
+        if kind in (_NEAR, _GENERIC_NEAR, _ANCHOR_NEAR) and n >= 0:
+            parts.setdefault((kind, owner, k), {})[n] = hits
+    found: dict[tuple[str, str, int], list[Hit]] = {}
+    for key, by_part in parts.items():
+        spec = specs[key]
+        if len(by_part) < len(spec.all):
+            continue
+        placed = [[(words.where(h), h) for h in by_part[n]] for n in range(len(spec.all))]
+        for combo in itertools.product(*placed):
+            places = [where for where, _ in combo]
+            if len({(f, sentence) for f, sentence, _ in places}) != 1:
+                continue
+            numbers = [number for _, _, number in places]
+            spans = {(h.start, h.end) for _, h in combo}
+            if len(spans) == len(combo) and max(numbers) - min(numbers) <= spec.within:
+                found[key] = [h for _, h in combo]
+                break
+    return found
+
+
+def _apply_context(
+    entities: dict[str, list[Hit]],
+    other: Mapping[_Role, list[Hit]],
+    ruleset: Ruleset,
+    words: _WordPositions,
+) -> None:
+    """Drop the mentions that their context says are someone else."""
+    for entity_id in list(entities):
+        context = ruleset.entities[entity_id].context
+        if context is None:
+            continue
+        requires = other.get((_REQUIRES, entity_id, 0, 0), [])
+        rejects = other.get((_REJECTS, entity_id, 0, 0), [])
+        in_title = context.title and any(h.field == "title" for h in requires)
+        kept = []
+        for hit in entities[entity_id]:
+            if rejects and _close(hit, rejects, context.within, words):
+                continue
+            if context.requires and not (
+                _close(hit, requires, context.within, words)
+                or (hit.field == "title" and in_title)
+            ):
+                continue
+            kept.append(hit)
+        if kept:
+            entities[entity_id] = kept
+        else:
+            del entities[entity_id]
+
+
+def _close(hit: Hit, others: Sequence[Hit], within: int, words: _WordPositions) -> bool:
+    """Whether one of ``others`` stands within ``within`` words of ``hit``, in the same
+    field and sentence."""
+    field_name, sentence, number = words.where(hit)
+    for other in others:
+        f, s, n = words.where(other)
+        if f == field_name and s == sentence and abs(n - number) <= within:
+            return True
+    return False
+
+
+def _anchors_holding(
+    ruleset: Ruleset,
+    index: _Index,
+    themes: Mapping[str, list[Hit]],
+    entities: Mapping[str, list[Hit]],
+    other: Mapping[_Role, list[Hit]],
+) -> dict[str, list[Hit]]:
+    """The anchors that hold in the item, each with the hits that make it hold."""
+    holding: dict[str, list[Hit]] = {}
+    for anchor in ruleset.anchors.values():
+        found: list[Hit] = list(other.get((_ANCHOR, anchor.id, 0, 0), ()))
+        for k in range(len(anchor.near)):
+            found += other.get((_ANCHOR_NEAR, anchor.id, k, -1), ())
+        if anchor.entities:
+            wanted = set(anchor.entities)
+            for entity_id, hits in entities.items():
+                if not wanted.isdisjoint(index.entity_refs[entity_id]):
+                    found += hits
+        for theme_id in anchor.themes:
+            # A theme's own terms only: its generic ones may need this very anchor.
+            found += [h for h in themes.get(theme_id, ()) if h.term_id == theme_id]
+        if found:
+            holding[anchor.id] = sorted(found, key=lambda h: (h.field != "title", h.start))
+    return holding
 
 
 _Found = Mapping[str, list[Hit]]
@@ -696,8 +901,9 @@ class _Evidence:
 
             entities = only(self.entities)
             for entity_id, hits in list(entities.items()):
-                for sector in self.index.entity_sectors[entity_id]:
-                    entities.setdefault("sector:" + sector, []).extend(hits)
+                for ref in self.index.entity_refs[entity_id]:
+                    if ref != entity_id:
+                        entities.setdefault(ref, []).extend(hits)
             found = (only(self.themes), only(self.terms), entities)
             self._by_fields[fields] = found
         return found

@@ -132,6 +132,47 @@ class _Strict(BaseModel):
 # --- entities and themes ------------------------------------------------------------
 
 
+class NearTerm(_Strict):
+    """Words that must occur together, in any order, within ``within`` words of each
+    other in one title or one sentence: ``{all: [외국인, [순매수, 매수세]], within: 4}``
+    finds 외국인, 네이버 이틀째 순매수. Each part is a term or a list of alternatives."""
+
+    all: list[Term | list[Term]] = Field(min_length=2, max_length=6)
+    within: int = Field(default=5, ge=1, le=30)
+
+    def parts(self) -> list[list[str]]:
+        """Every part as a list of alternatives."""
+        return [[p] if isinstance(p, str) else list(p) for p in self.all]
+
+    @model_validator(mode="after")
+    def _parts_not_empty(self) -> NearTerm:
+        if any(isinstance(p, list) and not p for p in self.all):
+            raise ValueError("a part of a near term is an empty list")
+        return self
+
+
+class EntityContext(_Strict):
+    """Whether a mention is this entity, read from the words around it.
+
+    ``within`` words either side, in the same title or sentence: a mention with any
+    of ``rejects`` there is someone (or something) else; with ``requires`` given, a
+    mention needs one of them there (or anywhere in the title, with ``title: true``)
+    to count. The actor 하정우 and the AI official share a name: the official is named
+    with AI, 수석, 대통령실 …; the actor with 영화, 주연, 개봉 ….
+    """
+
+    within: int = Field(default=8, ge=1, le=50)
+    requires: list[Term] = Field(default_factory=list)
+    rejects: list[Term] = Field(default_factory=list)
+    title: bool = True
+
+    @model_validator(mode="after")
+    def _says_something(self) -> EntityContext:
+        if not (self.requires or self.rejects):
+            raise ValueError("a context needs requires or rejects")
+        return self
+
+
 class Entity(_Strict):
     """A company, person or public body that news names.
 
@@ -140,6 +181,10 @@ class Entity(_Strict):
     else (``배우 하정우``, the actor): being longer they win, and resolve to nothing.
     ``ticker`` is a company's own KRX code; ``related_tickers`` link anyone to
     companies whose stock their news moves (Ha Jung-woo headed Naver's AI centre).
+    ``sector`` is its market sector and ``tags`` are further sector tags it answers to
+    (``ai-stock``: a stock that AI policy moves), for ``sector:TAG`` references and the
+    ``sectors`` of move rules. ``context`` decides, from the words around a mention,
+    whether the mention is this entity at all (:class:`EntityContext`).
     """
 
     id: Id
@@ -151,6 +196,8 @@ class Entity(_Strict):
     ticker: TickerCode | None = None
     related_tickers: list[TickerCode] = Field(default_factory=list)
     sector: Sector | None = None
+    tags: list[Sector] = Field(default_factory=list)
+    context: EntityContext | None = None
     note: str | None = None
 
     @model_validator(mode="after")
@@ -167,20 +214,67 @@ class Entity(_Strict):
         return own + [t for t in self.related_tickers if t not in own]
 
 
+class GenericTerms(_Strict):
+    """Terms too common to tell a theme alone (GPU, data centre): they count only in a
+    text where the anchor ``requires`` names holds (an anchor id of the rules file)."""
+
+    requires: Id
+    terms: list[Term] = Field(default_factory=list)
+    near: list[NearTerm] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_terms(self) -> GenericTerms:
+        if not (self.terms or self.near):
+            raise ValueError("generic needs terms or near")
+        return self
+
+
+class Anchor(_Strict):
+    """What ties a text to a place or an actor, for generic terms that need it.
+
+    It holds in a text (title and summary) that names any of ``entities`` (ids,
+    ``sector:TAG``, or ``kind:body|person|company``), shows any of ``themes`` (by their
+    own terms, never by generic ones) or any of its ``terms`` / ``near`` terms.
+    """
+
+    id: Id
+    description: str | None = None
+    entities: list[str] = Field(default_factory=list)
+    themes: list[Id] = Field(default_factory=list)
+    terms: list[Term] = Field(default_factory=list)
+    near: list[NearTerm] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_something(self) -> Anchor:
+        if not (self.entities or self.themes or self.terms or self.near):
+            raise ValueError("an anchor needs entities, themes, terms or near")
+        return self
+
+
 class Theme(_Strict):
     """A policy topic, recognised by any of its terms.
 
     Write a term with a space where its words part; in Korean the space is optional
     (``인공지능 기본법`` also finds ``인공지능기본법``), see :mod:`monitor.rules.match`.
+    ``near`` terms are words that must occur close together (:class:`NearTerm`);
+    ``generic`` terms count only where their anchor holds (:class:`GenericTerms`).
     ``sectors`` are the market sectors its news concerns even when no company is named.
     """
 
     id: Id
     name_en: str = Field(min_length=1)
     name_ko: str | None = None
-    terms: list[Term] = Field(min_length=1)
+    terms: list[Term] = Field(default_factory=list)
+    near: list[NearTerm] = Field(default_factory=list)
+    generic: GenericTerms | None = None
     sectors: list[Sector] = Field(default_factory=list)
     note: str | None = None
+
+    @model_validator(mode="after")
+    def _has_terms(self) -> Theme:
+        if not (self.terms or self.near or self.generic):
+            raise ValueError("a theme needs terms, near or generic")
+        return self
 
 
 # --- rules --------------------------------------------------------------------------
@@ -223,8 +317,10 @@ class NewsRule(_RuleBase):
     ``themes`` and ``terms`` say which topics must (``any``/``all``) or must not
     (``none``) appear; at least one positive list is required, because a mere mention
     of an entity is not a signal. ``entities`` narrows by who is named: entity ids, or
-    ``sector:TAG`` for any entity of that sector. ``fields`` are searched; ``sources``
-    and ``languages`` restrict the items the rule looks at.
+    ``sector:TAG`` for any entity of that sector (``kind:body``: any public body).
+    ``fields`` are searched; ``sources`` and ``languages`` restrict the items the rule
+    looks at. ``score`` is the relevance a signal starts from when this rule fires
+    (:class:`Scoring` adds the evidence).
     """
 
     kind: Literal["news"]
@@ -236,6 +332,7 @@ class NewsRule(_RuleBase):
     )
     sources: list[str] | None = None
     languages: list[Language] | None = None
+    score: int = Field(default=30, ge=0, le=100)
 
     @model_validator(mode="after")
     def _needs_a_theme(self) -> NewsRule:
@@ -342,14 +439,48 @@ class SourceHealthRule(_RuleBase):
 Rule = Annotated[NewsRule | MoveRule | JoinedRule | SourceHealthRule, Field(discriminator="kind")]
 
 
+class Scoring(_Strict):
+    """How relevant a news signal is, from 0 to 100, and the severity that follows.
+
+    A signal starts from the highest ``score`` of the news rules that fired and adds,
+    once each: ``title`` when a theme shows in the title (not only in the summary);
+    ``extra_theme`` for each further theme, up to ``max_extra_themes``; the points of
+    every anchor of ``anchors`` that holds; of every reference of ``entities`` (an id,
+    ``sector:TAG`` or ``kind:KIND``) that a named entity answers to; of the item's
+    source in ``sources``. The sum is capped at 100. A score of ``warning`` or more
+    makes the signal at least a warning, ``critical`` or more critical.
+    """
+
+    title: int = Field(default=15, ge=0, le=100)
+    extra_theme: int = Field(default=10, ge=0, le=100)
+    max_extra_themes: int = Field(default=2, ge=0, le=10)
+    anchors: dict[str, int] = Field(default_factory=dict)
+    entities: dict[str, int] = Field(default_factory=dict)
+    sources: dict[str, int] = Field(default_factory=dict)
+    warning: int = Field(default=60, ge=0, le=101)
+    critical: int = Field(default=101, ge=0, le=101)
+
+    @model_validator(mode="after")
+    def _bands_in_order(self) -> Scoring:
+        if self.critical < self.warning:
+            raise ValueError("critical is below warning")
+        for name in ("anchors", "entities", "sources"):
+            for key, points in getattr(self, name).items():
+                if not 0 <= points <= 100:
+                    raise ValueError(f"{name}.{key}: points must be from 0 to 100")
+        return self
+
+
 class RulesFile(_Strict):
     """One rules file as written; :func:`load_rules` merges and cross-checks them."""
 
     version: Literal[1] = 1
     entities: list[Entity] = Field(default_factory=list)
+    anchors: list[Anchor] = Field(default_factory=list)
     themes: list[Theme] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
     disabled: list[Id] = Field(default_factory=list)
+    scoring: Scoring | None = None
 
 
 # --- the merged set -----------------------------------------------------------------
@@ -368,6 +499,8 @@ class Ruleset:
     themes: Mapping[str, Theme]
     rules: Mapping[str, NewsRule | MoveRule | JoinedRule | SourceHealthRule]
     files: tuple[Path, ...] = ()
+    anchors: Mapping[str, Anchor] = field(default_factory=dict)
+    scoring: Scoring = field(default_factory=Scoring)
     by_ticker: Mapping[str, Entity] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -379,17 +512,27 @@ class Ruleset:
 
     def sectors(self) -> set[str]:
         """Every sector tag an entity or theme uses."""
-        tags = {e.sector for e in self.entities.values() if e.sector}
+        tags = {s for e in self.entities.values() for s in own_sectors(e)}
         return tags | {s for t in self.themes.values() for s in t.sectors}
 
     def sectors_of(self, entity: Entity) -> set[str]:
-        """The entity's sector and those of the companies its tickers belong to."""
-        tags = {entity.sector} if entity.sector else set()
+        """The entity's sector tags and those of the companies its tickers belong to."""
+        tags = set(own_sectors(entity))
         for ticker in entity.tickers():
             company = self.by_ticker.get(ticker)
-            if company is not None and company.sector:
-                tags.add(company.sector)
+            if company is not None:
+                tags.update(own_sectors(company))
         return tags
+
+    def ticker_sectors(self, ticker: str) -> set[str]:
+        """The sector tags of the company listed under ``ticker`` (none: unknown)."""
+        company = self.by_ticker.get(ticker)
+        return set(own_sectors(company)) if company is not None else set()
+
+
+def own_sectors(entity: Entity) -> list[str]:
+    """An entity's sector and its further tags."""
+    return ([entity.sector] if entity.sector else []) + entity.tags
 
 
 # --- loading ------------------------------------------------------------------------
@@ -485,10 +628,16 @@ def merge_rules(files: Sequence[tuple[RulesFile, YamlDocument]]) -> Ruleset:
     entities: dict[str, tuple[Entity, _Origin]] = {}
     themes: dict[str, tuple[Theme, _Origin]] = {}
     rules: dict[str, tuple[NewsRule | MoveRule | JoinedRule | SourceHealthRule, _Origin]] = {}
+    anchors: dict[str, tuple[Anchor, _Origin]] = {}
+    scoring: tuple[Scoring, _Origin] | None = None
     disabled: dict[str, _Origin] = {}
     for parsed, doc in files:
-        lists: list[tuple[str, Sequence[Entity | Theme | Rule], dict[str, Any]]] = [
+        if parsed.scoring is not None:
+            # Weights go together: a file's scoring replaces the one before as a whole.
+            scoring = (parsed.scoring, _Origin(doc, ("scoring",)))
+        lists: list[tuple[str, Sequence[Entity | Anchor | Theme | Rule], dict[str, Any]]] = [
             ("entities", parsed.entities, entities),
+            ("anchors", parsed.anchors, anchors),
             ("themes", parsed.themes, themes),
             ("rules", parsed.rules, rules),
         ]
@@ -509,12 +658,63 @@ def merge_rules(files: Sequence[tuple[RulesFile, YamlDocument]]) -> Ruleset:
     for rule_id in disabled:
         rules.pop(rule_id, None)
     _check_references(entities, themes, rules, disabled)
+    _check_anchors(entities, anchors, themes, scoring)
     return Ruleset(
         entities={k: v for k, (v, _) in entities.items()},
         themes={k: v for k, (v, _) in themes.items()},
         rules={k: v for k, (v, _) in rules.items()},
         files=tuple(doc.path for _, doc in files),
+        anchors={k: v for k, (v, _) in anchors.items()},
+        scoring=scoring[0] if scoring is not None else Scoring(),
     )
+
+
+ENTITY_KINDS = ("company", "person", "body")
+
+
+def _entity_ref_problem(ref: str, entities: Mapping[str, Any], sectors: set[str]) -> str | None:
+    """Why ``ref`` (an id, ``sector:TAG`` or ``kind:KIND``) names no entity, or None."""
+    if ref.startswith("sector:"):
+        tag = ref.removeprefix("sector:")
+        return None if tag in sectors else f"no entity or theme has sector {tag!r}"
+    if ref.startswith("kind:"):
+        kind = ref.removeprefix("kind:")
+        if kind in ENTITY_KINDS:
+            return None
+        return f"unknown entity kind {kind!r} (use {', '.join(ENTITY_KINDS)})"
+    return None if ref in entities else f"unknown entity {ref!r} (or use sector:TAG, kind:KIND)"
+
+
+def _check_anchors(
+    entities: Mapping[str, tuple[Entity, _Origin]],
+    anchors: Mapping[str, tuple[Anchor, _Origin]],
+    themes: Mapping[str, tuple[Theme, _Origin]],
+    scoring: tuple[Scoring, _Origin] | None,
+) -> None:
+    sectors = {s for e, _ in entities.values() for s in own_sectors(e)}
+    sectors |= {s for t, _ in themes.values() for s in t.sectors}
+    for anchor, origin in anchors.values():
+        if anchor.id in entities or anchor.id in themes:
+            raise origin.error(["id"], f"{anchor.id!r} is also the id of an entity or theme")
+        for index, ref in enumerate(anchor.entities):
+            if problem := _entity_ref_problem(ref, entities, sectors):
+                raise origin.error(["entities", index], problem)
+        for index, ref in enumerate(anchor.themes):
+            if ref not in themes:
+                raise origin.error(["themes", index], f"unknown theme {ref!r}")
+    for theme, origin in themes.values():
+        if theme.generic is not None and theme.generic.requires not in anchors:
+            raise origin.error(
+                ["generic", "requires"], f"unknown anchor {theme.generic.requires!r}"
+            )
+    if scoring is not None:
+        weights, origin = scoring
+        for ref in weights.anchors:
+            if ref not in anchors:
+                raise origin.error(["anchors", ref], f"unknown anchor {ref!r}")
+        for ref in weights.entities:
+            if problem := _entity_ref_problem(ref, entities, sectors):
+                raise origin.error(["entities", ref], problem)
 
 
 def _check_references(
@@ -523,7 +723,7 @@ def _check_references(
     rules: Mapping[str, tuple[NewsRule | MoveRule | JoinedRule | SourceHealthRule, _Origin]],
     disabled: Mapping[str, _Origin],
 ) -> None:
-    sectors = {e.sector for e, _ in entities.values() if e.sector}
+    sectors = {s for e, _ in entities.values() for s in own_sectors(e)}
     sectors |= {s for t, _ in themes.values() for s in t.sectors}
 
     # A hit names an entity or a theme by id alone, so the two must not share one.
@@ -554,12 +754,8 @@ def _check_references(
                 if ref not in themes:
                     raise origin.error(["themes", list_name, index], f"unknown theme {ref!r}")
             for list_name, index, ref in rule.entities.refs():
-                where: list[str | int] = ["entities", list_name, index]
-                if ref.startswith("sector:"):
-                    if ref.removeprefix("sector:") not in sectors:
-                        raise origin.error(where, f"no entity or theme has sector {ref[7:]!r}")
-                elif ref not in entities:
-                    raise origin.error(where, f"unknown entity {ref!r} (or use sector:TAG)")
+                if problem := _entity_ref_problem(ref, entities, sectors):
+                    raise origin.error(["entities", list_name, index], problem)
         elif isinstance(rule, MoveRule):
             check_sectors(origin, ["sectors"], rule.sectors)
         elif isinstance(rule, JoinedRule):

@@ -215,9 +215,9 @@ ERRORS = [
             name_en: Empty
             terms: []
         """,
-        4,
-        "themes[0].terms",
-        "at least 1 item",
+        2,
+        "themes[0]",
+        "a theme needs terms, near or generic",
         id="theme-without-terms",
     ),
     pytest.param(
