@@ -72,6 +72,128 @@ def _hitsto_json(hits: Any) -> list[dict[str, Any]]:
     ]
 
 
+@rules.command("eval")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@rules_file_option
+@click.option(
+    "--min-score",
+    type=click.IntRange(0, 100),
+    default=0,
+    help="Count a line as an alert only at this score or more (a route's min_score).",
+)
+@click.option("--min-recall", type=click.FloatRange(0, 100), help="Exit 1 below this recall (%).")
+@click.option(
+    "--min-precision", type=click.FloatRange(0, 100), help="Exit 1 below this precision (%)."
+)
+@click.option(
+    "--max-fp", type=click.FloatRange(0, 100), help="Exit 1 above this false-positive rate (%)."
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_obj
+def rules_eval(
+    state: State,
+    files: tuple[Path, ...],
+    rules_file: Path | None,
+    min_score: int,
+    min_recall: float | None,
+    min_precision: float | None,
+    max_fp: float | None,
+    fmt: str,
+) -> None:
+    """Judge the rules on labelled headlines: FILE has one a line, `+` (wanted) or `-`,
+    a TAB, the text, and optionally a TAB and its class (theme or kind of trap).
+
+    Prints precision, recall and the false-positive rate overall, per class and per
+    rule, at each score, and every miss and false hit with what fired. Exit 1 when a
+    --min-recall, --min-precision or --max-fp is not met.
+    """
+    from monitor.rules import RulesError
+    from monitor.rules.labelled import judge, read_labelled, report
+
+    ruleset = _load(state, rules_file)
+    cases = []
+    for file in files:
+        try:
+            with file.open(encoding="utf-8") as handle:
+                cases += read_labelled(handle, str(file))
+        except OSError as exc:
+            fail(f"rules eval: {file}: {exc.strerror or exc}", code=2)
+        except UnicodeDecodeError:
+            fail(f"rules eval: {file}: not UTF-8 text", code=2)
+        except RulesError as exc:
+            fail(f"rules eval: {exc}", code=2)
+    if not cases:
+        fail("rules eval: no labelled lines", code=2)
+    figures = report(judge(cases, ruleset), min_score=min_score)
+    unmet = []
+    for name, key, limit, below in (
+        ("recall", "recall", min_recall, True),
+        ("precision", "precision", min_precision, True),
+        ("false-positive rate", "false_positive_rate", max_fp, False),
+    ):
+        value = figures[key]
+        if limit is None:
+            continue
+        pct = None if value is None else float(value) * 100  # type: ignore[arg-type]
+        if pct is None or (pct < limit if below else pct > limit):
+            shown = "n/a" if pct is None else f"{pct:.1f}%"
+            unmet.append(f"{name} {shown} {'<' if below else '>'} {limit:g}%")
+    figures["unmet"] = unmet
+    if fmt == "json":
+        click.echo(to_json(figures))
+    else:
+        _print_eval(figures, min_score)
+    sys.exit(1 if unmet else 0)
+
+
+def _pct(value: object) -> str:
+    return "  n/a" if value is None else f"{float(value) * 100:5.1f}%"  # type: ignore[arg-type]
+
+
+def _print_eval(figures: dict[str, Any], min_score: int) -> None:
+    f = figures
+    at = f" at score ≥ {min_score}" if min_score else ""
+    click.echo(
+        f"{f['positives']} wanted, {f['negatives']} unwanted{at}: "
+        f"precision {_pct(f['precision']).strip()}, recall {_pct(f['recall']).strip()}, "
+        f"false positives {_pct(f['false_positive_rate']).strip()} "
+        f"({f['true_positives']} caught, {len(f['misses'])} missed, "
+        f"{f['false_positives']} false)"
+    )
+    click.echo("\nby class:")
+    for name, c in f["by_class"].items():
+        what = "caught" if c["wanted"] else "false"
+        sign = "+" if c["wanted"] else "-"
+        share = _pct(c["alerts"] / c["lines"])
+        click.echo(f"  {sign} {name:<28} {c['alerts']:>4}/{c['lines']:<4} {what} {share}")
+    click.echo("\nby rule:")
+    for rule_id, c in f["by_rule"].items():
+        click.echo(
+            f"  {rule_id:<28} {c['alerts']:>4} alerts, {c['wanted']:>4} wanted, "
+            f"precision {_pct(c['precision'])}"
+        )
+    click.echo("\nby score (alerts at the score or more):")
+    for row in f["by_score"]:
+        alerts = row["true_positives"] + row["false_positives"]
+        click.echo(
+            f"  ≥ {row['min_score']:>3}: precision {_pct(row['precision'])} "
+            f"recall {_pct(row['recall'])} false positives "
+            f"{_pct(row['false_positive_rate'])} ({alerts} alerts)"
+        )
+    for title, key in (("missed", "misses"), ("false hits", "false_hits")):
+        if f[key]:
+            click.echo(f"\n{title}:")
+        for line in f[key]:
+            fired = (
+                "; ".join(f"{r['rule_id']}: {r['why']}" for r in line["fired"]) or "nothing fired"
+            )
+            score = f" [score {line['score']}]" if line["score"] is not None else ""
+            click.echo(f"  {line['where']} ({line['class'] or '-'}){score} {line['text']}")
+            click.echo(f"      {fired}")
+    for problem in f["unmet"]:
+        click.echo(f"unmet: {problem}")
+
+
 @rules.command("test")
 @click.argument("text")
 @click.option("--summary", default="", help="A summary to match besides TEXT (the title).")

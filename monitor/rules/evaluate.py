@@ -52,6 +52,7 @@ from monitor.rules.explanation import (
 )
 from monitor.rules.match import Hit, Tagging
 from monitor.rules.model import JoinedRule, MoveRule, MoveSpec, Ruleset, SourceHealthRule
+from monitor.rules.score import score_news, severity_of
 from monitor.severity import SEVERITY_RANK
 from monitor.timefmt import KST
 
@@ -148,11 +149,14 @@ def news_facts(
         # severe names it (ties: the first in the ruleset), and the key has no rule id,
         # so a later copy that fires a different mix of rules is still the same signal.
         lead = max(fired, key=lambda f: SEVERITY_RANK[ruleset.rules[f.rule_id].severity])
+        # Severity follows the relevance score, never below the lead rule's own.
+        score = score_news(tagging, [f.rule_id for f in fired], ruleset, source=source)
+        severity = severity_of(score.points, ruleset, ruleset.rules[lead.rule_id].severity)
         signals = (
             Signal(
                 kind="news",
                 rule_id=lead.rule_id,
-                severity=ruleset.rules[lead.rule_id].severity,
+                severity=severity,
                 subject=subject,
                 event_time=when,
                 explanation=NewsExplanation(
@@ -171,6 +175,9 @@ def news_facts(
                         FiredNewsRule(f.rule_id, ruleset.rules[f.rule_id].severity, f.explanation)
                         for f in fired
                     ),
+                    score=score.points,
+                    score_parts=tuple((p.label, p.points) for p in score.parts),
+                    anchors=tuple(tagging.anchors),
                 ),
                 # By cluster, not item: the same story from five outlets is one signal.
                 dedup_key=f"news:{cluster}",

@@ -76,6 +76,9 @@ def _news(exp: NewsExplanation) -> list[str]:
     lines = [f"news: {exp.title!r} ({_when(exp.published_at)} KST)"]
     if exp.source or exp.url:
         lines.append(f"  from {exp.source or '?'} {exp.url or ''}".rstrip())
+    if exp.score is not None:
+        parts = ", ".join(f"{label} {points}" for label, points in exp.score_parts)
+        lines.append(f"  score: {exp.score} ({parts})" if parts else f"  score: {exp.score}")
     for rule in exp.rules:
         lines.append(f"  rule {rule.rule_id} [{rule.severity}]: {rule.why}")
     if not exp.rules and exp.why:
@@ -84,6 +87,8 @@ def _news(exp: NewsExplanation) -> list[str]:
         lines.append(f"  themes: {_hits(exp.themes)}")
     if exp.entities:
         lines.append(f"  entities: {_hits(exp.entities)}")
+    if exp.anchors:
+        lines.append(f"  anchored: {', '.join(exp.anchors)}")
     if exp.tickers:
         lines.append(f"  tickers: {', '.join(exp.tickers)}")
     lines.append(f"  story: {exp.cluster}")

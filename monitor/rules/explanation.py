@@ -167,6 +167,10 @@ class NewsExplanation:
     sectors: tuple[str, ...] = ()
     why: str = ""
     rules: tuple[FiredNewsRule, ...] = ()
+    # The relevance score (None: stored before scores) and its parts, (label, points).
+    score: int | None = None
+    score_parts: tuple[tuple[str, int], ...] = ()
+    anchors: tuple[str, ...] = ()
 
     def terms(self) -> list[str]:
         """The surfaces of the theme hits, as they appeared, first occurrence of each."""
@@ -323,6 +327,9 @@ def to_json(explanation: Explanation) -> JSON:
                 "rules": [
                     {"rule_id": r.rule_id, "severity": r.severity, "why": r.why} for r in e.rules
                 ],
+                "score": e.score,
+                "score_parts": [{"label": label, "points": n} for label, n in e.score_parts],
+                "anchors": list(e.anchors),
             }
         case MoveExplanation():
             return {
@@ -536,6 +543,12 @@ def parse(kind: str, data: object) -> Explanation | None:
                 )
                 for r in _dicts(d.get("rules"))
             ),
+            score=_int(d.get("score")),
+            score_parts=tuple(
+                (_text(part.get("label")), _int(part.get("points")) or 0)
+                for part in _dicts(d.get("score_parts"))
+            ),
+            anchors=_strs(d.get("anchors")),
         )
     if kind == "move":
         return MoveExplanation(quote=_quote(d.get("quote")), matched=_matched(d.get("matched")))

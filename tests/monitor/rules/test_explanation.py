@@ -69,6 +69,9 @@ EXPLANATIONS: list[tuple[str, Explanation]] = [
                 FiredNewsRule("ai-policy", "info", "theme ai-policy"),
                 FiredNewsRule("ai-appointment", "warning", "theme ai-appointment"),
             ),
+            score=85,
+            score_parts=(("rule ai-appointment", 50), ("a theme in the title", 15)),
+            anchors=("korea-policy",),
         ),
     ),
     ("news", NewsExplanation(item_id="1", title="", published_at=None, cluster="")),
@@ -120,7 +123,7 @@ def test_what_is_stored_reads_back_the_same(kind: str, explanation: Explanation)
 # The stored keys, in order: rows written before the typed explanation read the same.
 KEYS = {
     "news": "item_id title published_at cluster url source themes entities tickers sectors"
-    " why rules",
+    " why rules score score_parts anchors",
     "move": "quote matched",
     "policy_move": "move rules",
     "source_stale": "source since silent_seconds interval_seconds missed_intervals failures"

@@ -1,0 +1,82 @@
+"""How relevant a news signal is: a score from 0 to 100 out of its evidence.
+
+The weights are the ruleset's :class:`~monitor.rules.model.Scoring` (the default ones sit
+in ``default.yaml``, beside the rules they weigh). Hand-set, not fitted: each is a fact a
+desk can read back in ``kmon signals show`` ("rule ai-policy 30, a theme in the title
+15, anchored in Korean policy 25 …") and move in a rules file of its own; ``kmon rules
+eval`` prints precision and recall at each score, which is how a change is judged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from monitor.rules.match import Tagging, compile_ruleset
+from monitor.rules.model import Ruleset
+from monitor.severity import SEVERITY_RANK, Severity
+
+
+@dataclass(frozen=True, slots=True)
+class ScorePart:
+    """One piece of evidence and the points it adds."""
+
+    label: str
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """The score (capped at 100) and the parts it adds up from, in order."""
+
+    points: int
+    parts: tuple[ScorePart, ...]
+
+    def describe(self) -> str:
+        """``75 (rule ai-policy 30, title 15, …)``."""
+        return f"{self.points} ({', '.join(f'{p.label} {p.points}' for p in self.parts)})"
+
+
+def score_news(
+    tagging: Tagging, fired_rules: Iterable[str], ruleset: Ruleset, *, source: str | None
+) -> Score:
+    """The score of an item whose news rules ``fired_rules`` fired."""
+    weights = ruleset.scoring
+    parts: list[ScorePart] = []
+    rules = [ruleset.rules[r] for r in fired_rules]
+    base = max(rules, key=lambda r: getattr(r, "score", 0), default=None)
+    if base is not None:
+        parts.append(ScorePart(f"rule {base.id}", int(getattr(base, "score", 0))))
+    if weights.title and any(h.field == "title" for hits in tagging.themes.values() for h in hits):
+        parts.append(ScorePart("a theme in the title", weights.title))
+    extra = min(len(tagging.themes) - 1, weights.max_extra_themes)
+    if extra > 0 and weights.extra_theme:
+        label = f"{extra} more theme{'s' if extra > 1 else ''}"
+        parts.append(ScorePart(label, extra * weights.extra_theme))
+    for anchor_id, points in weights.anchors.items():
+        if points and anchor_id in tagging.anchors:
+            parts.append(ScorePart(f"anchor {anchor_id}", points))
+    if weights.entities and tagging.entities:
+        refs = compile_ruleset(ruleset).entity_refs
+        named: set[str] = set()
+        for entity_id in tagging.entities:
+            named |= refs[entity_id]
+        for ref, points in weights.entities.items():
+            if points and ref in named:
+                parts.append(ScorePart(f"names {ref}", points))
+    if source is not None and weights.sources.get(source):
+        parts.append(ScorePart(f"source {source}", weights.sources[source]))
+    return Score(min(100, sum(p.points for p in parts)), tuple(parts))
+
+
+def severity_of(score: int, ruleset: Ruleset, floor: str) -> Severity:
+    """The severity a score earns, never below ``floor`` (the lead rule's)."""
+    weights = ruleset.scoring
+    earned: Severity = "info"
+    if score >= weights.critical:
+        earned = "critical"
+    elif score >= weights.warning:
+        earned = "warning"
+    if SEVERITY_RANK.get(floor, 0) > SEVERITY_RANK[earned]:
+        return floor  # type: ignore[return-value]
+    return earned
