@@ -572,6 +572,7 @@ _EXCLUDE, _TERM = "exclude:", "term:"
 # What a matcher id stands for: (role, owner id, near-term index, part index).
 _ENTITY, _THEME, _NEAR, _GENERIC, _GENERIC_NEAR = "entity", "theme", "near", "gen", "gnear"
 _ANCHOR, _ANCHOR_NEAR, _REQUIRES, _REJECTS, _RULE_TERM = "anchor", "anear", "ctx+", "ctx-", "term"
+_ANCHOR_REJECTS = "anchor-"
 _Role = tuple[str, str, int, int]
 
 
@@ -628,6 +629,9 @@ def compile_ruleset(ruleset: Ruleset) -> _Index:
     for anchor in ruleset.anchors.values():
         if anchor.terms:
             add(f"{_ANCHOR}:{anchor.id}", anchor.terms, (_ANCHOR, anchor.id, 0, 0))
+        if anchor.rejects:
+            role = (_ANCHOR_REJECTS, anchor.id, 0, 0)
+            add(f"{_ANCHOR_REJECTS}:{anchor.id}", anchor.rejects, role)
         add_near(_ANCHOR_NEAR, anchor.id, anchor.near)
     for theme in ruleset.themes.values():
         if theme.terms:  # its own group: themes may overlap
@@ -861,9 +865,11 @@ def _anchors_holding(
     """The anchors that hold in the item, each with the hits that make it hold."""
     holding: dict[str, list[Hit]] = {}
     for anchor in ruleset.anchors.values():
-        found: list[Hit] = list(other.get((_ANCHOR, anchor.id, 0, 0), ()))
-        for k in range(len(anchor.near)):
-            found += other.get((_ANCHOR_NEAR, anchor.id, k, -1), ())
+        found: list[Hit] = []
+        if (_ANCHOR_REJECTS, anchor.id, 0, 0) not in other:
+            found += other.get((_ANCHOR, anchor.id, 0, 0), ())
+            for k in range(len(anchor.near)):
+                found += other.get((_ANCHOR_NEAR, anchor.id, k, -1), ())
         if anchor.entities:
             wanted = set(anchor.entities)
             for entity_id, hits in entities.items():

@@ -112,7 +112,8 @@ def _check_term(value: str) -> str:
         raise ValueError(f"a term may not contain {SEPARATOR!r} (it separates texts)")
     cleaned = _WHITESPACE.sub(" ", value).strip()
     folded = fold_term(cleaned).replace(" ", "")
-    if len(folded) < 2:
+    # One Han character is a word of its own in Korean headlines: 美 (the US), 中, 日.
+    if len(folded) < 2 and not (folded and "\u4e00" <= folded <= "\u9fff"):
         raise ValueError(f"term {value!r} is too short to match reliably (at least 2 characters)")
     return cleaned
 
@@ -234,7 +235,10 @@ class Anchor(_Strict):
 
     It holds in a text (title and summary) that names any of ``entities`` (ids,
     ``sector:TAG``, or ``kind:body|person|company``), shows any of ``themes`` (by their
-    own terms, never by generic ones) or any of its ``terms`` / ``near`` terms.
+    own terms, never by generic ones) or any of its ``terms`` / ``near`` terms. Its
+    terms are policy words that any country uses (a bill, a budget): in a text with one
+    of ``rejects`` (another country's government acting) they do not count, and only
+    the entities can make it hold.
     """
 
     id: Id
@@ -243,6 +247,7 @@ class Anchor(_Strict):
     themes: list[Id] = Field(default_factory=list)
     terms: list[Term] = Field(default_factory=list)
     near: list[NearTerm] = Field(default_factory=list)
+    rejects: list[Term] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _has_something(self) -> Anchor:
