@@ -730,8 +730,16 @@ def tag(
             generic = ruleset.themes[owner].generic
             if generic is not None and generic.requires in anchors:
                 themes.setdefault(owner, []).extend(found)
-    for found in themes.values():
+    for theme_id in list(themes):
+        fields = ruleset.themes[theme_id].fields
+        found = themes[theme_id]
+        if len(fields) < 2:
+            found = [h for h in found if h.field in fields]
+            if not found:
+                del themes[theme_id]
+                continue
         found.sort(key=lambda h: (h.field != "title", h.start))
+        themes[theme_id] = found
     tickers: set[str] = set()
     sectors: set[str] = set()
     for entity_id in entities:

@@ -264,6 +264,8 @@ class Theme(_Strict):
     ``near`` terms are words that must occur close together (:class:`NearTerm`);
     ``generic`` terms count only where their anchor holds (:class:`GenericTerms`).
     ``sectors`` are the market sectors its news concerns even when no company is named.
+    ``fields``: where the theme is looked for (a headline's marks such as [사설] or
+    "webinar" are the title's; an article's body mentions forums in passing).
     """
 
     id: Id
@@ -273,6 +275,9 @@ class Theme(_Strict):
     near: list[NearTerm] = Field(default_factory=list)
     generic: GenericTerms | None = None
     sectors: list[Sector] = Field(default_factory=list)
+    fields: list[TextField] = Field(
+        default_factory=lambda: list[TextField](["title", "summary"]), min_length=1
+    )
     note: str | None = None
 
     @model_validator(mode="after")

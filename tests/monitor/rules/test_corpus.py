@@ -83,7 +83,7 @@ EXPECTED = {
             "ai-basic-act",
             "platform-regulation",
         },
-        {"ai-talent"},
+        {"ai-talent", "sovereign-ai"},
         {"msit", "startup-alliance", "kisa", "national-assembly"},
     ),
 }
@@ -107,7 +107,9 @@ def test_every_seed_document_is_covered() -> None:
 def test_seed_document_themes_and_entities(ruleset: Ruleset, name: str) -> None:
     required, allowed, entities = EXPECTED[name]
     tagging = tag_file(name, ruleset)
-    found = set(tagging.themes)
+    # AI itself (anchored), AI as a market word and price-move words are in every
+    # article of the corpus; the table is about the policy themes.
+    found = set(tagging.themes) - {"ai-general", "ai-word", "price-move"}
     assert required <= found, f"missing {sorted(required - found)}"
     assert found <= required | allowed, f"unexpected {sorted(found - required - allowed)}"
     assert entities <= set(tagging.entities)

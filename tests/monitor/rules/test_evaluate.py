@@ -131,7 +131,7 @@ def kinds(signals: Sequence[Signal]) -> set[tuple[str, str, str, str]]:
 def test_the_news_of_the_episode(ruleset: Ruleset) -> None:
     appointment, jpmorgan = episode_news(ruleset)
     # Policy news about Naver (via Ha Jung-woo and by name) and the AI platform sector.
-    assert appointment.rule_ids == ("ai-policy", "ai-policy-platform", "ai-appointment")
+    assert appointment.rule_ids == ("ai-policy", "ai-policy-platform", "ai-appointment", "ai-post")
     assert NAVER in appointment.tickers and KAKAO not in appointment.tickers
     assert "ai-platform" in appointment.sectors
     assert {"ha-jung-woo", "naver"} <= appointment.entities
@@ -158,9 +158,9 @@ def test_news_signals_are_keyed_by_cluster(ruleset: Ruleset) -> None:
     # One signal for the story: the most severe rule (the first of two warnings) names
     # it, and every rule that fired is in the explanation.
     (signal,) = first
-    assert (signal.rule_id, signal.severity) == ("ai-policy-platform", "warning")
+    assert (signal.rule_id, signal.severity) == ("ai-appointment", "warning")
     fired = [r["rule_id"] for r in to_json(signal.explanation)["rules"]]
-    assert fired == ["ai-policy", "ai-policy-platform", "ai-appointment"]
+    assert fired == ["ai-policy", "ai-policy-platform", "ai-appointment", "ai-post"]
     assert tag_news("x", "오늘의 날씨", "", when, "story-2", ruleset).signals == ()
 
 

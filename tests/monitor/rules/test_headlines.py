@@ -78,7 +78,11 @@ HEADLINES = [
     # --- national AI committee and strategy meetings ------------------------------------
     row("국가인공지능위원회 출범", "ai-committee", "national-ai-committee"),
     row("국가AI전략위원회 첫 회의", "ai-committee ai-general ai-word", "national-ai-committee"),
-    row("과기정통부, 네이버·카카오와 AI 최고위 전략대화", "ai-committee ai-general ai-word", "kakao msit naver"),
+    row(
+        "과기정통부, 네이버·카카오와 AI 최고위 전략대화",
+        "ai-committee ai-general ai-word",
+        "kakao msit naver",
+    ),
     row("Science ministry holds AI strategy talks", "ai-committee ai-general ai-word", "msit"),
     row(
         "National AI Committee to launch next month",

@@ -82,9 +82,15 @@ def test_the_default_rules_hold_what_the_corpus_names() -> None:
 def test_every_default_theme_and_name_has_korean_and_english_forms() -> None:
     ruleset = load_rules(None)
     for theme in ruleset.themes.values():
-        assert any(HANGUL.search(t) for t in theme.terms), theme.id
-        assert any(LATIN.search(t) and not HANGUL.search(t) for t in theme.terms), theme.id
-        assert len(theme.terms) >= 5, theme.id
+        near = [*theme.near, *(theme.generic.near if theme.generic else [])]
+        terms = [
+            *theme.terms,
+            *(theme.generic.terms if theme.generic else []),
+            *(term for spec in near for part in spec.parts() for term in part),
+        ]
+        assert any(HANGUL.search(t) for t in terms), theme.id
+        assert any(LATIN.search(t) and not HANGUL.search(t) for t in terms), theme.id
+        assert len(terms) >= 5, theme.id
     for entity in ruleset.entities.values():
         assert any(HANGUL.search(a) for a in entity.aliases), entity.id
         assert any(LATIN.search(a) and not HANGUL.search(a) for a in entity.aliases), entity.id
@@ -667,7 +673,7 @@ def test_conditions_any_all_none_terms_and_filters(tmp_path: Path) -> None:
             sources: [yonhap]
             languages: [ko]
         disabled: [ai-policy, ai-policy-platform, ai-appointment, ai-platform-market,
-                   policy-move, policy-high]
+                   ai-stock-market, ai-post, platform-enforcement, policy-move, policy-high]
         """,
     )
     ruleset = load_rules(path)
@@ -675,12 +681,17 @@ def test_conditions_any_all_none_terms_and_filters(tmp_path: Path) -> None:
     def fired(title: str, **kwargs: str) -> list[str]:
         return [f.rule_id for f in tag(title, "", ruleset, **kwargs).news_rules_fired]
 
-    assert fired("소버린 AI와 AI 기본법") == ["all-of", "none-of"]
-    assert fired("소버린 AI와 딥시크") == []
-    assert fired("소버린 AI", source="yonhap") == ["none-of", "korean-yonhap"]
-    assert fired("소버린 AI", source="hankyung") == ["none-of"]
-    assert fired("Sovereign AI", source="yonhap") == ["none-of"]  # English
-    assert fired("Sovereign AI", source="yonhap", language="ko") == ["none-of", "korean-yonhap"]
+    # The default themes' generic terms (소버린 AI, AI 기본법, 딥시크) need a Korean actor.
+    assert fired("정부, 소버린 AI와 AI 기본법") == ["all-of", "none-of"]
+    assert fired("소버린 AI와 AI 기본법") == []
+    assert fired("정부, 소버린 AI와 딥시크") == []
+    assert fired("정부 소버린 AI", source="yonhap") == ["none-of", "korean-yonhap"]
+    assert fired("정부 소버린 AI", source="hankyung") == ["none-of"]
+    assert fired("Government's sovereign AI", source="yonhap") == ["none-of"]  # English
+    assert fired("Government's sovereign AI", source="yonhap", language="ko") == [
+        "none-of",
+        "korean-yonhap",
+    ]
     assert fired("네이버, 오픈소스 모델 공개") == ["own-terms"]
     assert fired("오픈소스 모델 광고") == []
     assert fired("반도체 수출 호조") == ["every-term"]
