@@ -53,7 +53,7 @@ APPOINTMENT = "[속보] 대통령실 첫 AI미래기획수석에 하정우 네�
 # Slack's mention and link syntax; the feed reader strips what looks like an HTML tag
 # (``<http://…|…>``), so the date-token form carries a spoofed link through it.
 INJECTION = (
-    "<!channel> 네이버 소버린 AI <http://evil.example|공식 발표> & <@U123> "
+    "<!channel> 정부, 네이버와 소버린 AI <http://evil.example|공식 발표> & <@U123> "
     "<!date^1750000000^{date}^https://evil.example/login|네이버 공지> <!subteam^S1|@ops>"
 )
 HEADER_SMUGGLING = "카카오, 정부 GPU 확보 사업 참여\r\nBcc: victim@example.com"

@@ -170,7 +170,7 @@ def test_poll_refuses_a_database_that_is_behind(tmp_path: Path) -> None:
 
 def test_config_check(tmp_path: Path) -> None:
     good = config_file(tmp_path, "sqlite+aiosqlite:///x.db")
-    assert kmon("config", "check", str(good)).output.strip() == f"{good}: ok (2 sources, 8 rules)"
+    assert kmon("config", "check", str(good)).output.strip() == f"{good}: ok (2 sources, 11 rules)"
     bad = tmp_path / "bad.yaml"
     bad.write_text("sources:\n  - name: x\n    url: https://e.kr/rss\n    interval: 5\n")
     result = kmon("config", "check", str(bad))

@@ -18,7 +18,7 @@ def test_check_the_default_rules() -> None:
     result = kmon("rules", "check")
     assert result.exit_code == 0
     assert result.output.startswith("default rules: ok (")
-    assert "4 news, 1 move, 2 joined, 1 source_health" in result.output
+    assert "7 news, 1 move, 2 joined, 1 source_health" in result.output
 
 
 def test_check_a_user_file_merged_over_the_defaults(tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def test_check_a_user_file_merged_over_the_defaults(tmp_path: Path) -> None:
     )
     result = kmon("rules", "check", str(good))
     assert result.exit_code == 0, result.output
-    assert f"{good}: ok (" in result.output and "4 news" in result.output
+    assert f"{good}: ok (" in result.output and "7 news" in result.output
 
     fires = kmon("rules", "test", "정부, 양자컴퓨터 육성 전략 발표", "--rules", str(good))
     assert fires.exit_code == 0
@@ -81,6 +81,9 @@ def test_json_for_scripts() -> None:
         "ai-policy",
         "ai-policy-platform",
         "ai-appointment",
+        "ai-platform-market",
+        "ai-stock-market",
+        "ai-post",
     ]
     (hit,) = report["entities"]["ha-jung-woo"]
     assert (hit["field"], hit["start"], hit["end"]) == ("summary", 0, 3)

@@ -43,7 +43,7 @@ EPISODE = FIXTURES / "episode"
 NAVER, KAKAO = "035420", "035720"
 
 EXPECTED = {
-    ("news", "ai-policy-platform", "ha-jung-woo", "2025-06-16"),
+    ("news", "ai-appointment", "ha-jung-woo", "2025-06-16"),
     ("news", "ai-platform-market", "naver", "2025-06-17"),
     ("move", "ai-platform-big-move", NAVER, "2025-06-18"),
     ("policy_move", "policy-move", NAVER, "2025-06-18"),
@@ -187,7 +187,7 @@ async def test_a_policy_move_names_its_move_news_and_window(
     (news,) = lead["news"]
     assert "AI미래기획수석에 하정우 네이버 AI센터장 임명" in news["title"]
     assert (news["news_rules"], news["about"]) == (
-        ["ai-policy", "ai-policy-platform", "ai-appointment"],
+        ["ai-policy", "ai-policy-platform", "ai-appointment", "ai-post"],
         "entity",
     )
     assert lead["window"]["session"] == "2025-06-18"
