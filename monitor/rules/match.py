@@ -92,7 +92,8 @@ VERBAL_ENDINGS = _words(
     "시키 시킨 시켜 시켰 받 받은 받아 받는 받았"
 )
 # Written attached to a name: 네이버측, 하정우씨, 딥시크발 (set off by), 이재명표 (-branded).
-NAME_SUFFIXES = _words("들 측 쪽 등 씨 님 발 표")
+# 장: the head of a body (정보통신산업진흥원장, AI안전연구소장), still a mention of it.
+NAME_SUFFIXES = _words("들 측 쪽 등 씨 님 발 표 장")
 PARTICLES: tuple[str, ...] = CASE_PARTICLES + COPULA_ENDINGS + VERBAL_ENDINGS + NAME_SUFFIXES
 
 # English inflections allowed after a Latin term: GPU → GPUs, data center → data centers.
@@ -876,8 +877,8 @@ def _anchors_holding(
         found: list[Hit] = []
         if (_ANCHOR_REJECTS, anchor.id, 0, 0) not in other:
             found += other.get((_ANCHOR, anchor.id, 0, 0), ())
-            for k in range(len(anchor.near)):
-                found += other.get((_ANCHOR_NEAR, anchor.id, k, -1), ())
+        for k in range(len(anchor.near)):
+            found += other.get((_ANCHOR_NEAR, anchor.id, k, -1), ())
         if anchor.entities:
             wanted = set(anchor.entities)
             for entity_id, hits in entities.items():

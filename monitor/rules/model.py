@@ -238,7 +238,7 @@ class Anchor(_Strict):
     own terms, never by generic ones) or any of its ``terms`` / ``near`` terms. Its
     terms are policy words that any country uses (a bill, a budget): in a text with one
     of ``rejects`` (another country's government acting) they do not count, and only
-    the entities can make it hold.
+    the entities and near terms (written to name Korea acting) can make it hold.
     """
 
     id: Id
