@@ -92,8 +92,7 @@ VERBAL_ENDINGS = _words(
     "시키 시킨 시켜 시켰 받 받은 받아 받는 받았"
 )
 # Written attached to a name: 네이버측, 하정우씨, 딥시크발 (set off by), 이재명표 (-branded).
-# 장: the head of a body (정보통신산업진흥원장, AI안전연구소장), still a mention of it.
-NAME_SUFFIXES = _words("들 측 쪽 등 씨 님 발 표 장")
+NAME_SUFFIXES = _words("들 측 쪽 등 씨 님 발 표")
 PARTICLES: tuple[str, ...] = CASE_PARTICLES + COPULA_ENDINGS + VERBAL_ENDINGS + NAME_SUFFIXES
 
 # English inflections allowed after a Latin term: GPU → GPUs, data center → data centers.
