@@ -25,6 +25,9 @@ HEADLINES = [
     row("공정위, 카카오모빌리티에 과징금 724억", "enforcement", "kftc kakao-mobility"),
     row("공정위, 하도급 대금 조사", "enforcement", "kftc"),
     row("AI 수요에 구리값 급등", "ai-word not-an-ai-stock price-move"),
+    row("수도권 첫눈…내일 아침 영하 5도"),
+    row("Subway fares rise by 150 won"),
+    row("보이스피싱 총책 검거"),
     # Bird flu is 고병원성 AI: no rule fires beside it.
     row("고병원성 AI 확산에 정부 방역 비상", "ai-general ai-word avian-flu", "korean-government"),
     # --- sovereign AI -------------------------------------------------------------------
