@@ -588,6 +588,8 @@ class _Index:
     near: Mapping[tuple[str, str, int], NearTerm]
     # entity id → the references it answers to: its id, sector:TAG …, kind:KIND
     entity_refs: Mapping[str, frozenset[str]]
+    # entities whose mentions their context decides
+    contextual: frozenset[str]
 
 
 _INDEXES: weakref.WeakKeyDictionary[Ruleset, _Index] = weakref.WeakKeyDictionary()
@@ -665,6 +667,7 @@ def compile_ruleset(ruleset: Ruleset) -> _Index:
         roles=roles,
         near=near,
         entity_refs=entity_refs,
+        contextual=frozenset(e.id for e in ruleset.entities.values() if e.context is not None),
     )
     _INDEXES[ruleset] = index
     return index
@@ -711,10 +714,11 @@ def tag(
             terms.setdefault(hit.term_id, []).append(hit)
         else:
             other.setdefault(role, []).append(hit)
+    words = _WordPositions({"title": item_title, "summary": item_summary})
+    if index.contextual and not index.contextual.isdisjoint(entities):
+        # Also with no context word found: a name that requires one is then no one.
+        _apply_context(entities, other, ruleset, words)
     if other:
-        words = _WordPositions({"title": item_title, "summary": item_summary})
-        if entities:
-            _apply_context(entities, other, ruleset, words)
         for (kind, owner, k), found in _near_found(other, index.near, words).items():
             if kind == _NEAR:
                 themes.setdefault(owner, []).extend(found)
@@ -767,7 +771,7 @@ def tag(
 # A sentence ends at . ! ? or 。 before a space, or at a line break. A title is one
 # unit whatever it holds ("…" and "," join its clauses).
 _SENTENCE_END = re.compile(r"[.!?\u3002](?=\s)|\n")
-_WORD = re.compile(r"\S+")
+_TOKEN = re.compile(r"\S+")
 
 
 class _WordPositions:
@@ -782,7 +786,7 @@ class _WordPositions:
         tables = self._cache.get(field_name)
         if tables is None:
             text = self._texts.get(field_name, "")
-            starts = [m.start() for m in _WORD.finditer(text)]
+            starts = [m.start() for m in _TOKEN.finditer(text)]
             ends = [] if field_name == "title" else [m.end() for m in _SENTENCE_END.finditer(text)]
             tables = (starts, ends)
             self._cache[field_name] = tables
