@@ -231,13 +231,16 @@ class _Strict(BaseModel):
 
 class Match(_Strict):
     """Which signals a route takes. Every list given must match (an empty one matches
-    all); within a list, any entry does. ``tickers`` match if any of the signal's do."""
+    all); within a list, any entry does. ``tickers`` match if any of the signal's do.
+    ``min_score``: news signals need at least that relevance score (0–100); signals
+    without a score (moves, source health) are not held back by it."""
 
     kinds: list[Kind] = Field(default_factory=list)
     min_severity: Severity | None = None
     severities: list[Severity] = Field(default_factory=list)
     rules: list[str] = Field(default_factory=list)
     tickers: list[str] = Field(default_factory=list)
+    min_score: int | None = Field(default=None, ge=0, le=100)
 
     @model_validator(mode="after")
     def _one_severity_filter(self) -> Match:
@@ -245,7 +248,16 @@ class Match(_Strict):
             raise ValueError("give min_severity or severities, not both")
         return self
 
-    def matches(self, kind: str, severity: str, rule_id: str, tickers: Sequence[str]) -> bool:
+    def matches(
+        self,
+        kind: str,
+        severity: str,
+        rule_id: str,
+        tickers: Sequence[str],
+        score: float | None = None,
+    ) -> bool:
+        if self.min_score is not None and score is not None and score < self.min_score:
+            return False
         if self.kinds and kind not in self.kinds:
             return False
         if self.severities and severity not in self.severities:

@@ -61,6 +61,12 @@ def signal_tickers(row: SignalRow) -> list[str]:
     return row.tickers.split()
 
 
+def signal_score(row: SignalRow) -> float | None:
+    """The relevance score of a stored news signal (None: not scored)."""
+    score = row.explanation.get("score") if isinstance(row.explanation, dict) else None
+    return score if isinstance(score, int | float) and not isinstance(score, bool) else None
+
+
 async def enqueue(
     session: AsyncSession,
     signals: Sequence[SignalRow],
@@ -104,7 +110,9 @@ async def enqueue(
         chosen = [
             s
             for s in signals
-            if route.match.matches(s.kind, s.severity, s.rule_id, signal_tickers(s))
+            if route.match.matches(
+                s.kind, s.severity, s.rule_id, signal_tickers(s), signal_score(s)
+            )
         ]
         if not chosen:
             continue

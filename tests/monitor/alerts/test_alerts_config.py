@@ -167,6 +167,19 @@ def test_match(
 
 
 @pytest.mark.parametrize(
+    ("score", "expected"), [(90, True), (60, True), (59.5, False), (None, True)]
+)
+def test_min_score(score: float | None, expected: bool) -> None:
+    match = Match.model_validate({"min_score": 60})
+    assert match.matches("news", "info", "ai-policy", [], score) is expected
+
+
+def test_min_score_is_a_percentage() -> None:
+    with pytest.raises(ValidationError, match="less than or equal to 100"):
+        Match.model_validate({"min_score": 120})
+
+
+@pytest.mark.parametrize(
     ("start", "end", "now", "ends_at"),
     [
         # 22:00–07:00 crosses midnight.

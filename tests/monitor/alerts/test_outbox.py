@@ -54,6 +54,31 @@ async def test_routing(
     assert all(r.route == r.channel.replace("lowkey", "quiet") for r in rows)
 
 
+async def test_a_route_with_min_score_takes_news_that_scores_enough(sessionmaker: SM) -> None:
+    alerts = settings(
+        routes=[
+            {"name": "sure", "match": {"min_score": 70}, "channels": ["desk"]},
+            {"name": "all", "channels": ["log"]},
+        ]
+    )
+    strong = signal_row(explanation={"title": "a", "score": 85})
+    borderline = signal_row(explanation={"title": "b", "score": 70})
+    weak = signal_row(explanation={"title": "c", "score": 55})
+    unscored = signal_row(explanation={"title": "d"})  # stored before scores
+    move = signal_row(kind="policy_move", rule_id="policy-move", explanation={"move": {}})
+    await store(sessionmaker, alerts, strong, borderline, weak, unscored, move, now=T0)
+    by_signal: dict[int, set[str]] = {}
+    for r in await deliveries(sessionmaker):
+        by_signal.setdefault(r.signal_id, set()).add(r.channel)
+    assert [by_signal[s.id] for s in (strong, borderline, weak, unscored, move)] == [
+        {"desk", "log"},
+        {"desk", "log"},
+        {"log"},
+        {"desk", "log"},  # no score to judge: min_score does not hold it back
+        {"desk", "log"},  # moves are not scored
+    ]
+
+
 async def test_a_signal_reaches_a_channel_once_whatever_matches(sessionmaker: SM) -> None:
     alerts = settings(
         routes=[
