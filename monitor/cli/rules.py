@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from datetime import datetime
@@ -211,27 +212,66 @@ def rules_test(
     rules_file: Path | None,
     fmt: str,
 ) -> None:
-    """Which news rules fire on TEXT (a headline), and why.
+    """Which news rules fire on TEXT (a headline), and why; `-` reads one headline a
+    line from standard input (one line of output, or one JSON object, for each).
 
-    Exit status 0 when a rule fires, 1 when none does (like grep).
+    Exit status 0 when a rule fires (on any line), 1 when none does (like grep).
     """
     from monitor.rules.match import tag
+    from monitor.rules.score import score_news
 
     ruleset = _load(state, rules_file)
+    if text == "-":
+        any_fired = False
+        for raw in sys.stdin:
+            line = raw.strip()
+            if not line:
+                continue
+            tagging = tag(line, summary, ruleset, source=source, language=language)
+            fired = tagging.news_rules_fired
+            any_fired = any_fired or bool(fired)
+            score = (
+                score_news(tagging, [f.rule_id for f in fired], ruleset, source=source).points
+                if fired
+                else None
+            )
+            if fmt == "json":
+                record = {
+                    "text": line,
+                    "fired": [{"rule_id": f.rule_id, "why": f.explanation} for f in fired],
+                    "score": score,
+                }
+                click.echo(json.dumps(record, ensure_ascii=False))  # one object a line
+            elif fired:
+                rules_fired = ", ".join(f.rule_id for f in fired)
+                click.echo(f"fires\t{score}\t{rules_fired}\t{line}")
+            else:
+                click.echo(f"none\t\t\t{line}")
+        sys.exit(0 if any_fired else 1)
     tagging = tag(text, summary, ruleset, source=source, language=language)
     fired = tagging.news_rules_fired
+    score = (
+        score_news(tagging, [f.rule_id for f in fired], ruleset, source=source) if fired else None
+    )
     if fmt == "json":
         record = {
             "text": text,
             "fired": [{"rule_id": f.rule_id, "why": f.explanation} for f in fired],
+            "score": score.points if score else None,
+            "score_parts": [[p.label, p.points] for p in score.parts] if score else [],
             "themes": {k: _hitsto_json(v) for k, v in tagging.themes.items()},
             "entities": {k: _hitsto_json(v) for k, v in tagging.entities.items()},
+            "anchors": {k: _hitsto_json(v) for k, v in tagging.anchors.items()},
             "tickers": sorted(tagging.tickers),
             "sectors": sorted(tagging.sectors),
         }
         click.echo(to_json(record))
     else:
-        for label, found in (("theme", tagging.themes), ("entity", tagging.entities)):
+        for label, found in (
+            ("theme", tagging.themes),
+            ("entity", tagging.entities),
+            ("anchor", tagging.anchors),
+        ):
             for key, hits in found.items():
                 spots = ", ".join(f"{h.surface!r} at {h.field}[{h.start}:{h.end}]" for h in hits)
                 click.echo(f"{label} {key}: {spots}")
@@ -240,6 +280,8 @@ def rules_test(
         for f in fired:
             severity = ruleset.rules[f.rule_id].severity
             click.echo(f"fires {f.rule_id} [{severity}]: {f.explanation}")
+        if score is not None:
+            click.echo(f"score: {score.describe()}")
         if not fired:
             click.echo("no news rule fires" + ("" if tagging.themes else " (no theme matched)"))
     sys.exit(0 if fired else 1)

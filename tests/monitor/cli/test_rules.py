@@ -99,3 +99,92 @@ def test_a_broken_configured_rules_file_stops_config_check(tmp_path: Path) -> No
     result = CliRunner().invoke(main, ["config", "check", str(config)])
     assert result.exit_code == 2
     assert f"rules error: {rules}:2:" in result.output
+
+
+def test_test_reads_one_headline_a_line_from_standard_input() -> None:
+    lines = "정부, GPU 1만장 확보\n\n오늘의 날씨\n"
+    result = CliRunner().invoke(main, ["rules", "test", "-"], input=lines)
+    assert result.exit_code == 0
+    fired, silent = result.output.splitlines()
+    assert fired.startswith("fires\t") and fired.endswith("\tai-policy\t정부, GPU 1만장 확보")
+    assert silent == "none\t\t\t오늘의 날씨"
+    as_json = CliRunner().invoke(main, ["rules", "test", "-", "--format", "json"], input=lines)
+    records = [json.loads(line) for line in as_json.output.splitlines()]
+    assert [r["text"] for r in records] == ["정부, GPU 1만장 확보", "오늘의 날씨"]
+    assert records[0]["score"] > 0 and records[1] == {
+        "text": "오늘의 날씨",
+        "fired": [],
+        "score": None,
+    }
+    nothing = CliRunner().invoke(main, ["rules", "test", "-"], input="오늘의 날씨\n")
+    assert nothing.exit_code == 1
+
+
+LABELLED = (
+    "# a comment, then a blank line\n"
+    "\n"
+    "+\t정부, GPU 1만장 확보\tgpu-compute\n"
+    "+\t과기정통부, AI 기본법 시행령 입법예고\tai-basic-act\n"
+    "+\t네이버 주가 급등…외국인 순매수\n"
+    "-\tRTX 5090 그래픽카드 품귀\ttrap:gaming-gpu\n"
+    "-\t배우 하정우 주연 영화 개봉\ttrap:actor\n"
+    "-\t김앤장, AI 기본법 세미나 개최\ttrap:seminar\n"
+    "+\t오늘의 날씨\tgeneral\n"  # labelled wanted, to make a miss
+)
+
+
+def test_eval_reports_precision_recall_and_every_mistake(tmp_path: Path) -> None:
+    path = tmp_path / "set.tsv"
+    path.write_text(LABELLED, encoding="utf-8")
+    result = kmon("rules", "eval", str(path), "--format", "json")
+    assert result.exit_code == 0
+    report = json.loads(result.output)
+    assert (report["positives"], report["negatives"]) == (4, 3)
+    assert (report["true_positives"], report["false_positives"]) == (3, 0)
+    assert report["recall"] == 0.75 and report["precision"] == 1.0
+    assert report["false_positive_rate"] == 0.0
+    assert [m["text"] for m in report["misses"]] == ["오늘의 날씨"]
+    assert report["misses"][0]["where"] == f"{path}:9"
+    assert report["false_hits"] == []
+    assert report["by_class"]["trap:actor"] == {"wanted": False, "lines": 1, "alerts": 0}
+    assert report["by_class"]["(wanted)"] == {"wanted": True, "lines": 1, "alerts": 1}
+    assert report["by_rule"]["ai-policy"]["wanted"] == 2
+    # Precision and recall at each score the caught lines reached, rising scores.
+    scores = [row["min_score"] for row in report["by_score"]]
+    assert scores == sorted(scores) and report["by_score"][0]["recall"] == 0.75
+    # Thresholds: exit 1, with the unmet ones named; text output lists the miss.
+    strict = kmon("rules", "eval", str(path), "--min-recall", "95", "--max-fp", "3")
+    assert strict.exit_code == 1
+    assert "unmet: recall 75.0% < 95%" in strict.output
+    assert f"{path}:9 (general) 오늘의 날씨" in strict.output
+    loose = kmon("rules", "eval", str(path), "--min-recall", "70", "--min-precision", "90")
+    assert loose.exit_code == 0
+
+
+def test_eval_with_a_draft_rules_file_and_a_score_threshold(tmp_path: Path) -> None:
+    path = tmp_path / "set.tsv"
+    path.write_text(LABELLED, encoding="utf-8")
+    draft = tmp_path / "draft.yaml"
+    draft.write_text("disabled: [ai-platform-market, ai-stock-market]\n", encoding="utf-8")
+    without_market = json.loads(
+        kmon("rules", "eval", str(path), "--rules", str(draft), "--format", "json").output
+    )
+    assert without_market["true_positives"] == 2  # the Naver move line is no longer caught
+    top = max(row["min_score"] for row in without_market["by_score"])
+    high = json.loads(
+        kmon("rules", "eval", str(path), "--min-score", str(top), "--format", "json").output
+    )
+    assert 1 <= high["true_positives"] < 3
+
+
+def test_eval_refuses_a_bad_line_with_its_place(tmp_path: Path) -> None:
+    path = tmp_path / "bad.tsv"
+    path.write_text("+\t좋은 줄\n?\t나쁜 줄\n", encoding="utf-8")
+    result = kmon("rules", "eval", str(path))
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and f"{path}:2: expected '+' or '-'" in result.output
+    missing = kmon("rules", "eval", str(tmp_path / "nowhere.tsv"))
+    assert missing.exit_code == 2 and "nowhere.tsv" in missing.output
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("# nothing\n", encoding="utf-8")
+    assert kmon("rules", "eval", str(empty)).exit_code == 2
