@@ -820,6 +820,9 @@ def _near_found(
                 continue
             numbers = [number for _, _, number in places]
             spans = {(h.start, h.end) for _, h in combo}
+            hits = [h for _, h in combo]
+            if spec.ordered and any(a.end > b.start for a, b in itertools.pairwise(hits)):
+                continue
             if len(spans) == len(combo) and max(numbers) - min(numbers) <= spec.within:
                 found[key] = [h for _, h in combo]
                 break

@@ -136,10 +136,13 @@ class _Strict(BaseModel):
 class NearTerm(_Strict):
     """Words that must occur together, in any order, within ``within`` words of each
     other in one title or one sentence: ``{all: [외국인, [순매수, 매수세]], within: 4}``
-    finds 외국인, 네이버 이틀째 순매수. Each part is a term or a list of alternatives."""
+    finds 외국인, 네이버 이틀째 순매수. Each part is a term or a list of alternatives.
+    ``ordered: true``: the parts must also come in the order written ("Seoul" then the
+    verb it does: "Seoul bans …", not "… adds Seoul asset")."""
 
     all: list[Term | list[Term]] = Field(min_length=2, max_length=6)
     within: int = Field(default=5, ge=1, le=30)
+    ordered: bool = False
 
     def parts(self) -> list[list[str]]:
         """Every part as a list of alternatives."""
