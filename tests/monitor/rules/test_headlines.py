@@ -22,6 +22,7 @@ HEADLINES = [
     # --- the themes that the rules above only name beside others ----------------------
     row("과기정통부, 울산 AI 데이터센터 특구 지정", "ai-datacenter ai-general ai-word", "msit"),
     row("AWS builds a data centre in Ohio"),
+    row("데이터센터 리츠 상장", "not-an-ai-stock property", ""),
     row("공정위, 카카오모빌리티에 과징금 724억", "enforcement", "kftc kakao-mobility"),
     row("공정위, 하도급 대금 조사", "enforcement", "kftc"),
     row("AI 수요에 구리값 급등", "ai-word not-an-ai-stock price-move"),
@@ -47,7 +48,7 @@ HEADLINES = [
         "national-assembly political-parties",
     ),
     row("인공지능기본법, 내년 1월 시행", "ai-basic-act"),
-    row("고영향 AI 기준 마련한다", "ai-word", ""),
+    row("고영향 AI 기준 마련한다", "ai-basic-act ai-word", ""),
     row("EU AI법 따라가지 말아야", "ai-word", ""),
     row("EU AI Act enters into force", "ai-word", ""),
     row("Korea's AI Basic Act takes effect in January 2026", "ai-basic-act ai-general ai-word", ""),
@@ -71,7 +72,7 @@ HEADLINES = [
     row("Korea to secure 18,000 GPUs by next year", "gpu-compute"),
     row("삼성전자, AI 반도체 생산 확대", "ai-word", "samsung-electronics"),
     row("SK hynix ships memory for AI chips", "ai-word", "sk-hynix"),
-    row("국산 NPU 실증 사업", "", ""),
+    row("국산 NPU 실증 사업", "gpu-compute", ""),
     row("GPUDirect 기술 소개"),
     # --- AI data centres ----------------------------------------------------------------
     row("SK·AWS, 울산에 AI 데이터센터 건립", "ai-word", ""),
@@ -232,7 +233,7 @@ HEADLINES = [
     row("actor Ha Jung-woo stars in a thriller", "commentary", ""),
     row("Ha Jung-woo speaks", "", ""),
     row("과기정통부 장관 간담회", "", "ai-officials"),
-    row("SK㈜ 지분 매각", "", "sk-inc"),
+    row("SK㈜ 지분 매각", "property", "sk-inc"),
     row("㈜LG 배당", "", "lg-corp"),
     # --- several at once ----------------------------------------------------------------
     row(
@@ -284,7 +285,7 @@ RULES = [
     (
         "Naver shares surge on AI optimism, hit 52-week high",
         "",
-        "ai-platform-market ai-stock-market",
+        "ai-platform-market ai-stock-market ai-stock-named",
     ),
     ("JP모건, 네이버 목표주가 상향", "", "ai-platform-market"),
     ("삼성전자 52주 신고가", "", ""),
@@ -297,7 +298,8 @@ RULES = [
     (
         "네이버 주가 급등",
         "하정우 AI 수석 임명 영향",
-        "ai-policy ai-policy-platform ai-appointment ai-platform-market ai-stock-market ai-post",
+        "ai-policy ai-policy-platform ai-appointment ai-platform-market ai-stock-market "
+        "ai-stock-named ai-post",
     ),
 ]
 
