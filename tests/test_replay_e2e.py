@@ -112,6 +112,7 @@ async def test_the_episode_through_the_cli(
         (("--since", "2025-06-20", "--until", "2025-06-01"), "is not after --since"),
         (("--since", SINCE, "--ticker", "005930"), "not a followed ticker: 005930"),
         (("--since", "yesterday-ish"), "--since"),
+        (("--since", "2999-01-04"), "is after the last closed session"),
     ]:
         code, out, err = await kmon("quotes", "backfill", *args, env=env)
         assert (code, out) == (2, ""), (args, err)

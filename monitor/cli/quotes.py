@@ -182,11 +182,15 @@ def quotes_backfill(
     ticker gets no answer from any source, nothing is stored and each failure is
     named (exit 1).
     """
+    from monitor import market
     from monitor.ingest.backfill import backfill_bars
     from monitor.service.daemon import open_runtime
 
     if until is not None and until <= since:
         fail(f"--until {until} is not after --since {since}", code=2)
+    closed = market.last_closed_session(utcnow()).day
+    if since > closed:
+        fail(f"--since {since} is after the last closed session ({closed}): no bars yet", code=2)
     settings = state.settings
     tickers = _followed(state, codes)
 
