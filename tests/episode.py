@@ -13,9 +13,11 @@ Where each figure comes from:
   06-19 closes 252,000 (+3.49 %, day high 259,000, a 52-week high) and 60,400 (+9.42 %,
   day high 61,800).
 
-The daily bars are **synthetic** except those closes: a deterministic walk through
-the anchors below, a year long so that a 52-week high has the bars it needs (see
-``min_bars`` in docs/rules.md). Kakao's synthetic year peaks at 57,900 (July 2024), so
+The daily bars are **synthetic** except those closes (and the 06-18 and 06-19 day
+ranges of Naver and Kakao, from the same quotes): a deterministic walk through the
+anchors below, a year long so that a 52-week high has the bars it needs (see
+``min_bars`` in docs/rules.md). Naver's and Kakao's 06-16 bars, the KOSPI's opens, highs
+and lows, and all volumes are made up. Kakao's synthetic year peaks at 57,900 (July 2024), so
 that its 06-18 high of 56,000 is no 52-week high and 06-19's 61,800 is.
 
 ``python -m tests.episode`` rewrites tests/fixtures/episode/*_chart_*.{xml,json} from
@@ -54,7 +56,8 @@ class Bar:
     volume: int
 
 
-# The episode's own bars (open, high, low, close, volume), real closes.
+# The episode's own bars (open, high, low, close, volume): the closes of 06-17 to 06-19
+# (and the KOSPI's of 06-16) are the real ones above.
 EPISODE_BARS: dict[str, dict[date, tuple[float, float, float, float, int]]] = {
     NAVER: {
         date(2025, 6, 16): (214_000, 219_500, 212_500, 217_500, 1_450_000),
@@ -195,8 +198,8 @@ def naver_chart(ticker: str, *, through: date = LAST_DAY, count: int | None = No
     )
     text = (
         '<?xml version="1.0" encoding="EUC-KR" ?>\n'
-        "<!-- Synthetic daily bars (tests/episode.py): only the closes of the episode"
-        " days are real. -->\n"
+        "<!-- Synthetic daily bars (tests/episode.py): only the closes of 2025-06-17 to"
+        " 06-19 and the KOSPI's dated there are real. -->\n"
         "<protocol>\n"
         f'\t\t\t<chartdata symbol="{ticker}" name="{NAMES[ticker]}" count="{len(shown)}"'
         f' timeframe="day" precision="{precision}" origintime="19990101">\n'
