@@ -119,22 +119,21 @@ async def test_the_episode_through_the_cli(
         assert len(err.strip().splitlines()) == 1 and says in err, (args, err)
     assert http_server.requests_to("/sise.nhn") == []
 
-    # Every chart source down: each failure named, nothing stored, exit 1.
-    down = {
-        **env,
-        "KMON_QUOTES__NAVER_CHART_URL": http_server.url("/down/sise.nhn"),
-        "KMON_QUOTES__YAHOO_CHART_URL": http_server.url("/down/yahoo"),
-    }
+    # Naver's chart down: Yahoo serves the KOSPI but knows neither stock. All or
+    # nothing: each failure named, the KOSPI's bars not stored either, exit 1.
+    down = {**env, "KMON_QUOTES__NAVER_CHART_URL": http_server.url("/down/sise.nhn")}
     code, out, err = await kmon("quotes", "backfill", "--since", SINCE, env=down)
     assert code == 1
     failures = [line for line in err.splitlines() if not line.startswith("{")]
-    assert failures[-1] == "kmon: nothing stored: no chart source answered for 3 ticker(s)"
-    for ticker in (NAVER, KAKAO, KOSPI):
+    assert failures[-1] == "kmon: nothing stored: no chart source answered for 2 ticker(s)"
+    for ticker in (NAVER, KAKAO):
         (line,) = [f for f in failures if f.startswith(f"{ticker}: no bars: ")]
         assert "naver chart: " in line and "yahoo chart: " in line and "404" in line
-    code, out, _ = await kmon("quotes", "bars", "--ticker", NAVER, "--since", SINCE, "--format",
-                              "json", env=env)  # fmt: skip
-    assert (code, json.loads(out)) == (0, [])
+    assert out.startswith(f"{KOSPI}: ") and "(from yahoo; naver chart: " in out
+    for ticker in (NAVER, KOSPI):
+        code, out, _ = await kmon("quotes", "bars", "--ticker", ticker, "--since", SINCE,
+                                  "--format", "json", env=env)  # fmt: skip
+        assert (code, json.loads(out)) == (0, [])
 
     # The feeds: the 06-16 story (a wire copy, two portal copies) and the 06-17 note,
     # a year and more before today.
