@@ -237,6 +237,16 @@ def next_quote_poll(
     return when.astimezone(now.tzinfo)
 
 
+def last_closed_session(now: datetime, *, late_open_days: Collection[date] = CSAT_DAYS) -> Session:
+    """The last session that has closed by ``now``: a daily bar of a later one (the
+    session trading now) is not that day's bar yet."""
+    local = _local(now)
+    session = previous_session(now, late_open_days=late_open_days)
+    if session.closes_at <= local:
+        return session
+    return _search(session.day - timedelta(days=1), -1, late_open_days)
+
+
 def trading_days_between(start: date, end: date) -> list[date]:
     """The trading days from ``start`` to ``end``, both included, oldest first."""
     _check_day(start)

@@ -1,16 +1,17 @@
-"""``kmon tickers`` and ``kmon quotes``: the followed tickers and their stored quotes."""
+"""``kmon tickers`` and ``kmon quotes``: the followed tickers, their stored quotes and
+daily bars, and the backfill of past bars."""
 
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import click
 
-from monitor.cli.common import State, format_option, query, run_async, when
+from monitor.cli.common import State, fail, format_option, query, run_async, when
 from monitor.cli.output import Format, render
-from monitor.timefmt import kst_iso, utcnow
+from monitor.timefmt import KST, kst_iso, utcnow
 
 
 @click.group()
@@ -150,3 +151,111 @@ def quotes_poll(state: State, bars: bool, migrate: bool) -> None:
     if cycle.missing:
         click.echo(f"missing: {', '.join(cycle.missing)}")
         sys.exit(1)
+
+
+def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
+    """``--since``/``--until`` as a KST day (2025-06-18, or 30d back from today)."""
+    at = when(ctx, param, value)
+    return at.astimezone(KST).date() if at is not None else None
+
+
+def _followed(state: State, codes: tuple[str, ...]) -> list[Any]:
+    followed = {t.code: t for t in state.settings.quotes.tickers}
+    unknown = [c for c in codes if c not in followed]
+    if unknown:
+        fail(f"not a followed ticker: {', '.join(unknown)} (see `kmon tickers list`)", code=2)
+    return [followed[c] for c in dict.fromkeys(codes)] if codes else list(followed.values())
+
+
+@quotes.command("backfill")
+@click.option("--since", callback=_day, required=True, help="First day (2024-06-01, 1y …).")
+@click.option("--until", callback=_day, help="Up to, not including, this day (default: today).")
+@click.option("--ticker", "codes", multiple=True, help="Only this ticker (repeatable).")
+@click.option("--migrate", is_flag=True, help="Upgrade the database first if it is behind.")
+@click.pass_obj
+def quotes_backfill(
+    state: State, since: date, until: date | None, codes: tuple[str, ...], migrate: bool
+) -> None:
+    """Store the daily bars of a past range from the chart sources (Naver, else Yahoo).
+
+    Idempotent: bars already stored as the source gives them are left alone. When a
+    ticker gets no answer from any source, nothing is stored and each failure is
+    named (exit 1).
+    """
+    from monitor import market
+    from monitor.ingest.backfill import backfill_bars
+    from monitor.service.daemon import open_runtime
+
+    if until is not None and until <= since:
+        fail(f"--until {until} is not after --since {since}", code=2)
+    closed = market.last_closed_session(utcnow()).day
+    if since > closed:
+        fail(f"--since {since} is after the last closed session ({closed}): no bars yet", code=2)
+    settings = state.settings
+    tickers = _followed(state, codes)
+
+    async def once() -> Any:
+        async with open_runtime(settings, migrate_schema=migrate) as ctx:
+            return await backfill_bars(
+                ctx, settings.quotes, since=since, until=until, tickers=tickers
+            )
+
+    result = run_async(once)
+    for t in result.tickers:
+        if t.source is None:
+            click.echo(f"{t.ticker}: no bars: {'; '.join(t.errors)}", err=True)
+            continue
+        span = f"{t.bars[0].day} to {t.bars[-1].day}" if t.bars else "none in the range"
+        fallback = f"; {'; '.join(t.errors)}" if t.errors else ""
+        click.echo(f"{t.ticker}: {len(t.bars)} bars, {span} (from {t.source}{fallback})")
+    if result.failed:
+        fail(f"nothing stored: no chart source answered for {len(result.failed)} ticker(s)")
+    click.echo(
+        f"stored {result.new} new bars, corrected {result.corrected}"
+        f" ({result.since} to {result.until - timedelta(days=1)})"
+    )
+
+
+def _bar_record(row: Any) -> dict[str, Any]:
+    return {
+        "ticker": row.ticker,
+        "day": row.day.isoformat(),
+        "open": row.open,
+        "high": row.high,
+        "low": row.low,
+        "close": row.close,
+        "volume": row.volume,
+        "source": row.source,
+        "fetched_at": kst_iso(row.fetched_at),
+    }
+
+
+def _price(value: float | None) -> str:
+    return "" if value is None else f"{value:,.2f}".removesuffix(".00")
+
+
+@quotes.command("bars")
+@click.option("--ticker", required=True, help="The ticker (035420, KOSPI …).")
+@click.option("--since", callback=_day, required=True, help="From this day (2025-06-01, 30d …).")
+@click.option("--until", callback=_day, help="Before this day.")
+@format_option
+@click.pass_obj
+def quotes_bars(state: State, ticker: str, since: date, until: date | None, fmt: Format) -> None:
+    """Stored daily bars of one ticker, oldest first."""
+    from monitor.db import quotes as quotes_repo
+
+    rows = query(state, lambda s: quotes_repo.list_bars(s, ticker=ticker, since=since, until=until))
+    records = [_bar_record(r) for r in rows]
+    table = [
+        {
+            "day": r["day"],
+            "open": _price(r["open"]),
+            "high": _price(r["high"]),
+            "low": _price(r["low"]),
+            "close": _price(r["close"]),
+            "volume": "" if r["volume"] is None else f"{r['volume']:,}",
+            "source": r["source"],
+        }
+        for r in records
+    ]
+    click.echo(render(records, fmt, table_rows=table))

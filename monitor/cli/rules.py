@@ -323,8 +323,10 @@ def rules_replay(
 ) -> None:
     """Run the rules over stored items and quotes; store and send nothing.
 
-    Prints each signal that would have been stored, with its explanation, and the hits
-    of every rule, so that a rule can be tuned before it is switched on.
+    A session of a ticker with no stored quote is judged on its daily bar, as the
+    session's closing quote (see `kmon quotes backfill`). Prints each signal that would
+    have been stored, with its explanation, and the hits of every rule, so that a rule
+    can be tuned before it is switched on.
     """
     from monitor.ingest.replay import hit_table, replay
     from monitor.rules.explain import describe
@@ -339,14 +341,20 @@ def rules_replay(
                     "until": kst_iso(until) if until else None,
                     "items": result.items,
                     "quotes": result.quotes,
+                    "bar_quotes": result.bar_quotes,
                     "signals": [_signal_record(s, with_explanation=True) for s in result.signals],
+                    "not_claimed": [
+                        {"ticker": t, "session": d.isoformat(), "why": why}
+                        for t, d, why in result.not_claimed
+                    ],
                     "hits": {row["rule"]: row["hits"] for row in hit_table(result, ruleset)},
                 }
             )
         )
         return
+    bars = f" and {result.bar_quotes} daily bars as closing quotes" if result.bar_quotes else ""
     click.echo(
-        f"replayed {result.items} items and {result.quotes} quotes from {kst(since)} KST"
+        f"replayed {result.items} items and {result.quotes} quotes{bars} from {kst(since)} KST"
         f" to {kst(until or utcnow())} KST: {len(result.signals)} signals would be stored"
     )
     for signal in result.signals:
@@ -357,6 +365,10 @@ def rules_replay(
         )
         for line in describe(signal.explanation):
             click.echo(f"  {line}")
+    if result.not_claimed:
+        click.echo("")
+        for ticker, day, why in result.not_claimed:
+            click.echo(f"{day}  {ticker}  {why}")
     click.echo("")
     click.echo(render(hit_table(result, ruleset), "table"))
 

@@ -187,3 +187,39 @@ async def change_at(
     if pct is not None:
         return float(pct)
     return (price - prev) / prev * 100 if prev else None
+
+
+async def store_bars(
+    session: AsyncSession, bars: Sequence[DailyBar], *, fetched_at: datetime
+) -> tuple[int, int]:
+    """Store the bars not stored yet and correct those that differ; leave the same ones
+    alone. Return (new, corrected): storing the same bars again is (0, 0)."""
+    if not bars:
+        return 0, 0
+    given = {(b.ticker, b.day): b for b in bars}
+    tickers = sorted({t for t, _ in given})
+    days = [d for _, d in given]
+    stored: dict[tuple[str, date], DailyBar] = {}
+    rows = await session.scalars(
+        select(DailyBarRow).where(
+            DailyBarRow.ticker.in_(tickers),
+            DailyBarRow.day >= min(days),
+            DailyBarRow.day <= max(days),
+        )
+    )
+    for row in rows:
+        stored[(row.ticker, row.day)] = bar_of(row)
+    new = [b for key, b in given.items() if key not in stored]
+    changed = [b for key, b in given.items() if key in stored and stored[key] != b]
+    await upsert_bars(session, [*new, *changed], fetched_at=fetched_at)
+    return len(new), len(changed)
+
+
+async def list_bars(
+    session: AsyncSession, *, ticker: str, since: date, until: date | None = None
+) -> list[DailyBarRow]:
+    """One ticker's stored daily bars from ``since`` (before ``until``), oldest first."""
+    query = select(DailyBarRow).where(DailyBarRow.ticker == ticker, DailyBarRow.day >= since)
+    if until is not None:
+        query = query.where(DailyBarRow.day < until)
+    return list((await session.scalars(query.order_by(DailyBarRow.day))).all())

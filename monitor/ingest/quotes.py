@@ -312,7 +312,8 @@ def _due(state: repo.SourceState, now: datetime) -> bool:
 
 
 async def refresh_bars(ctx: PollContext, cfg: QuoteSettings) -> int:
-    """Fetch about a year of daily bars per ticker (Naver, else Yahoo) and upsert them."""
+    """Fetch about a year of daily bars per ticker (Naver, else Yahoo) and upsert those
+    of sessions closed by now."""
     now = ctx.clock()
 
     async def one(t: Ticker) -> list[DailyBar]:
@@ -332,7 +333,9 @@ async def refresh_bars(ctx: PollContext, cfg: QuoteSettings) -> int:
             return []
 
     answers = await asyncio.gather(*(one(to_ticker(t)) for t in cfg.tickers))
-    bars = [b for answer in answers for b in answer]
+    # A bar of the session trading now is not that day's bar yet: kept after its close.
+    closed = market.last_closed_session(now, late_open_days=late_open_days(cfg)).day
+    bars = [b for answer in answers for b in answer if b.day <= closed]
     async with ctx.sessionmaker.begin() as session:
         count = await quotes_repo.upsert_bars(session, bars, fetched_at=now)
     ctx.bars.changed()

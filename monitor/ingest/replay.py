@@ -7,6 +7,11 @@ tagged and clustered; quotes in exchange-time order, each compared with the KOSP
 at that time, the daily bars before its session and the news so far. A conclusion is
 counted once per dedup key, as the database would store it.
 
+Where a ticker has no stored quote on a trading day but a daily bar (a backfilled past,
+``kmon quotes backfill``), the bar stands in as that session's closing quote
+(:func:`closing_quote`): its close against the previous bar's close, stamped at the
+close; the KOSPI's own bar gives the index's change that day.
+
 Not replayed: ``source_health`` rules. Poll failures are not kept as history, only
 each source's current state, so there is nothing to replay them over.
 """
@@ -16,7 +21,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +30,7 @@ from adapters.records import DailyBar, Quote
 from monitor.db import repo
 from monitor.db.quotes import QUOTE_COLUMNS, bar_of
 from monitor.db.schema import DailyBarRow, Item, QuoteRow, Source
+from monitor.market import Session
 from monitor.rules.engine import INDEX, RulesEngine
 from monitor.rules.evaluate import (
     KRX,
@@ -36,6 +42,7 @@ from monitor.rules.evaluate import (
     bar_stats,
     change_pct,
     evaluate_quote,
+    not_claimed,
     stats_from_bars,
     trading_day_of,
 )
@@ -59,7 +66,9 @@ class ReplayResult:
     hits: dict[str, int] = field(default_factory=dict)
     items: int = 0
     quotes: int = 0
+    bar_quotes: int = 0
     not_replayed: list[str] = field(default_factory=list)
+    not_claimed: list[tuple[str, date, str]] = field(default_factory=list)
 
 
 def rules_in(signal: Signal) -> list[str]:
@@ -137,18 +146,14 @@ async def replay(
     bars = await _load_bars(session, since - timedelta(days=366), until)
     index_change: dict[date, float | None] = {}
     stats: dict[tuple[str, date], BarStats] = {}
-    quotes = select(QuoteRow).where(QuoteRow.as_of >= since)
-    if until is not None:
-        quotes = quotes.where(QuoteRow.as_of < until)
-    quotes = quotes.order_by(QuoteRow.as_of, QuoteRow.ticker != INDEX, QuoteRow.id)
+    unclaimed: set[tuple[str, date, str]] = set()
     horizon = timedelta(days=2 * _window_days(ruleset) + 7)
-    async for row in await session.stream_scalars(quotes.execution_options(yield_per=PAGE)):
-        result.quotes += 1
-        quote = Quote(**{name: getattr(row, name) for name in QUOTE_COLUMNS})
+
+    def judge(quote: Quote) -> None:
         day = trading_day_of(quote.as_of)
         if quote.ticker == INDEX:
             index_change[day] = change_pct(quote)
-            continue
+            return
         key = (quote.ticker, day)
         if key not in stats:
             stats[key] = bar_stats(quote.ticker, bars.get(quote.ticker, []), before=day)
@@ -156,8 +161,97 @@ async def replay(
         recent = news[bisect_left(times, quote.as_of - horizon) : bisect_right(times, quote.as_of)]
         move = MoveFacts(quote, index_change.get(day), stats_from_bars(stats[key], quote))
         keep(evaluate_quote(move, recent, ruleset, calendar))
+        for note in not_claimed(move, ruleset):
+            if (quote.ticker, day, note) not in unclaimed:
+                unclaimed.add((quote.ticker, day, note))
+                result.not_claimed.append((quote.ticker, day, note))
+
+    # The sessions with stored quotes, per ticker: the others get their bar's close.
+    quoted: set[tuple[str, date]] = set()
+    spans = select(QuoteRow.ticker, QuoteRow.as_of).where(QuoteRow.as_of >= since)
+    if until is not None:
+        spans = spans.where(QuoteRow.as_of < until)
+    for ticker, as_of in (await session.execute(spans)).all():
+        quoted.add((ticker, trading_day_of(as_of)))
+    closing = sorted(
+        (
+            q
+            for ticker, series in bars.items()
+            for q in closing_quotes(series, since=since, until=until, calendar=calendar)
+            if (ticker, trading_day_of(q.as_of)) not in quoted
+        ),
+        key=_order,
+    )
+    result.bar_quotes = len(closing)
+    pending = iter(closing)
+    waiting = next(pending, None)
+
+    quotes = select(QuoteRow).where(QuoteRow.as_of >= since)
+    if until is not None:
+        quotes = quotes.where(QuoteRow.as_of < until)
+    quotes = quotes.order_by(QuoteRow.as_of, QuoteRow.ticker != INDEX, QuoteRow.id)
+    async for row in await session.stream_scalars(quotes.execution_options(yield_per=PAGE)):
+        result.quotes += 1
+        quote = Quote(**{name: getattr(row, name) for name in QUOTE_COLUMNS})
+        # The two streams merged in the same order; a stored quote first on a tie.
+        while waiting is not None and _order(waiting) < _order(quote):
+            judge(waiting)
+            waiting = next(pending, None)
+        judge(quote)
+    while waiting is not None:
+        judge(waiting)
+        waiting = next(pending, None)
     result.signals.sort(key=lambda s: (s.event_time, s.kind, s.subject))
     return result
+
+
+def _order(quote: Quote) -> tuple[datetime, bool]:
+    return quote.as_of, quote.ticker != INDEX
+
+
+# The source a closing quote made of a daily bar names: the bar's source, so marked.
+BAR_SOURCE_SUFFIX = "-bar"
+
+
+def closing_quote(bar: DailyBar, previous: DailyBar | None, session: Session) -> Quote:
+    """``bar`` as its session's closing quote: the close against ``previous`` (the bar
+    of the trading day before; None when that bar is missing, and then no change),
+    stamped at the close."""
+    prev = previous.close if previous is not None else None
+    return Quote(
+        ticker=bar.ticker,
+        as_of=session.closes_at.astimezone(UTC),
+        price=bar.close,
+        source=bar.source + BAR_SOURCE_SUFFIX,
+        prev_close=prev,
+        change=round(bar.close - prev, 2) if prev else None,
+        # Rounded as the quote pages round it.
+        change_pct=round((bar.close / prev - 1) * 100, 2) if prev else None,
+        open=bar.open,
+        high=bar.high,
+        low=bar.low,
+        volume=bar.volume,
+        market_open=False,
+    )
+
+
+def closing_quotes(
+    bars: list[DailyBar], *, since: datetime, until: datetime | None, calendar: Calendar = KRX
+) -> list[Quote]:
+    """The closing quotes of one ticker's ``bars`` (oldest first) whose session closed
+    in ``[since, until)``."""
+    out = []
+    for i, bar in enumerate(bars):
+        session = calendar.session_on(bar.day)
+        if session is None or session.closes_at < since:
+            continue
+        if until is not None and session.closes_at >= until:
+            continue
+        previous = bars[i - 1] if i > 0 else None
+        if previous is not None and calendar.trading_days_before(bar.day, 1) != [previous.day]:
+            previous = None  # a gap in the bars: no change to measure
+        out.append(closing_quote(bar, previous, session))
+    return out
 
 
 async def _load_bars(

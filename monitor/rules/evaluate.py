@@ -17,7 +17,10 @@ and stores the :class:`Signal` s, deduplicating on ``dedup_key``.
 
 A condition that cannot be checked (no KOSPI change for a move relative to the
 KOSPI, no 52-week figures, no average volume) does not hold: a missing index quote
-must not make a market-wide rally look like a stock's own move.
+must not make a market-wide rally look like a stock's own move. Nor does a 52-week high
+or low on fewer daily bars than the condition's ``min_bars``: with two bars stored the
+second day's close would be "a 52-week high". Such a withheld claim is said in the
+explanation of the quote's signals (:func:`not_claimed`).
 """
 
 from __future__ import annotations
@@ -51,7 +54,14 @@ from monitor.rules.explanation import (
     VolumeMatch,
 )
 from monitor.rules.match import Hit, Tagging
-from monitor.rules.model import JoinedRule, MoveRule, MoveSpec, Ruleset, SourceHealthRule
+from monitor.rules.model import (
+    ExtremeCondition,
+    JoinedRule,
+    MoveRule,
+    MoveSpec,
+    Ruleset,
+    SourceHealthRule,
+)
 from monitor.rules.score import score_news, severity_of
 from monitor.severity import SEVERITY_RANK
 from monitor.timefmt import KST
@@ -207,6 +217,8 @@ class MoveStats:
     quote's session, as quote pages report them ("52-week high 259,000" on the day
     Naver touched 259,000); a quote whose day high reaches ``high`` is at a new high.
     ``avg_volume``: the mean daily volume of the ``volume_days`` sessions before.
+    ``bars``: how many daily bars of those weeks are behind ``high`` and ``low`` (None:
+    not known, and no extreme is claimed).
     """
 
     high: float | None = None
@@ -214,6 +226,7 @@ class MoveStats:
     weeks: int = 52
     avg_volume: float | None = None
     volume_days: int = 20
+    bars: int | None = None
 
 
 @dataclass(frozen=True)
@@ -236,11 +249,13 @@ class BarStats:
     low_52w: float | None
     avg_volume_20d: float | None
     last_bar_day: date | None
+    bars_52w: int = 0
 
 
 def bar_stats(ticker: str, bars: Sequence[DailyBar], *, before: date) -> BarStats:
-    """Previous close, 52-week range and 20-day average volume from ``bars`` (one
-    ticker's, oldest first) before ``before``; ``last_bar_day`` is the newest given."""
+    """Previous close, 52-week range (and the number of bars in it) and 20-day average
+    volume from ``bars`` (one ticker's, oldest first) before ``before``;
+    ``last_bar_day`` is the newest given."""
     days = [b.day for b in bars]
     end = bisect_left(days, before)
     year = bisect_left(days, before - timedelta(days=365), 0, end)
@@ -256,6 +271,7 @@ def bar_stats(ticker: str, bars: Sequence[DailyBar], *, before: date) -> BarStat
         low_52w=min(lows) if lows else None,
         avg_volume_20d=sum(volumes) / len(volumes) if volumes else None,
         last_bar_day=days[-1] if days else None,
+        bars_52w=end - year,
     )
 
 
@@ -270,6 +286,7 @@ def stats_from_bars(bars: BarStats | None, quote: Quote) -> MoveStats | None:
         high=max(bars.high_52w, day_high) if bars.high_52w is not None else None,
         low=min(bars.low_52w, day_low) if bars.low_52w is not None else None,
         avg_volume=bars.avg_volume_20d,
+        bars=bars.bars_52w,
     )
 
 
@@ -326,24 +343,9 @@ def _check_move(spec: MoveSpec, facts: MoveFacts) -> MatchedMove | None:
             direction=cond.direction,
         )
     if spec.new_extreme is not None:
-        cond_x = spec.new_extreme
-        if stats is None or stats.weeks != cond_x.weeks:
+        extreme = _extreme(spec.new_extreme, quote, stats)
+        if extreme is None or (extreme.bars or 0) < spec.new_extreme.min_bars:
             return None
-        day_high = quote.high if quote.high is not None else quote.price
-        day_low = quote.low if quote.low is not None else quote.price
-        hit_high = stats.high is not None and day_high >= stats.high
-        hit_low = stats.low is not None and day_low <= stats.low
-        side = {"high": hit_high, "low": hit_low, "either": hit_high or hit_low}[cond_x.side]
-        if not side:
-            return None
-        extreme = ExtremeMatch(
-            weeks=cond_x.weeks,
-            side="high" if hit_high else "low",
-            day_high=day_high,
-            day_low=day_low,
-            high=stats.high,
-            low=stats.low,
-        )
     if spec.volume is not None:
         cond_v = spec.volume
         if (
@@ -362,6 +364,49 @@ def _check_move(spec: MoveSpec, facts: MoveFacts) -> MatchedMove | None:
             multiple=cond_v.multiple,
         )
     return MatchedMove(change=change, new_extreme=extreme, volume=volume)
+
+
+def _extreme(cond: ExtremeCondition, quote: Quote, stats: MoveStats | None) -> ExtremeMatch | None:
+    """The extreme the day's range reaches against ``stats``, however few bars back it."""
+    if stats is None or stats.weeks != cond.weeks:
+        return None
+    day_high = quote.high if quote.high is not None else quote.price
+    day_low = quote.low if quote.low is not None else quote.price
+    hit_high = stats.high is not None and day_high >= stats.high
+    hit_low = stats.low is not None and day_low <= stats.low
+    if not {"high": hit_high, "low": hit_low, "either": hit_high or hit_low}[cond.side]:
+        return None
+    return ExtremeMatch(
+        weeks=cond.weeks,
+        side="high" if hit_high else "low",
+        day_high=day_high,
+        day_low=day_low,
+        high=stats.high,
+        low=stats.low,
+        bars=stats.bars,
+    )
+
+
+def not_claimed(move: MoveFacts, ruleset: Ruleset) -> tuple[str, ...]:
+    """Why a rule's new high or low is not claimed for the quote: the day's range
+    reaches the extreme of the bars there are, but too few bars are behind it, e.g.
+    "policy-high: 52-week high not claimed: 37 bars, 200 needed"."""
+    notes = []
+    for rule in ruleset.rules.values():
+        spec = _move_spec(rule, ruleset) if isinstance(rule, JoinedRule) else rule
+        if not isinstance(spec, MoveSpec) or spec.new_extreme is None:
+            continue
+        if not _applies(spec, move.quote.ticker, ruleset):
+            continue
+        cond = spec.new_extreme
+        seen = _extreme(cond, move.quote, move.stats)
+        if seen is not None and (seen.bars or 0) < cond.min_bars:
+            bars = "no count of" if seen.bars is None else str(seen.bars)
+            notes.append(
+                f"{rule.id}: {cond.weeks}-week {seen.side} not claimed: "
+                f"{bars} bars, {cond.min_bars} needed"
+            )
+    return tuple(notes)
 
 
 def trading_day_of(when: datetime) -> date:
@@ -393,13 +438,16 @@ def evaluate_moves(
     """One signal per move rule the quote meets (joined rules: :func:`evaluate_joined`)."""
     facts = MoveFacts(quote, kospi_change_pct, stats)
     day = trading_day_of(quote.as_of)
-    signals = []
+    signals: list[Signal] = []
+    notes: tuple[str, ...] | None = None
     for rule in ruleset.rules.values():
         if not isinstance(rule, MoveRule) or not _applies(rule, quote.ticker, ruleset):
             continue
         seen = _check_move(rule, facts)
         if seen is None:
             continue
+        if notes is None:
+            notes = not_claimed(facts, ruleset)
         signals.append(
             Signal(
                 kind="move",
@@ -407,7 +455,9 @@ def evaluate_moves(
                 severity=rule.severity,
                 subject=quote.ticker,
                 event_time=_utc(quote.as_of),
-                explanation=MoveExplanation(quote=_quote_facts(quote), matched=seen),
+                explanation=MoveExplanation(
+                    quote=_quote_facts(quote), matched=seen, not_claimed=notes
+                ),
                 dedup_key=f"move:{rule.id}:{quote.ticker}:{day.isoformat()}",
             )
         )
@@ -546,7 +596,11 @@ def evaluate_joined(
             severity=lead.severity,
             subject=quote.ticker,
             event_time=_utc(quote.as_of),
-            explanation=PolicyMoveExplanation(move=_quote_facts(quote), rules=tuple(matched)),
+            explanation=PolicyMoveExplanation(
+                move=_quote_facts(quote),
+                rules=tuple(matched),
+                not_claimed=not_claimed(move, ruleset),
+            ),
             # No rule id: one alert per ticker per session, whichever rule met it first.
             dedup_key=f"policy_move:{quote.ticker}:{day.isoformat()}",
         )

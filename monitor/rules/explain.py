@@ -54,7 +54,8 @@ def _move(matched: MatchedMove) -> str:
         parts.append(text)
     if (extreme := matched.new_extreme) is not None:
         level = extreme.high if extreme.side == "high" else extreme.low
-        parts.append(f"new {extreme.weeks}-week {extreme.side} {level}")
+        over = f" over {extreme.bars} bars" if extreme.bars is not None else ""
+        parts.append(f"new {extreme.weeks}-week {extreme.side} {level}{over}")
     if (volume := matched.volume) is not None:
         parts.append(
             f"volume {volume.volume} ≥ {volume.multiple}× "
@@ -112,7 +113,11 @@ def _policy_move(exp: PolicyMoveExplanation) -> list[str]:
                 f"({', '.join(news.news_rules)}; about the {news.about}):"
                 f" {news.title!r}"
             )
-    return lines
+    return lines + _not_claimed(exp.not_claimed)
+
+
+def _not_claimed(notes: tuple[str, ...]) -> list[str]:
+    return [f"  {note}" for note in notes]
 
 
 def describe(explanation: Explanation | None) -> list[str]:
@@ -122,7 +127,11 @@ def describe(explanation: Explanation | None) -> list[str]:
         case NewsExplanation():
             return _news(explanation)
         case MoveExplanation():
-            return [_quote(explanation.quote), f"  matched: {_move(explanation.matched)}"]
+            return [
+                _quote(explanation.quote),
+                f"  matched: {_move(explanation.matched)}",
+                *_not_claimed(explanation.not_claimed),
+            ]
         case PolicyMoveExplanation():
             return _policy_move(explanation)
         case SourceStaleExplanation():

@@ -10,13 +10,15 @@ The stored JSON, by kind (keys in this order)::
 
     news          item_id title published_at cluster url source themes entities
                   tickers sectors why rules[rule_id severity why]
-    move          quote{…} matched{change? new_extreme? volume?}
-    policy_move   move{…} rules[rule_id severity matched window news[…]]
+    move          quote{…} matched{change? new_extreme? volume?} not_claimed?
+    policy_move   move{…} rules[rule_id severity matched window news[…]] not_claimed?
     source_stale  source since silent_seconds interval_seconds missed_intervals
                   failures last_error
     source_auth   source since last_error
 
 ``quote``/``move``: ticker as_of price prev_close change_pct high low volume source.
+``not_claimed`` (only when there is one): why a rule's 52-week high or low was not
+claimed for the quote, e.g. "policy-high: 52-week high not claimed: 37 bars, 200 needed".
 Times are ISO 8601 strings (UTC), days ISO dates.
 """
 
@@ -83,7 +85,8 @@ class ChangeMatch:
 
 @dataclass(frozen=True, slots=True)
 class ExtremeMatch:
-    """A new ``weeks``-week high or low: the day's range against the period's."""
+    """A new ``weeks``-week high or low: the day's range against the period's, which
+    ``bars`` daily bars before the session give."""
 
     weeks: int = 52
     side: str = "high"
@@ -91,6 +94,7 @@ class ExtremeMatch:
     day_low: float | None = None
     high: float | None = None
     low: float | None = None
+    bars: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +192,7 @@ class MoveExplanation:
 
     quote: QuoteFacts | None
     matched: MatchedMove = MatchedMove()
+    not_claimed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +202,7 @@ class PolicyMoveExplanation:
 
     move: QuoteFacts | None
     rules: tuple[JoinedMatch, ...] = ()
+    not_claimed: tuple[str, ...] = ()
 
     def lead(self, rule_id: str) -> JoinedMatch | None:
         """The rule ``rule_id`` (the one naming the signal), else the first."""
@@ -307,6 +313,11 @@ def _joined_json(rule: JoinedMatch) -> JSON:
     }
 
 
+def _not_claimed_json(notes: tuple[str, ...]) -> JSON:
+    # Only when there is something to say: most moves claim what their bars support.
+    return {"not_claimed": list(notes)} if notes else {}
+
+
 def to_json(explanation: Explanation) -> JSON:
     """What is stored in ``signals.explanation`` for ``explanation``."""
     match explanation:
@@ -335,11 +346,13 @@ def to_json(explanation: Explanation) -> JSON:
             return {
                 "quote": _quote_json(explanation.quote),
                 "matched": _matched_json(explanation.matched),
+                **_not_claimed_json(explanation.not_claimed),
             }
         case PolicyMoveExplanation():
             return {
                 "move": _quote_json(explanation.move),
                 "rules": [_joined_json(r) for r in explanation.rules],
+                **_not_claimed_json(explanation.not_claimed),
             }
         case SourceStaleExplanation():
             s = explanation
@@ -463,6 +476,7 @@ def _matched(value: object) -> MatchedMove:
             day_low=_num(x.get("day_low")),
             high=_num(x.get("high")),
             low=_num(x.get("low")),
+            bars=_int(x.get("bars")),
         )
         if x
         else None,
@@ -551,10 +565,16 @@ def parse(kind: str, data: object) -> Explanation | None:
             anchors=_strs(d.get("anchors")),
         )
     if kind == "move":
-        return MoveExplanation(quote=_quote(d.get("quote")), matched=_matched(d.get("matched")))
+        return MoveExplanation(
+            quote=_quote(d.get("quote")),
+            matched=_matched(d.get("matched")),
+            not_claimed=_strs(d.get("not_claimed")),
+        )
     if kind == "policy_move":
         return PolicyMoveExplanation(
-            move=_quote(d.get("move")), rules=tuple(_joined(r) for r in _dicts(d.get("rules")))
+            move=_quote(d.get("move")),
+            rules=tuple(_joined(r) for r in _dicts(d.get("rules"))),
+            not_claimed=_strs(d.get("not_claimed")),
         )
     if kind == "source_stale":
         return SourceStaleExplanation(

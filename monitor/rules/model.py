@@ -368,10 +368,12 @@ class ChangeCondition(_Strict):
 
 
 class ExtremeCondition(_Strict):
-    """A new ``weeks``-week high (or low)."""
+    """A new ``weeks``-week high (or low), claimed only on ``min_bars`` daily bars or more
+    before the session: on a few weeks of history every rise is "a 52-week high"."""
 
     side: Literal["high", "low", "either"] = "high"
     weeks: int = Field(default=52, ge=1, le=260)
+    min_bars: int = Field(default=200, ge=1, le=1300)
 
 
 class VolumeCondition(_Strict):

@@ -13,6 +13,7 @@ from monitor.market import (
     current_session,
     is_open,
     is_trading_day,
+    last_closed_session,
     market_status,
     next_quote_poll,
     next_session,
@@ -160,6 +161,21 @@ def test_late_open_days_can_be_extended() -> None:
 )
 def test_previous_session(now: datetime, session: Session) -> None:
     assert previous_session(now) == session
+
+
+@pytest.mark.parametrize(
+    ("now", "day"),
+    [
+        (at(2025, 6, 18, 10, 31), date(2025, 6, 17)),  # trading: not this one yet
+        (at(2025, 6, 18, 15, 30), date(2025, 6, 18)),  # at the close: this one
+        (at(2025, 6, 18, 8), date(2025, 6, 17)),
+        (at(2025, 6, 23, 10), date(2025, 6, 20)),  # Monday morning: Friday
+        (at(2025, 10, 10, 8), date(2025, 10, 2)),  # across Chuseok
+        (at(2025, 11, 13, 16, 0), date(2025, 11, 12)),  # CSAT: closes at 16:30
+    ],
+)
+def test_last_closed_session(now: datetime, day: date) -> None:
+    assert last_closed_session(now).day == day
 
 
 POLL = [

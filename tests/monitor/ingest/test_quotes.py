@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from structlog.testing import capture_logs
@@ -25,8 +26,10 @@ from monitor.ingest.quotes import (
     check_quote,
     poll_quotes,
     provider_urls,
+    refresh_bars,
     source_name,
 )
+from tests.episode import naver_chart
 from tests.servers import FakeSource, Reply
 
 SM = async_sessionmaker[AsyncSession]
@@ -357,3 +360,27 @@ async def test_daily_bars_give_previous_close_range_and_volume(sessionmaker: SM)
         (1000 + 2000 + 3000 + 4000 + 5000 + 6000 + 9000) / 7
     )
     assert (earlier.prev_close, earlier.high_52w) == (197_000, 202_000)
+
+
+async def test_a_bar_of_the_session_still_trading_is_not_stored(
+    ctx: PollContext, cfg: QuoteSettings, http_server: FakeSource
+) -> None:
+    async def fchart(request: web.Request) -> web.Response:
+        # Naver's chart at 10:30 already has a 06-18 row: the morning's figures so far.
+        return web.Response(body=naver_chart(request.query["symbol"], through=date(2025, 6, 18)))
+
+    http_server.route("/naver/fchart", fchart)
+    clock = ctx.clock
+    assert isinstance(clock, Clock)
+
+    async def newest() -> date | None:
+        async with ctx.sessionmaker() as session:
+            return (
+                await quotes_repo.bar_stats(session, "035420", before=date(2025, 7, 1))
+            ).prev_day
+
+    await refresh_bars(ctx, cfg)
+    assert await newest() == date(2025, 6, 17)
+    clock.now = datetime(2025, 6, 18, 6, 30, tzinfo=UTC)  # 15:30 KST, the close
+    await refresh_bars(ctx, cfg)
+    assert await newest() == date(2025, 6, 18)

@@ -1,18 +1,22 @@
 """The June 2025 episode end to end: polled, tagged, stored, then replayed.
 
-The project's own fixtures (tests/fixtures/episode, tests/fixtures/quotes) stand in for
-two feeds and Naver's quote and chart endpoints, served on loopback. The daemon's own
-pipeline polls them with a clock set to the days of the episode (corpus/README.md):
+The project's own fixtures (tests/fixtures/episode, and the year of daily bars of
+tests/episode.py, where each figure's source is given) stand in for two feeds and
+Naver's quote and chart endpoints, served on loopback. The daemon's own pipeline polls
+them with a clock set to the days of the episode (corpus/README.md):
 
 - 06-16 Ha Jung-woo, Naver's AI head, becomes the president's AI secretary (one wire
   story and two retitled copies on a portal; an actor of the same name in other news);
 - 06-17 JPMorgan raises Naver's target price;
 - 06-18 10:30 Naver +15.25 %, Kakao +6.37 %, KOSPI +0.70 %;
-- 06-19 close: Naver +3.49 % at a 52-week high of 259,000, Kakao +9.42 % at 61,800.
+- 06-19 close: Naver +3.49 % at a 52-week high of 259,000, Kakao +9.42 % at 61,800,
+  the KOSPI +0.19 % (2,977.74).
 
-Expected, and nothing else: a ``policy_move`` for NAVER on 06-18 and 06-19 and for
-Kakao on 06-19; Naver's plain double-digit move on 06-18; the two news stories. The
-replay over the stored rows must say the same without storing anything.
+Expected, and nothing else: a ``policy_move`` for NAVER on 06-18 (policy-move, with
+policy-high besides) and on 06-19 (policy-move: +3.49 % is 3.30 points beyond the
+KOSPI; policy-high besides) and for Kakao on 06-19 (policy-high); Naver's plain
+double-digit move on 06-18; the two news stories. The replay over the stored rows must
+say the same without storing anything.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -36,18 +40,20 @@ from monitor.ingest.context import PollContext
 from monitor.ingest.quotes import poll_quotes, refresh_bars
 from monitor.service.daemon import open_runtime, poll_once
 from monitor.timefmt import KST
+from tests.episode import closed_through, naver_chart, trading_days
 from tests.servers import FakeSource
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 EPISODE = FIXTURES / "episode"
 NAVER, KAKAO = "035420", "035720"
+JUNE_17, JUNE_18 = date(2025, 6, 17), date(2025, 6, 18)
 
 EXPECTED = {
     ("news", "ai-appointment", "ha-jung-woo", "2025-06-16"),
     ("news", "ai-platform-market", "naver", "2025-06-17"),
     ("move", "ai-platform-big-move", NAVER, "2025-06-18"),
     ("policy_move", "policy-move", NAVER, "2025-06-18"),
-    ("policy_move", "policy-high", NAVER, "2025-06-19"),
+    ("policy_move", "policy-move", NAVER, "2025-06-19"),
     ("policy_move", "policy-high", KAKAO, "2025-06-19"),
 }
 
@@ -60,16 +66,18 @@ class Clock:
         return self.now
 
 
-def serve_episode(server: FakeSource) -> None:
+def serve_episode(server: FakeSource, clock: Clock) -> None:
     server.serve("/wire.xml", (EPISODE / "wire_ko.xml").read_bytes())
     server.serve("/portal.xml", (EPISODE / "portal_ko.xml").read_bytes())
 
     async def fchart(request: web.Request) -> web.Response:
-        symbol = request.query["symbol"]
-        path = EPISODE / f"naver_fchart_{symbol}.xml"
-        if symbol == "KOSPI":
-            path = FIXTURES / "quotes" / "naver_fchart_KOSPI.xml"
-        return web.Response(body=path.read_bytes())
+        # The bars of the sessions closed by the clock, as Naver serves them.
+        body = naver_chart(
+            request.query["symbol"],
+            through=closed_through(clock.now),
+            count=int(request.query["count"]),
+        )
+        return web.Response(body=body)
 
     server.route("/sise.nhn", fchart)
 
@@ -106,20 +114,23 @@ async def episode(
     db_url: str, http_server: FakeSource, tmp_path: Path
 ) -> AsyncIterator[tuple[Path, PollContext]]:
     """The episode polled through the pipeline, day by day; yields the config file."""
-    serve_episode(http_server)
+    clock = Clock()
+    serve_episode(http_server, clock)
     config = write_config(tmp_path, db_url, http_server)
     settings = load_settings(config)
-    clock = Clock()
     async with open_runtime(settings, clock=clock) as ctx:
         # 06-17 evening: both feeds (the 06-16 story and its copies, the 06-17 note).
         outcomes = await poll_once(ctx)
         assert {o.status for o in outcomes} == {"ok"}
-        # 06-18 10:31: the surge, with a year of bars before it.
+        # 06-18 10:31: the surge, with a year of bars before it (up to 06-17's close).
         clock.now = datetime(2025, 6, 18, 10, 31, tzinfo=KST)
-        await refresh_bars(ctx, settings.quotes)
-        surge = (FIXTURES / "quotes" / "naver_realtime_2025-06-18.json").read_bytes()
+        assert await refresh_bars(ctx, settings.quotes) == 3 * len(trading_days(end=JUNE_17))
+        surge = (EPISODE / "naver_realtime_2025-06-18.json").read_bytes()
         http_server.serve("/realtime", surge)
         assert (await poll_quotes(ctx, settings.quotes)).stored == 3
+        # 06-18 16:00, half an hour after the close: the day's bar.
+        clock.now = datetime(2025, 6, 18, 16, 0, tzinfo=KST)
+        assert await refresh_bars(ctx, settings.quotes) == 3 * len(trading_days(end=JUNE_18))
         # 06-19 15:31: the close.
         clock.now = datetime(2025, 6, 19, 15, 31, tzinfo=KST)
         http_server.serve("/realtime", (EPISODE / "naver_realtime_2025-06-19.json").read_bytes())
@@ -206,8 +217,9 @@ async def test_replay_prints_what_the_pipeline_stored_and_stores_nothing(
     report = json.loads(result.output)
     assert kinds(report["signals"]) == EXPECTED
     assert len(report["signals"]) == len(EXPECTED)
-    assert report["hits"]["policy-move"] == 1
-    assert report["hits"]["policy-high"] == 3  # NAVER 06-18 (besides policy-move) and 06-19, Kakao
+    assert report["hits"]["policy-move"] == 2  # NAVER 06-18 and 06-19
+    # NAVER 06-18 and 06-19 (besides policy-move), Kakao 06-19.
+    assert report["hits"]["policy-high"] == 3
     assert report["hits"]["source-stale"] == "not replayed"
     assert len(await stored_signals(ctx)) == before
 
@@ -216,6 +228,7 @@ async def test_replay_prints_what_the_pipeline_stored_and_stores_nothing(
     out = text.output
     assert "6 signals would be stored" in out
     assert "2025-06-18 10:30  policy_move  policy-move [critical]  035420" in out
+    assert "2025-06-19 15:30  policy_move  policy-move [critical]  035420" in out
     assert "2025-06-19 15:30  policy_move  policy-high [warning]  035720" in out
     assert "window: news after" in out and "about the entity" in out
 
@@ -232,7 +245,8 @@ async def test_a_narrower_rules_file_changes_what_the_replay_says(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     got = kinds(json.loads(result.output)["signals"])
-    assert got == {k for k in EXPECTED if k[1] != "policy-high"}
+    # Kakao's 06-19 move held only policy-high; NAVER's policy moves hold policy-move.
+    assert got == EXPECTED - {("policy_move", "policy-high", KAKAO, "2025-06-19")}
 
 
 async def test_signals_list_and_show(episode: tuple[Path, PollContext]) -> None:
@@ -243,7 +257,12 @@ async def test_signals_list_and_show(episode: tuple[Path, PollContext]) -> None:
     critical = await kmon(*base, "list", "--severity", "critical", "--format", "csv")
     lines = critical.output.splitlines()
     assert lines[0].startswith("id,event_time,created_at,kind,rule")
-    assert len(lines) == 2 and ",policy-move," in lines[1]
+    # NAVER's two policy moves (06-19, then 06-18: newest first).
+    assert len(lines) == 3 and all(",policy-move," in line for line in lines[1:])
+    assert [line.rsplit(",", 1)[1] for line in lines[1:]] == [
+        f"policy_move:{NAVER}:2025-06-19",
+        f"policy_move:{NAVER}:2025-06-18",
+    ]
     news = await kmon(*base, "list", "--kind", "news", "--since", "2025-06-17")
     assert "JP모건" in news.output and "하정우" not in news.output
     by_rule = await kmon(*base, "list", "--rule", "ai-platform-big-move", "--format", "json")

@@ -46,7 +46,7 @@ QUOTE = QuoteFacts(
 )
 MATCHED = MatchedMove(
     change=ChangeMatch(15.25, "KOSPI", 0.7, 14.55, 5.0, "up"),
-    new_extreme=ExtremeMatch(52, "high", 255_000.0, 221_000.0, 255_000.0, 130_000.0),
+    new_extreme=ExtremeMatch(52, "high", 255_000.0, 221_000.0, 255_000.0, 130_000.0, 241),
     volume=VolumeMatch(3_000_000, 1_000_000.0, 20, 2.0),
 )
 
@@ -111,6 +111,14 @@ EXPLANATIONS: list[tuple[str, Explanation]] = [
     ("source_stale", SourceStaleExplanation(source="down", since=None, failures=6)),
     ("source_auth", SourceAuthExplanation(source="wx", since=T0, last_error="http_401")),
     ("source_auth", SourceAuthExplanation(source="wx", since=None)),
+    (
+        "move",
+        MoveExplanation(
+            quote=QUOTE,
+            matched=MatchedMove(volume=MATCHED.volume),
+            not_claimed=("high-52: 52-week high not claimed: 37 bars, 200 needed",),
+        ),
+    ),
 ]
 
 
@@ -134,7 +142,9 @@ KEYS = {
 
 @pytest.mark.parametrize(("kind", "explanation"), EXPLANATIONS)
 def test_the_stored_keys(kind: str, explanation: Explanation) -> None:
-    assert list(to_json(explanation)) == KEYS[kind].split()
+    # ``not_claimed`` last, and only when a claim was withheld.
+    withheld = ["not_claimed"] if getattr(explanation, "not_claimed", ()) else []
+    assert list(to_json(explanation)) == KEYS[kind].split() + withheld
 
 
 def test_the_stored_parts() -> None:
@@ -184,6 +194,7 @@ def test_the_stored_parts() -> None:
         "day_low",
         "high",
         "low",
+        "bars",
     ]
     assert list(move_json["matched"]["volume"]) == ["volume", "avg_volume", "days", "multiple"]
     # Only the conditions the rule has.

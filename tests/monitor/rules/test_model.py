@@ -120,6 +120,7 @@ def test_tickers_are_unique_and_the_move_rules_stay_quiet_on_ordinary_moves() ->
     high = ruleset.rules["policy-high"]
     assert isinstance(high, JoinedRule) and isinstance(high.move, MoveSpec)
     assert high.move.new_extreme is not None and high.move.new_extreme.weeks == 52
+    assert high.move.new_extreme.min_bars == 200  # the default: about ten months of sessions
     assert high.about == "either" and high.window.trading_days_before >= 3
     stale = ruleset.rules["source-stale"]
     assert isinstance(stale, SourceHealthRule) and stale.missed_intervals >= 1
@@ -411,6 +412,18 @@ ERRORS = [
         "rules[0].volume.multiple",
         "greater than or equal to 1",
         id="move-volume",
+    ),
+    pytest.param(
+        """
+        rules:
+          - id: m1
+            kind: move
+            new_extreme: {side: high, min_bars: 0}
+        """,
+        4,
+        "rules[0].new_extreme.min_bars",
+        "greater than or equal to 1",
+        id="move-extreme-min-bars",
     ),
     pytest.param(
         """
