@@ -230,7 +230,7 @@ def rules_test(
             tagging = tag(line, summary, ruleset, source=source, language=language)
             fired = tagging.news_rules_fired
             any_fired = any_fired or bool(fired)
-            score = (
+            points = (
                 score_news(tagging, [f.rule_id for f in fired], ruleset, source=source).points
                 if fired
                 else None
@@ -239,12 +239,12 @@ def rules_test(
                 record = {
                     "text": line,
                     "fired": [{"rule_id": f.rule_id, "why": f.explanation} for f in fired],
-                    "score": score,
+                    "score": points,
                 }
                 click.echo(json.dumps(record, ensure_ascii=False))  # one object a line
             elif fired:
                 rules_fired = ", ".join(f.rule_id for f in fired)
-                click.echo(f"fires\t{score}\t{rules_fired}\t{line}")
+                click.echo(f"fires\t{points}\t{rules_fired}\t{line}")
             else:
                 click.echo(f"none\t\t\t{line}")
         sys.exit(0 if any_fired else 1)
