@@ -1,20 +1,46 @@
 """Story clustering: the same story from several outlets gets one cluster id.
 
 Pure and in memory. :func:`story_key` normalises a headline so that syndicated copies
-(``[속보]``/``[단독]`` retitles, ``(종합)`` updates, a trailing `` - 언론사`` or
-``| Outlet``) collapse to one key; :class:`StoryClusters` assigns ids, first by exact
-key and then by a near-duplicate test, both within a window on event time.
+(``[속보]``/``[단독]`` retitles, ``(종합)`` updates, a trailing `` - 언론사``,
+``| Outlet`` or ``: Korea Herald``) collapse to one key; :func:`headline_words` turns it
+into a set of words with Korean particles and English inflections taken off.
+:class:`StoryClusters` assigns ids: a headline joins the story of an earlier one within
+the window (48 h on event time) when one of these holds (:func:`link`, in this order):
 
-Why character bigrams with Jaccard ≥ 0.8 for near-duplicates: Korean headlines have no
-reliable word spacing and particles glue onto words (``임명`` / ``임명돼``), so word
-tokens split one story apart; character bigrams of the space-free key survive spacing
-and a changed particle or two, while two different stories that share only a name
-(네이버 … 임명 vs 네이버 … 목표가) share few bigrams. 0.8 lets a headline differ by a
-word or particle and still join, and keeps stories that merely share entities apart
-(tests/monitor/rules/test_cluster.py holds the table). The 48 h window on event time:
-wire copies and retitles appear within a day or two; the same words a month later (a
-recurring "[속보] 코스피 3000 돌파") are a new story, so the window applies to exact
-matches as well.
+1. the same key;
+2. *near-verbatim*: character-bigram Jaccard ≥ 0.8 of the keys (spacing, a changed
+   particle or two);
+3. *same words*: both in the same script, at least 3 words shared, and the shared words
+   are ≥ 0.8 of the shorter headline's and ≥ 0.4 of the longer's (reordered wire copies,
+   particles, a dropped word or an added clause);
+4. *same things said*: what the matcher found in both titles (:class:`StoryTags`: entity
+   ids, theme ids, and the words they covered) stands for those words, so that
+   ``AI수석 발탁`` and ``AI미래기획수석 임명`` agree. In the same script, the headline's
+   *features* (its entity and theme ids and the words no entity or theme covered) are
+   compared: at least 3 shared, ≥ 0.65 of the smaller set, and either the same themes
+   or two shared entities. Across scripts (Hangul against Latin), where no word is
+   shared, the entity and theme ids alone: at least 3 shared (or 2 and a shared
+   *anchor*, a number or a Latin name left uncovered), and either the same themes or
+   two shared entities.
+
+And always: the entity sets are nested (one headline names no entity the other lacks,
+unless it names every one the other does: a retitle drops names, it does not swap
+them), and so are the theme sets for rules 3 and 4. A headline that several stories
+would take joins the most similar (ties: the earliest).
+
+Why these and not one bigram score: a wire copy with its words reordered changes most
+bigrams across word boundaries (Jaccard near 0.5), a short retitle is contained in the
+long one rather than like it, and an English report shares no character with the Korean
+one. Words taken as sets survive reordering; containment survives a short retitle; the
+ids the matcher resolved survive translation. The guards keep apart what merely shares
+words: two stories about one company on one day share the entity and often a theme but
+not the rest (rule 4 wants a third feature, and the same themes or a second entity);
+the same ministry announcing two things shares its name and little else.
+tests/monitor/rules/test_cluster_pairs.py holds the table of pairs.
+
+Candidates come from inverted indexes (the prefix bigrams for rule 2, every word, entity
+and theme for rules 3 and 4), each read for its newest headlines only, so a headline
+costs a bounded amount of work however many the window holds.
 """
 
 from __future__ import annotations
@@ -23,15 +49,32 @@ import hashlib
 import itertools
 import math
 import re
+import sys
 import unicodedata
-from collections.abc import Collection
-from dataclasses import dataclass
+from bisect import bisect_left, insort
+from collections import Counter
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import lru_cache
+
+import snowballstemmer
 
 WINDOW = timedelta(hours=48)
 THRESHOLD = 0.8
-# Near-duplicate candidates looked at per bigram of a headline's prefix (see assign).
+# Candidates looked at per prefix bigram of a headline, and headlines read per word,
+# entity or theme of it (counting what they share is cheaper than comparing), see
+# StoryClusters._candidates.
 CANDIDATES = 16
+FEATURE_READS = 4 * CANDIDATES
+
+# Rule 3 (same words) and rule 4 (same things said): see the module docstring.
+WORDS_MIN_SHARED = 3
+WORDS_SHORTER = 0.8
+WORDS_LONGER = 0.4
+FEATURES_MIN_SHARED = 3
+FEATURES_SMALLER = 0.65
 
 # Bracketed tags anywhere: [속보], [단독], (종합), (2보), 【…】, 〔…〕, <…>, 〈…〉, 《…》 has
 # work titles in it and is left alone (its brackets go with the punctuation).
@@ -41,6 +84,10 @@ _BRACKETS = re.compile(r"\[[^\]]*\]|\([^)]*\)|【[^】]*】|〔[^〕]*〕|<[^>]*
 # headline's own second half ("AI 기본법 통과 - 업계는 규제 완화 요구 목소리") is kept.
 _SUFFIX = re.compile(r"\s+[-|–—]\s+(?:\S+(?:\s+\S+){0,3})\s*$")
 _SUFFIX_MAX = 30
+# ": Korea Herald", ": The Korea Times": after a colon only capitalised Latin words
+# (checked before case folding), since a Korean headline's colon ("AI 수석: 첫 과제는")
+# and an English one's ("Naver: shares surge") lead on into the headline itself.
+_COLON_SUFFIX = re.compile(r"\s*:\s+(?:The\s+)?[A-Z][\w.&'-]*(?:\s+[A-Z][\w.&'-]*){0,3}\s*$")
 
 
 def _strip_suffix(text: str) -> str:
@@ -55,17 +102,279 @@ def _strip_suffix(text: str) -> str:
     return text
 
 
+def _normalise(title: str) -> tuple[str, str]:
+    """(text without tags and outlet suffix, the same with its tags) folded."""
+    text = unicodedata.normalize("NFKC", title).strip()
+    match = _COLON_SUFFIX.search(text)
+    if (
+        match is not None
+        and len(match.group(0).strip()) <= _SUFFIX_MAX + 2
+        and re.search(r"\w", text[: match.start()])
+    ):
+        text = text[: match.start()]
+    text = _strip_suffix(text.casefold())
+    return _BRACKETS.sub(" ", text), text
+
+
 def story_key(title: str) -> str:
     """The normalised key of a headline: NFKC and case-folded, tags, source suffix,
     punctuation and spacing removed. Never empty for a title with a letter or digit."""
-    text = unicodedata.normalize("NFKC", title).casefold()
-    text = _strip_suffix(text.strip())
-    stripped = _BRACKETS.sub(" ", text)
+    stripped, text = _normalise(title)
     # Letters and digits only: spacing and punctuation vary between outlets.
     key = "".join(ch for ch in stripped if unicodedata.category(ch)[0] in "LN")
     if not key:  # a title made only of tags: keep them rather than return ""
         key = "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
     return key
+
+
+# --- words -------------------------------------------------------------------------
+
+# What ends a Korean word in a headline after its stem: case particles, the copula and
+# the verb endings of 하다/되다 that headlines use (임명됐다, 발탁돼, 추진한다). Written
+# here rather than taken from the matcher, whose list is for finding a term inside a
+# word: this one only has to cut both copies of a word the same way. At most two are
+# taken off, longest first, and never below two syllables (회의 stays, 회의를 → 회의).
+_ENDINGS = tuple(
+    sorted(
+        set(
+            [
+                "이",
+                "가",
+                "을",
+                "를",
+                "은",
+                "는",
+                "의",
+                "에",
+                "에서",
+                "에게",
+                "에게서",
+                "께",
+                "께서",
+                "한테",
+                "로",
+                "으로",
+                "로서",
+                "으로서",
+                "로써",
+                "으로써",
+                "로부터",
+                "으로부터",
+                "부터",
+                "까지",
+                "와",
+                "과",
+                "랑",
+                "이랑",
+                "도",
+                "만",
+                "보다",
+                "처럼",
+                "마다",
+                "조차",
+                "뿐",
+                "나",
+                "이나",
+                "라도",
+                "이라도",
+                "엔",
+                "에선",
+                "에는",
+                "에도",
+                "으론",
+                "론",
+                "이다",
+                "다",
+                "이며",
+                "며",
+                "이고",
+                "고",
+                "인",
+                "이라",
+                "라",
+                "이라는",
+                "라는",
+                "이란",
+                "란",
+                "이라고",
+                "라고",
+                "이라며",
+                "라며",
+                "이었다",
+                "였다",
+                "임",
+                "하",
+                "한",
+                "할",
+                "함",
+                "해",
+                "했",
+                "했다",
+                "한다",
+                "하는",
+                "하고",
+                "하며",
+                "하면",
+                "하여",
+                "해서",
+                "하기",
+                "하기로",
+                "키로",
+                "하자",
+                "합니다",
+                "된",
+                "될",
+                "됨",
+                "돼",
+                "됐",
+                "됐다",
+                "된다",
+                "되는",
+                "되고",
+                "되며",
+                "되면",
+                "되어",
+                "되자",
+                "되기",
+                "시켜",
+                "시켰다",
+                "받아",
+                "받았다",
+                "나서",
+                "나선다",
+                "들",
+            ]
+        ),
+        key=len,
+        reverse=True,
+    )
+)
+_MAX_ENDINGS = 2
+# Words that say how a story is told, not what it is about, and the newsroom's
+# commonest verbs and nouns: two headlines about one company that both "발표" or
+# "announce" something are no likelier to be one story for it. A verb that tells the
+# event (검토 against 임명, 착공, 출시) is kept. Compared stemmed.
+_STOP_WORDS = (
+    "속보 단독 종합 포토 영상 인터뷰 사진 오늘 이날 내일 올해 지난 이번 관련 대비 "
+    "발표 공개 추진 개최 진행 예정 정부 기업 업계 시장 관계자 국내 글로벌 "
+    "a an the of to in on for and or as at by with from into over after is are be "
+    "its it this that new says said will "
+    "announce unveil plan report government company market industry official "
+    "korea korean south"
+)
+_STOP: frozenset[str] = frozenset()  # filled below, once _stem exists
+# A run of Hangul syllables, of Latin letters (with an inner apostrophe: naver's), or a
+# number (3,000 and 15.25 read as one).
+_TOKEN = re.compile(
+    r"[\uac00-\ud7a3]+|[^\W\d_\uac00-\ud7a3]+(?:['’][^\W\d_\uac00-\ud7a3]+)*|\d+(?:[.,]\d+)*"
+)
+_HANGUL = re.compile("[\uac00-\ud7a3]")
+_ENGLISH = snowballstemmer.stemmer("english")
+
+
+_ENDING_SET = frozenset(_ENDINGS)
+
+
+@lru_cache(maxsize=65536)
+def _stem(token: str) -> str:
+    if _HANGUL.match(token):
+        if token in _ENDING_SET:
+            return ""  # a particle alone, split off a Latin word or a figure (AI는, 3일에)
+        for _ in range(_MAX_ENDINGS):
+            for ending in _ENDINGS:
+                if token.endswith(ending) and len(token) - len(ending) >= 2:
+                    token = token[: -len(ending)]
+                    break
+            else:
+                break
+        return token
+    if token[0].isdigit():
+        return token.replace(",", "")
+    # A possessive goes; then Snowball's English stemmer (named, names → name).
+    token = re.sub(r"['’]s?$", "", token).replace("’", "'")
+    return str(_ENGLISH.stemWord(token))
+
+
+# A figure's unit word, Korean (glued on: 27만원, 100조) or English (100 trillion won):
+# both are written as the one number (270000, 100000000000000), so that an amount reads
+# the same in either language.
+_KO_UNITS = {"만": 10**4, "억": 10**8, "조": 10**12}
+_COUNTERS = frozenset("원장명개건대배곳주달")
+_EN_UNITS = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+
+
+def _figure(number: str, unit: int) -> str:
+    value = Decimal(number.replace(",", "")) * unit
+    return str(value.to_integral_value()) if value == value.to_integral_value() else str(value)
+
+
+_STOP = frozenset(_stem(w) for w in _STOP_WORDS.split())
+
+
+def _tokens(text: str) -> list[str]:
+    raw = _TOKEN.findall(text)
+    words: list[str] = []
+    n = 0
+    while n < len(raw):
+        token = raw[n]
+        following = raw[n + 1] if n + 1 < len(raw) else ""
+        if token[0].isdigit() and following:
+            if following[0] in _KO_UNITS:
+                words.append(_figure(token, _KO_UNITS[following[0]]))
+                rest = following[1:]
+                n += 2
+                # 27만원으로, 1만장: the counter after the unit goes with its particles.
+                if len(rest) >= 2 and rest[0] not in _COUNTERS:
+                    words.append(_stem(rest))
+                continue
+            if following in _EN_UNITS:
+                words.append(_figure(token, _EN_UNITS[following]))
+                n += 2
+                continue
+        words.append(_stem(token))
+        n += 1
+    return [w for w in words if w and w not in _STOP]
+
+
+def headline_words(title: str) -> frozenset[str]:
+    """The words of a headline as sets compare them: tags, outlet suffix and
+    punctuation gone, Hangul particles and English inflections taken off, the words
+    that only say how a story is told (속보, the, says) left out."""
+    stripped, _ = _normalise(title)
+    return frozenset(sys.intern(w) for w in _tokens(stripped))
+
+
+# Latin words too common in Korean headlines to tell one story from another.
+_COMMON_LATIN = frozenset(["ai", "it", "ceo", "cto", "ict", "gpu", "llm", "us", "uk", "eu"])
+
+
+def _anchors(words: frozenset[str], rest: frozenset[str]) -> frozenset[str]:
+    """What a Korean and an English headline of one event can both spell out: its
+    figures of two digits or more (100조 / 100 trillion, 52주 / 52-week), even where a
+    theme term covers them, and the Latin names no entity covered (JP모건 / JP Morgan,
+    HyperCLOVA X)."""
+    figures = {w for w in words if w[0].isdigit() and len(w.replace(".", "")) >= 2}
+    names = {w for w in rest if w.isascii() and w.isalpha() and w not in _COMMON_LATIN}
+    return frozenset(figures | names)
+
+
+@dataclass(frozen=True)
+class StoryTags:
+    """What the matcher found in a headline: entity ids, theme ids, and the words it
+    covered (``Hit.surface`` of each title hit: ``AI수석``, ``Ha Jung-woo``)."""
+
+    entities: frozenset[str] = frozenset()
+    themes: frozenset[str] = frozenset()
+    covered: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls, entities: Iterable[str], themes: Iterable[str], covered: Iterable[str] = ()
+    ) -> StoryTags:
+        return cls(frozenset(entities), frozenset(themes), tuple(covered))
+
+
+NO_TAGS = StoryTags()
 
 
 def bigrams(key: str) -> frozenset[str]:
@@ -91,15 +400,117 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b)
 
 
-@dataclass(frozen=True)
-class _Member:
+@dataclass(frozen=True, eq=False)
+class Headline:
+    """A headline as the rules of :func:`link` read it."""
+
     key: str
-    # A tuple of shared int objects (see StoryClusters._keep): a few hundred bytes a
-    # headline instead of the two kilobytes of a set of its own ints.
-    grams: tuple[int, ...]
+    # A set while it is compared; once remembered, a tuple of shared int objects (see
+    # StoryClusters._keep): a few hundred bytes a headline instead of two kilobytes.
+    grams: Collection[int]
+    entities: frozenset[str]
+    themes: frozenset[str]
+    # entity and theme ids ("e:…", "t:…") and the words no entity or theme covered
+    features: frozenset[str]
+    hangul: bool
+    anchors: frozenset[str] = field(default=frozenset())
+
+    @classmethod
+    def of(cls, title: str, tags: StoryTags = NO_TAGS) -> Headline:
+        key = story_key(title)
+        words = headline_words(title)
+        covered = {w for surface in tags.covered for w in _tokens(surface.casefold())}
+        # A Latin hit's surface has no plural the stemmer left on (GPU in "GPUs").
+        rest = frozenset(
+            w
+            for w in words
+            if w not in covered
+            and not (w.isascii() and any(w.startswith(c) and len(w) - len(c) <= 2 for c in covered))
+        )
+        concepts = {f"e:{e}" for e in tags.entities} | {f"t:{t}" for t in tags.themes}
+        return cls(
+            key=key,
+            grams=_codes(key),
+            entities=tags.entities,
+            themes=tags.themes,
+            features=frozenset(sys.intern(f) for f in concepts) | rest,
+            hangul=bool(_HANGUL.search(key)),
+            anchors=_anchors(words, rest),
+        )
+
+
+def _nested(a: frozenset[str], b: frozenset[str]) -> bool:
+    return a <= b or b <= a
+
+
+def link(a: Headline, b: Headline, threshold: float = THRESHOLD) -> float:
+    """How surely ``a`` and ``b`` are one story: 0 when they are not, else a score in
+    (0, 1] (1 for the same key); the rules are the module docstring's."""
+    if a.key == b.key:
+        return 1.0
+    if not _nested(a.entities, b.entities):
+        return 0.0
+    score = 0.0
+    size, other = len(a.grams), len(b.grams)
+    # Jaccard >= t needs t·|A| <= |B| <= |A|/t: skip the sets without a chance.
+    if a.hangul == b.hangul and threshold * size <= other <= size / threshold:
+        probe = a.grams if isinstance(a.grams, frozenset) else frozenset(a.grams)
+        common = len(probe.intersection(b.grams))
+        near = common / (size + other - common)
+        if near >= threshold:
+            return near
+    if not _nested(a.themes, b.themes):
+        return 0.0
+    same_script = a.hangul == b.hangul
+    if same_script:
+        shared = len(a.features & b.features)
+        smaller, larger = sorted((len(a.features), len(b.features)))
+        if (
+            shared >= WORDS_MIN_SHARED
+            and shared >= WORDS_SHORTER * smaller
+            and shared >= WORDS_LONGER * larger
+        ):
+            score = shared / larger
+    shared_entities = len(a.entities & b.entities)
+    shared_themes = len(a.themes & b.themes)
+    if not shared_entities or not shared_themes:
+        return score
+    if same_script:
+        # The same themes, or two shared entities and two shared themes: a (종합)
+        # rewrite adds context; one company, one theme and a word is not enough.
+        if a.themes != b.themes and (shared_entities < 2 or shared_themes < 2):
+            return score
+        if shared >= FEATURES_MIN_SHARED and shared >= FEATURES_SMALLER * smaller:
+            score = max(score, shared / larger)
+    elif a.themes == b.themes or shared_entities >= 2:
+        # English terms are fewer than Korean ones ("named" is no appointment term), so
+        # across scripts two shared entities may stand in for the same themes.
+        shared = shared_entities + shared_themes
+        if shared >= FEATURES_MIN_SHARED or (shared == 2 and a.anchors & b.anchors):
+            larger = max(len(a.entities) + len(a.themes), len(b.entities) + len(b.themes))
+            score = max(score, shared / larger)
+    return score
+
+
+@dataclass(frozen=True, eq=False)
+class _Member:
+    headline: Headline
     event_time: datetime
     cluster: str
     seq: int  # order of arrival
+
+
+def _event_time(member: _Member) -> datetime:
+    return member.event_time
+
+
+def _nearest(posting: list[_Member], when: datetime, count: int) -> list[_Member]:
+    """About ``count`` members of ``posting`` (in event-time order) nearest ``when``."""
+    if len(posting) <= count:
+        return posting
+    at = bisect_left(posting, when, key=_event_time)
+    start = min(max(0, at - count // 2), len(posting) - count)
+    return posting[start : start + count]
 
 
 def _prefix(grams: Collection[int], threshold: float) -> list[int]:
@@ -130,18 +541,21 @@ class StoryClusters:
         window: timedelta = WINDOW,
         threshold: float = THRESHOLD,
         candidates: int = CANDIDATES,
+        feature_reads: int = FEATURE_READS,
     ) -> None:
-        if window <= timedelta(0) or not 0 < threshold <= 1 or candidates < 1:
+        if window <= timedelta(0) or not 0 < threshold <= 1 or candidates < 1 or feature_reads < 1:
             raise ValueError(
-                f"need window > 0, 0 < threshold <= 1 and candidates >= 1,"
-                f" got {window}, {threshold}, {candidates}"
+                f"need window > 0, 0 < threshold <= 1, candidates >= 1 and feature_reads"
+                f" >= 1, got {window}, {threshold}, {candidates}, {feature_reads}"
             )
         self.window = window
         self.threshold = threshold
         self.candidates = candidates
+        self.feature_reads = feature_reads
         self._members: list[_Member] = []
         self._by_key: dict[str, list[_Member]] = {}
         self._by_gram: dict[int, list[_Member]] = {}
+        self._by_feature: dict[str, list[_Member]] = {}
         self._vocab: dict[int, int] = {}
         self._seq = 0
 
@@ -152,68 +566,101 @@ class StoryClusters:
         return abs(member.event_time - when) <= self.window
 
     def _remember(self, member: _Member) -> None:
+        headline = member.headline
         self._members.append(member)
-        self._by_key.setdefault(member.key, []).append(member)
-        for gram in _prefix(member.grams, self.threshold):
-            self._by_gram.setdefault(gram, []).append(member)
+        self._by_key.setdefault(headline.key, []).append(member)
+        # Postings in event-time order (items mostly arrive in it: an append), so that a
+        # headline reads the ones nearest its own time.
+        for gram in _prefix(headline.grams, self.threshold):
+            insort(self._by_gram.setdefault(gram, []), member, key=_event_time)
+        for feature in headline.features:
+            insort(self._by_feature.setdefault(feature, []), member, key=_event_time)
 
-    def assign(self, title: str, event_time: datetime) -> str:
-        """The cluster id of ``title`` (published at ``event_time``, tz-aware); remembers it."""
+    def _candidates(self, headline: Headline, when: datetime) -> Iterable[_Member]:
+        """The headlines worth comparing with: those sharing a prefix bigram (rule 2),
+        and those sharing enough entities, themes and words for rule 3 or 4 (three in
+        one script, two across), counted over the postings of each. Of a posting, only
+        the ``candidates`` headlines nearest ``when`` (a bigram's) or ``feature_reads``
+        of them (a word's, entity's or theme's) are read: copies of a story appear
+        within hours of each other, and what is common to a day's headlines ("ai",
+        Naver) must not make each headline cost a pass over all the others."""
+        found: dict[int, _Member] = {}
+        for gram in _prefix(headline.grams, self.threshold):
+            for member in _nearest(self._by_gram.get(gram, []), when, self.candidates):
+                found[member.seq] = member
+        postings = self._by_feature
+        reads = self.feature_reads
+        # Counted in C (members hash by identity): a Python loop over the postings was
+        # most of a headline's cost.
+        shared = Counter(
+            itertools.chain.from_iterable(
+                _nearest(postings.get(feature, []), when, reads) for feature in headline.features
+            )
+        )
+        hangul = headline.hangul
+        for member, count in shared.items():
+            if count >= 2 and (count >= 3 or member.headline.hangul != hangul):
+                found[member.seq] = member
+        return found.values()
+
+    def assign(self, title: str, event_time: datetime, tags: StoryTags = NO_TAGS) -> str:
+        """The cluster id of ``title`` (published at ``event_time``, tz-aware, with what
+        the matcher found in it); remembers it."""
         if event_time.tzinfo is None or event_time.utcoffset() is None:
             raise ValueError(f"naive datetime {event_time!r}: event times need a zone")
-        key = story_key(title)
-        for member in self._by_key.get(key, ()):
+        headline = Headline.of(title, tags)
+        for member in self._by_key.get(headline.key, ()):
             if self._near(member, event_time):
                 # The same headline again: nothing new to remember.
                 return member.cluster
-        grams = _codes(key)
-        size = len(grams)
         cluster: str | None = None
         # The most similar wins, so a headline between two stories joins the closer;
         # on a tie, the earlier headline (as comparing with every one in order would).
         best: tuple[float, int] = (0.0, 0)
         seen: set[int] = set()
-        for gram in _prefix(grams, self.threshold):
-            # The newest few per bigram: copies of a story arrive within hours, and a
-            # bigram common to a day's headlines ("정부", "ai") must not make each
-            # headline cost a comparison with every other one.
-            for member in reversed(self._by_gram.get(gram, ())[-self.candidates :]):
-                if member.seq in seen:
-                    continue
-                seen.add(member.seq)
-                other = len(member.grams)
-                # Jaccard >= t needs t·|A| <= |B| <= |A|/t: skip the sets without a chance.
-                if not self.threshold * size <= other <= size / self.threshold:
-                    continue
-                if not self._near(member, event_time):
-                    continue
-                common = len(grams.intersection(member.grams))
-                score = common / (size + other - common)
-                if score >= self.threshold and (score, -member.seq) > best:
-                    best, cluster = (score, -member.seq), member.cluster
+        for member in self._candidates(headline, event_time):
+            if member.seq in seen:
+                continue
+            seen.add(member.seq)
+            if not self._near(member, event_time):
+                continue
+            score = link(headline, member.headline, self.threshold)
+            if score > 0 and (score, -member.seq) > best:
+                best, cluster = (score, -member.seq), member.cluster
         if cluster is None:
             cluster = (
                 "s"
                 + hashlib.sha1(
-                    f"{key}\n{event_time.isoformat()}".encode(), usedforsecurity=False
+                    f"{headline.key}\n{event_time.isoformat()}".encode(), usedforsecurity=False
                 ).hexdigest()[:16]
             )
-        self._remember(_Member(key, self._keep(grams), event_time, cluster, self._next_seq()))
+        self._remember(_Member(self._keep(headline), event_time, cluster, self._next_seq()))
         return cluster
 
-    def _keep(self, grams: frozenset[int]) -> tuple[int, ...]:
+    def _keep(self, headline: Headline) -> Headline:
         # One int object per distinct bigram, shared by every headline that has it.
         vocab = self._vocab
-        return tuple(vocab.setdefault(code, code) for code in grams)
+        grams = tuple(vocab.setdefault(code, code) for code in headline.grams)
+        return Headline(
+            headline.key,
+            grams,
+            headline.entities,
+            headline.themes,
+            headline.features,
+            headline.hangul,
+            headline.anchors,
+        )
 
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
 
-    def add(self, title: str, event_time: datetime, cluster: str) -> None:
+    def add(
+        self, title: str, event_time: datetime, cluster: str, tags: StoryTags = NO_TAGS
+    ) -> None:
         """Remember that ``title`` belongs to ``cluster`` (a restart's warm-up)."""
-        key = story_key(title)
-        self._remember(_Member(key, self._keep(_codes(key)), event_time, cluster, self._next_seq()))
+        headline = self._keep(Headline.of(title, tags))
+        self._remember(_Member(headline, event_time, cluster, self._next_seq()))
 
     def prune(self, before: datetime) -> None:
         """Forget headlines whose event time is more than the window before ``before``."""
@@ -223,5 +670,6 @@ class StoryClusters:
         self._members = []
         self._by_key = {}
         self._by_gram = {}
+        self._by_feature = {}
         for member in keep:
             self._remember(member)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from adapters.errors import AuthError, FetchError
-from monitor.rules.cluster import StoryClusters
+from monitor.rules.cluster import StoryClusters, StoryTags
 from monitor.rules.evaluate import (
     KRX,
     Calendar,
@@ -32,7 +32,7 @@ from monitor.rules.evaluate import (
     news_facts,
     news_window,
 )
-from monitor.rules.match import tag
+from monitor.rules.match import Tagging, tag
 from monitor.rules.model import JoinedRule, MoveRule, Ruleset
 from monitor.stored import StoredItem, StoryCopy
 
@@ -54,6 +54,21 @@ class NewsJudgement:
     facts: list[NewsFacts] = field(default_factory=list)
     signals: list[Signal] = field(default_factory=list)
     links: list[tuple[str, int]] = field(default_factory=list)
+
+
+def story_tags(tagging: Tagging) -> StoryTags:
+    """What the clusterer reads of a tagging: the entities and themes of the title (a
+    summary differs from outlet to outlet) and the words they covered."""
+    entities = {e for e, hits in tagging.entities.items() if any(h.field == "title" for h in hits)}
+    themes = {t for t, hits in tagging.themes.items() if any(h.field == "title" for h in hits)}
+    covered = [
+        hit.surface
+        for found in (tagging.entities, tagging.themes)
+        for hits in found.values()
+        for hit in hits
+        if hit.field == "title"
+    ]
+    return StoryTags.of(entities, themes, covered)
 
 
 def earliest_window_start(ruleset: Ruleset, now: datetime, calendar: Calendar = KRX) -> datetime:
@@ -94,9 +109,11 @@ class RulesEngine:
 
     def restore(self, copies: Iterable[StoryCopy], *, now: datetime) -> None:
         """Put back the story clusters of the window: every stored copy of each story
-        (a later retitle may resemble a copy more than the first headline)."""
+        (a later retitle may resemble a copy more than the first headline), its title
+        tagged again as :meth:`judge_items` tagged it (only the title's tags count)."""
         for copy in copies:
-            self.clusters.add(copy.title, copy.published_at, copy.cluster)
+            tags = story_tags(tag(copy.title, "", self.ruleset))
+            self.clusters.add(copy.title, copy.published_at, copy.cluster, tags)
         self.restored = True
         self._pruned_at = now
 
@@ -114,7 +131,7 @@ class RulesEngine:
             )
             if not tagging.news_rules_fired:
                 continue  # most items: no clustering, no signal
-            cluster = self.clusters.assign(item.title, item.published_at)
+            cluster = self.clusters.assign(item.title, item.published_at, story_tags(tagging))
             facts = news_facts(
                 str(item.id),
                 item.title,

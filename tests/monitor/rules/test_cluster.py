@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from monitor.rules.cluster import StoryClusters, bigrams, jaccard, story_key
+from monitor.rules.cluster import Headline, StoryClusters, bigrams, jaccard, link, story_key
 from monitor.timefmt import KST
 
 T0 = datetime(2025, 6, 16, 10, 30, tzinfo=KST)
@@ -85,16 +85,16 @@ def test_syndicated_copies_group_and_other_stories_do_not() -> None:
 
 def brute_force(titles: list[str], threshold: float) -> list[str]:
     """Cluster by comparing each headline with every earlier one (the definition)."""
-    seen: list[tuple[frozenset[str], str]] = []
+    seen: list[tuple[Headline, str]] = []
     out = []
     for n, title in enumerate(titles):
-        grams = bigrams(story_key(title))
+        headline = Headline.of(title)
         best, cluster = 0.0, f"new{n}"
         for other, cid in seen:
-            score = jaccard(grams, other)
-            if score >= threshold and score > best:
+            score = link(headline, other, threshold)
+            if score > best:
                 best, cluster = score, cid
-        seen.append((grams, cluster))
+        seen.append((headline, cluster))
         out.append(cluster)
     return out
 
@@ -111,7 +111,7 @@ def test_the_index_finds_what_comparing_with_every_headline_finds(threshold: flo
         picked = [w for i, w in enumerate(words) if (n >> (i % 9)) & 1 or i % 4 == n % 4]
         titles.append(" ".join(picked) + (" - 한국경제" if n % 3 == 0 else ""))
     # Every candidate looked at: the index alone must not lose a near-duplicate.
-    clusters = StoryClusters(threshold=threshold, candidates=len(titles))
+    clusters = StoryClusters(threshold=threshold, candidates=len(titles), feature_reads=len(titles))
     got = [clusters.assign(t, T0) for t in titles]
     expected = brute_force(titles, threshold)
     # Same partition: two headlines share a cluster in one exactly when in the other.

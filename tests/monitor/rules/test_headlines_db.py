@@ -29,15 +29,17 @@ from tests.monitor.rules.test_headlines import HEADLINES, RULES
 from tests.servers import FakeSource
 
 SM = async_sessionmaker[AsyncSession]
-START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
-def feed(rows: list[tuple[str, str]]) -> bytes:
-    # Three days apart: beyond the 48 h story window, so no two rows share a story.
+def feed(rows: list[tuple[str, str]], now: datetime) -> bytes:
+    # Three days apart: beyond the 48 h story window, so no two rows share a story (a
+    # Korean and an English row about one event would). All before ``now``: a date
+    # ahead of the fetch is no date, and the item takes the fetch time.
+    start = now - timedelta(days=3 * (len(rows) + 1))
     items = "".join(
         f"<item><guid>row-{n}</guid><title>{escape(title)}</title>"
         f"<description>{escape(summary)}</description>"
-        f"<pubDate>{format_datetime(START + timedelta(days=3 * n))}</pubDate></item>"
+        f"<pubDate>{format_datetime(start + timedelta(days=3 * n))}</pubDate></item>"
         for n, (title, summary) in enumerate(rows)
     )
     head = '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>t</title>'
@@ -50,8 +52,8 @@ async def stored(
 ) -> dict[str, tuple[SignalRow | None, str]]:
     """title → (its signal or None, its summary), after one poll through the pipeline."""
     rows = [(text, "") for text, _, _ in HEADLINES] + [(t, s) for t, s, _ in RULES]
-    http_server.serve("/feed.xml", feed(rows))
     now = datetime.now(UTC)
+    http_server.serve("/feed.xml", feed(rows, now))
     async with sessionmaker.begin() as session:
         await repo.sync_sources(
             session, [SourceConfig(name="tables", url=http_server.url("/feed.xml"))], now=now
