@@ -3,48 +3,53 @@
 Pure and in memory. :func:`story_key` normalises a headline so that syndicated copies
 (``[속보]``/``[단독]`` retitles, ``(종합)`` updates, a trailing `` - 언론사``,
 ``| Outlet`` or ``: Korea Herald``) collapse to one key; :func:`headline_words` turns it
-into a set of words with Korean particles and English inflections taken off.
+into a set of words, Korean particles and English inflections taken off, amounts
+written as one number (27만원 and 270,000 won are 270000). What the matcher found in
+the title (:class:`StoryTags`) turns the words it covered into *phrases*: the entity and
+theme ids of each stretch that hits cover, so that ``AI수석`` and ``AI미래기획수석``, or
+``하정우`` and ``Ha Jung-woo``, are one thing said. A headline's *units* are its
+phrases and its other words; two phrases *match* when they share an id.
+
 :class:`StoryClusters` assigns ids: a headline joins the story of an earlier one within
-the window (48 h on event time) when one of these holds (:func:`link`, in this order):
+the window (48 h on event time) when one of these holds (:func:`link`):
 
 1. the same key;
 2. *near-verbatim*: character-bigram Jaccard ≥ 0.8 of the keys (spacing, a changed
    particle or two);
-3. *same words*: both in the same script, at least 3 words shared, and the shared words
-   are ≥ 0.8 of the shorter headline's and ≥ 0.4 of the longer's (reordered wire copies,
-   particles, a dropped word or an added clause);
-4. *same things said*: what the matcher found in both titles (:class:`StoryTags`: entity
-   ids, theme ids, and the words they covered) stands for those words, so that
-   ``AI수석 발탁`` and ``AI미래기획수석 임명`` agree. In the same script, the headline's
-   *features* (its entity and theme ids and the words no entity or theme covered) are
-   compared: at least 3 shared, ≥ 0.65 of the smaller set, and either the same themes
-   or two shared entities. Across scripts (Hangul against Latin), where no word is
-   shared, the entity and theme ids alone: at least 3 shared (or 2 and a shared
-   *anchor*, a number or a Latin name left uncovered), and either the same themes or
-   two shared entities.
+3. *same words*, both in one script: at least 3 units shared and ≥ 0.8 of the smaller
+   headline's (or all units of both, at least 2), and ≥ 0.4 of the larger's (a
+   reordered wire copy, particles, a short retitle, an added clause);
+4. *same event, more said*, both in one script: two matched phrases with an entity and
+   two with a theme, at least 3 units shared and ≥ 0.65 of the smaller's (a (종합)
+   rewrite that adds context on both sides);
+5. *across scripts* (Hangul against Latin, where no word is shared): the same entity
+   set or the same theme set, and 3 phrases matched, or 2 and an *anchor* shared (a
+   figure of two digits or more, or a Latin name no entity covered).
 
 And always: the entity sets are nested (one headline names no entity the other lacks,
 unless it names every one the other does: a retitle drops names, it does not swap
-them), and so are the theme sets for rules 3 and 4. A headline that several stories
-would take joins the most similar (ties: the earliest).
+them), and for rules 3 to 5 so are the theme sets; rules 4 and 5 want an entity and a
+theme in common. A headline that several stories would take joins the most similar
+(ties: the earliest).
 
 Why these and not one bigram score: a wire copy with its words reordered changes most
 bigrams across word boundaries (Jaccard near 0.5), a short retitle is contained in the
 long one rather than like it, and an English report shares no character with the Korean
 one. Words taken as sets survive reordering; containment survives a short retitle; the
 ids the matcher resolved survive translation. The guards keep apart what merely shares
-words: two stories about one company on one day share the entity and often a theme but
-not the rest (rule 4 wants a third feature, and the same themes or a second entity);
-the same ministry announcing two things shares its name and little else.
-tests/monitor/rules/test_cluster_pairs.py holds the table of pairs.
+words: two stories about one company on one day share the entity and often a theme
+(broad ones like "AI" nearly always) but not the rest, and the same ministry announcing
+two things shares its name and little else. tests/monitor/rules/test_cluster_pairs.py
+holds the table of pairs.
 
-Candidates come from inverted indexes (the prefix bigrams for rule 2, every word, entity
-and theme for rules 3 and 4), each read for its newest headlines only, so a headline
-costs a bounded amount of work however many the window holds.
+Candidates come from inverted indexes (the prefix bigrams for rule 2, every word and id
+for the others), kept in event-time order; a headline reads only the postings nearest
+its own event time, so its cost is bounded however many headlines the window holds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import math
@@ -54,7 +59,7 @@ import unicodedata
 from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -69,7 +74,7 @@ THRESHOLD = 0.8
 CANDIDATES = 16
 FEATURE_READS = 4 * CANDIDATES
 
-# Rule 3 (same words) and rule 4 (same things said): see the module docstring.
+# Rules 3 to 5: see the module docstring.
 WORDS_MIN_SHARED = 3
 WORDS_SHORTER = 0.8
 WORDS_LONGER = 0.4
@@ -336,6 +341,12 @@ def _tokens(text: str) -> list[str]:
     return [w for w in words if w and w not in _STOP]
 
 
+@lru_cache(maxsize=16384)
+def _surface_words(surface: str) -> tuple[str, ...]:
+    # The same names and terms are covered in headline after headline.
+    return tuple(_tokens(surface.casefold()))
+
+
 def headline_words(title: str) -> frozenset[str]:
     """The words of a headline as sets compare them: tags, outlet suffix and
     punctuation gone, Hangul particles and English inflections taken off, the words
@@ -360,18 +371,31 @@ def _anchors(words: frozenset[str], rest: frozenset[str]) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class StoryTags:
-    """What the matcher found in a headline: entity ids, theme ids, and the words it
-    covered (``Hit.surface`` of each title hit: ``AI수석``, ``Ha Jung-woo``)."""
+    """What the matcher found in a headline: entity ids, theme ids, its *phrases* (the
+    ids of each stretch of the title that hits cover, overlapping hits together, as
+    ``e:``/``t:`` ids: ``AI미래기획수석`` may be an entity and two themes at once, and
+    is still one thing said), and the words the hits covered (their surfaces)."""
 
     entities: frozenset[str] = frozenset()
     themes: frozenset[str] = frozenset()
+    phrases: tuple[frozenset[str], ...] = ()
     covered: tuple[str, ...] = ()
 
     @classmethod
     def of(
-        cls, entities: Iterable[str], themes: Iterable[str], covered: Iterable[str] = ()
+        cls,
+        entities: Iterable[str],
+        themes: Iterable[str],
+        phrases: Iterable[Iterable[str]] = (),
+        covered: Iterable[str] = (),
     ) -> StoryTags:
-        return cls(frozenset(entities), frozenset(themes), tuple(covered))
+        entities, themes = frozenset(entities), frozenset(themes)
+        grouped = tuple(frozenset(p) for p in phrases)
+        if not grouped:  # no spans known: each id its own phrase
+            grouped = tuple(frozenset({f"e:{e}"}) for e in sorted(entities)) + tuple(
+                frozenset({f"t:{t}"}) for t in sorted(themes)
+            )
+        return cls(entities, themes, grouped, tuple(covered))
 
 
 NO_TAGS = StoryTags()
@@ -410,16 +434,18 @@ class Headline:
     grams: Collection[int]
     entities: frozenset[str]
     themes: frozenset[str]
-    # entity and theme ids ("e:…", "t:…") and the words no entity or theme covered
-    features: frozenset[str]
+    # the words no entity or theme covered
+    rest: frozenset[str]
+    # the ids of each phrase (see StoryTags)
+    phrases: tuple[frozenset[str], ...]
     hangul: bool
-    anchors: frozenset[str] = field(default=frozenset())
+    anchors: frozenset[str]
 
     @classmethod
     def of(cls, title: str, tags: StoryTags = NO_TAGS) -> Headline:
         key = story_key(title)
         words = headline_words(title)
-        covered = {w for surface in tags.covered for w in _tokens(surface.casefold())}
+        covered = {w for surface in tags.covered for w in _surface_words(surface)}
         # A Latin hit's surface has no plural the stemmer left on (GPU in "GPUs").
         rest = frozenset(
             w
@@ -427,16 +453,41 @@ class Headline:
             if w not in covered
             and not (w.isascii() and any(w.startswith(c) and len(w) - len(c) <= 2 for c in covered))
         )
-        concepts = {f"e:{e}" for e in tags.entities} | {f"t:{t}" for t in tags.themes}
         return cls(
             key=key,
             grams=_codes(key),
             entities=tags.entities,
             themes=tags.themes,
-            features=frozenset(sys.intern(f) for f in concepts) | rest,
+            rest=rest,
+            phrases=tuple(frozenset(sys.intern(i) for i in p) for p in tags.phrases),
             hangul=bool(_HANGUL.search(key)),
             anchors=_anchors(words, rest),
         )
+
+    @property
+    def features(self) -> frozenset[str]:
+        """What the candidate index files the headline under: its words and ids."""
+        return self.rest.union(*self.phrases)
+
+    @property
+    def units(self) -> int:
+        """Things said: its phrases and its other words."""
+        return len(self.phrases) + len(self.rest)
+
+
+def _matched(a: Headline, b: Headline) -> tuple[int, int, int]:
+    """Phrases of ``a`` and ``b`` that match (share an id), fewest of either side's
+    count, with how many of those hold an entity and how many a theme."""
+    if not a.phrases or not b.phrases:
+        return 0, 0, 0
+    found = [p for p in a.phrases if any(p & q for q in b.phrases)]
+    back = sum(1 for q in b.phrases if any(q & p for p in a.phrases))
+    if back < len(found):
+        a, b = b, a
+        found = [q for q in a.phrases if any(q & p for p in b.phrases)]
+    entities = sum(1 for p in found if any(i.startswith("e:") for i in p))
+    themes = sum(1 for p in found if any(i.startswith("t:") for i in p))
+    return len(found), entities, themes
 
 
 def _nested(a: frozenset[str], b: frozenset[str]) -> bool:
@@ -450,7 +501,6 @@ def link(a: Headline, b: Headline, threshold: float = THRESHOLD) -> float:
         return 1.0
     if not _nested(a.entities, b.entities):
         return 0.0
-    score = 0.0
     size, other = len(a.grams), len(b.grams)
     # Jaccard >= t needs t·|A| <= |B| <= |A|/t: skip the sets without a chance.
     if a.hangul == b.hangul and threshold * size <= other <= size / threshold:
@@ -461,34 +511,34 @@ def link(a: Headline, b: Headline, threshold: float = THRESHOLD) -> float:
             return near
     if not _nested(a.themes, b.themes):
         return 0.0
-    same_script = a.hangul == b.hangul
-    if same_script:
-        shared = len(a.features & b.features)
-        smaller, larger = sorted((len(a.features), len(b.features)))
-        if (
-            shared >= WORDS_MIN_SHARED
-            and shared >= WORDS_SHORTER * smaller
-            and shared >= WORDS_LONGER * larger
-        ):
-            score = shared / larger
-    shared_entities = len(a.entities & b.entities)
-    shared_themes = len(a.themes & b.themes)
-    if not shared_entities or not shared_themes:
-        return score
-    if same_script:
-        # The same themes, or two shared entities and two shared themes: a (종합)
-        # rewrite adds context; one company, one theme and a word is not enough.
-        if a.themes != b.themes and (shared_entities < 2 or shared_themes < 2):
-            return score
-        if shared >= FEATURES_MIN_SHARED and shared >= FEATURES_SMALLER * smaller:
-            score = max(score, shared / larger)
-    elif a.themes == b.themes or shared_entities >= 2:
-        # English terms are fewer than Korean ones ("named" is no appointment term), so
-        # across scripts two shared entities may stand in for the same themes.
-        shared = shared_entities + shared_themes
-        if shared >= FEATURES_MIN_SHARED or (shared == 2 and a.anchors & b.anchors):
-            larger = max(len(a.entities) + len(a.themes), len(b.entities) + len(b.themes))
-            score = max(score, shared / larger)
+    phrases, entity_phrases, theme_phrases = _matched(a, b)
+    if a.hangul != b.hangul:
+        # Rule 5. Across scripts no word is shared, so what is said must be the same:
+        # the same entities or the same themes (English terms are fewer: "named" is no
+        # appointment word), and three phrases matched (or two and a figure or name).
+        if not (a.entities & b.entities) or not (a.themes & b.themes):
+            return 0.0
+        if a.entities != b.entities and a.themes != b.themes:
+            return 0.0
+        if phrases >= FEATURES_MIN_SHARED or (phrases == 2 and a.anchors & b.anchors):
+            return phrases / max(len(a.phrases), len(b.phrases))
+        return 0.0
+    shared = phrases + len(a.rest & b.rest)
+    smaller, larger = sorted((a.units, b.units))
+    score = 0.0
+    # Rule 3; "all of both" takes 네이버가 … 발표 / 네이버는 … 발표했다, two units each.
+    contained = shared >= WORDS_MIN_SHARED and shared >= WORDS_SHORTER * smaller
+    if (contained or shared == larger >= 2) and shared >= WORDS_LONGER * larger:
+        score = shared / larger
+    # Rule 4: a (종합) rewrite adds context to both sides; two shared entities and two
+    # shared themes let it, one company, one theme and a word are not enough.
+    if (
+        entity_phrases >= 2
+        and theme_phrases >= 2
+        and shared >= FEATURES_MIN_SHARED
+        and shared >= FEATURES_SMALLER * smaller
+    ):
+        score = max(score, shared / larger)
     return score
 
 
@@ -641,15 +691,7 @@ class StoryClusters:
         # One int object per distinct bigram, shared by every headline that has it.
         vocab = self._vocab
         grams = tuple(vocab.setdefault(code, code) for code in headline.grams)
-        return Headline(
-            headline.key,
-            grams,
-            headline.entities,
-            headline.themes,
-            headline.features,
-            headline.hangul,
-            headline.anchors,
-        )
+        return dataclasses.replace(headline, grams=grams)
 
     def _next_seq(self) -> int:
         self._seq += 1

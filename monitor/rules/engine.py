@@ -58,17 +58,28 @@ class NewsJudgement:
 
 def story_tags(tagging: Tagging) -> StoryTags:
     """What the clusterer reads of a tagging: the entities and themes of the title (a
-    summary differs from outlet to outlet) and the words they covered."""
-    entities = {e for e, hits in tagging.entities.items() if any(h.field == "title" for h in hits)}
-    themes = {t for t, hits in tagging.themes.items() if any(h.field == "title" for h in hits)}
-    covered = [
-        hit.surface
-        for found in (tagging.entities, tagging.themes)
-        for hits in found.values()
-        for hit in hits
+    summary differs from outlet to outlet), its phrases (overlapping hits together)
+    and the words they covered."""
+    hits = sorted(
+        (hit.start, hit.end, f"{prefix}{found_id}", hit.surface)
+        for prefix, found in (("e:", tagging.entities), ("t:", tagging.themes))
+        for found_id, found_hits in found.items()
+        for hit in found_hits
         if hit.field == "title"
-    ]
-    return StoryTags.of(entities, themes, covered)
+    )
+    phrases: list[set[str]] = []
+    reach = -1
+    for start, end, found_id, _ in hits:
+        if start >= reach:
+            phrases.append(set())
+        phrases[-1].add(found_id)
+        reach = max(reach, end)
+    return StoryTags.of(
+        (i[2:] for _, _, i, _ in hits if i.startswith("e:")),
+        (i[2:] for _, _, i, _ in hits if i.startswith("t:")),
+        phrases,
+        (surface for *_, surface in hits),
+    )
 
 
 def earliest_window_start(ruleset: Ruleset, now: datetime, calendar: Calendar = KRX) -> datetime:

@@ -72,6 +72,7 @@ SAME = [
         "Samsung Electronics hits a record high as foreign investors buy",
     ),
     # Korean and English reports of one event.
+    ("네이버 하정우, 대통령실 AI수석 발탁", "Naver's Ha Jung-woo named presidential AI secretary"),
     (
         "네이버 하정우, 대통령실 AI수석 발탁",
         "Naver's Ha Jung-woo appointed presidential AI secretary",
@@ -83,8 +84,8 @@ SAME = [
     ("이재명, AI 100조 투자 공약", "Lee Jae-myung pledges 100 trillion won AI investment"),
     ("카카오 52주 신고가 경신", "Kakao hits 52-week high"),
     (
-        "네이버, 소버린 AI 파운데이션 모델 공개",
-        "Naver unveils sovereign AI foundation model",
+        "삼성전자·SK하이닉스, 엔비디아에 HBM 공급",
+        "Samsung Electronics, SK hynix to supply HBM to Nvidia",
     ),
     (
         "JP모건, 네이버 목표주가 27만원으로 상향",
@@ -121,7 +122,16 @@ DIFFERENT = [
     ),
     ("Naver shares surge 15% on AI bets", "Kakao shares surge 15% on AI bets"),
     ("JP Morgan raises Naver target price", "Naver hosts sovereign AI conference in Seoul"),
+    (
+        "Naver's Ha Jung-woo appointed presidential AI secretary",
+        "Naver's Ha Jung-woo speaks at sovereign AI forum",
+    ),
     # Korean against English.
+    (
+        "하정우 AI수석, 네이버 방문해 스타트업 간담회",
+        "Naver's Ha Jung-woo appointed presidential AI secretary",
+    ),
+    ("네이버 하정우, 대통령실 AI수석 발탁", "Naver's Ha Jung-woo speaks at sovereign AI forum"),
     ("네이버, 소버린 AI 파운데이션 모델 공개", "Naver breaks ground on sovereign AI data center"),
     ("네이버, 소버린 AI 전략 발표", "Naver hosts sovereign AI conference in Seoul"),
     ("네이버 하정우, 대통령실 AI수석 발탁", "Kakao appoints new AI chief"),
