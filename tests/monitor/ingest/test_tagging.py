@@ -160,6 +160,34 @@ async def test_after_a_restart_a_late_copy_joins_its_story(
     assert [i.source for i in found[1]] == ["wire", "portal"]
 
 
+async def test_after_a_restart_the_english_report_joins_the_korean_story(
+    sessionmaker: SM, http_server: FakeSource, http: object, ruleset: Ruleset
+) -> None:
+    clock = Clock()
+    english = "Naver's Ha Jung-woo named presidential AI secretary - Reuters"
+    http_server.serve("/wire", rss(("w1", f"[속보] {STORY}", T0)))
+    http_server.serve("/wire-en", rss(("e1", english, T0 + timedelta(hours=5))))
+    await add_sources(
+        sessionmaker, ("wire", http_server.url("/wire")), ("wire-en", http_server.url("/wire-en"))
+    )
+    await poll_source(
+        context(sessionmaker, http, clock, ruleset), await source(sessionmaker, "wire")
+    )
+    clock.now = T0 + timedelta(hours=6)
+    second = context(sessionmaker, http, clock, ruleset)
+    outcome = await poll_source(second, await source(sessionmaker, "wire-en"))
+    assert len(outcome.new_item_ids) == 1
+    # One story in two languages: one signal (so one alert), both copies linked to it.
+    (story,) = await signals(sessionmaker)
+    async with sessionmaker() as session:
+        found = await signals_repo.get_signal(session, story.id)
+    assert found is not None
+    assert [(i.source, i.title) for i in found[1]] == [
+        ("wire", f"[속보] {STORY}"),
+        ("wire-en", english),
+    ]
+
+
 async def test_without_a_restart_the_window_still_separates_stories(
     sessionmaker: SM, http_server: FakeSource, http: object, ruleset: Ruleset
 ) -> None:
