@@ -90,8 +90,9 @@ _BRACKETS = re.compile(r"\[[^\]]*\]|\([^)]*\)|【[^】]*】|〔[^〕]*〕|<[^>]*
 _SUFFIX = re.compile(r"\s+[-|–—]\s+(?:\S+(?:\s+\S+){0,3})\s*$")
 _SUFFIX_MAX = 30
 # ": Korea Herald", ": The Korea Times": after a colon only capitalised Latin words
-# (checked before case folding), since a Korean headline's colon ("AI 수석: 첫 과제는")
-# and an English one's ("Naver: shares surge") lead on into the headline itself.
+# (checked before case folding), and only after three words or more, since a Korean
+# headline's colon ("AI 수석: 첫 과제는") and an English one's ("Naver: shares surge",
+# "Samsung: Record Profit") lead on into the headline itself.
 _COLON_SUFFIX = re.compile(r"\s*:\s+(?:The\s+)?[A-Z][\w.&'-]*(?:\s+[A-Z][\w.&'-]*){0,3}\s*$")
 
 
@@ -114,7 +115,7 @@ def _normalise(title: str) -> tuple[str, str]:
     if (
         match is not None
         and len(match.group(0).strip()) <= _SUFFIX_MAX + 2
-        and re.search(r"\w", text[: match.start()])
+        and len(text[: match.start()].split()) >= 3
     ):
         text = text[: match.start()]
     text = _strip_suffix(text.casefold())

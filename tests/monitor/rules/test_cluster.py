@@ -6,7 +6,15 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from monitor.rules.cluster import Headline, StoryClusters, bigrams, jaccard, link, story_key
+from monitor.rules.cluster import (
+    Headline,
+    StoryClusters,
+    bigrams,
+    headline_words,
+    jaccard,
+    link,
+    story_key,
+)
 from monitor.timefmt import KST
 
 T0 = datetime(2025, 6, 16, 10, 30, tzinfo=KST)
@@ -25,6 +33,12 @@ KEY = "하정우네이버센터장대통령실첫ai미래기획수석임명"
         ("【단독】" + APPOINTMENT + "(종합)", KEY),
         (APPOINTMENT + " - 연합뉴스", KEY),
         (APPOINTMENT + " - 조선비즈 - Chosun Biz", KEY),
+        ("Naver shares surge: Korea Herald", "naversharessurge"),
+        ("Naver shares surge: The Korea Times", "naversharessurge"),
+        # A colon that leads into the headline is kept.
+        ("Naver: shares surge", "naversharessurge"),
+        ("Samsung: Record Profit", "samsungrecordprofit"),
+        ("AI 수석: 첫 과제는 Korea", "ai수석첫과제는korea"),
         ("Naver shares surge 15% | Reuters", "naversharessurge15"),
         ("ＮＡＶＥＲ  shares   surge 15%!", "naversharessurge15"),
         # A long tail after " - " is the headline's own, not an outlet.
@@ -38,6 +52,31 @@ KEY = "하정우네이버센터장대통령실첫ai미래기획수석임명"
 )
 def test_story_key(title: str, key: str) -> None:
     assert story_key(title) == key
+
+
+@pytest.mark.parametrize(
+    ("title", "words"),
+    [
+        # Particles and endings off, never below two syllables (회의 stays).
+        ("네이버가 회의를 열었다", {"네이버", "회의", "열었"}),
+        ("하정우, AI수석에 임명됐다", {"하정우", "ai", "수석", "임명"}),
+        ("임명돼 (2보)", {"임명"}),
+        # A particle split off a Latin word is no word.
+        ("AI는 GPU를", {"ai", "gpu"}),
+        # English stemmed, the possessive and the outlet after a colon gone.
+        ("Naver's Ha named AI secretary: Korea Herald", {"naver", "ha", "name", "ai", "secretari"}),
+        # Amounts as one number in either language.
+        ("목표주가 27만원으로 상향", {"목표주", "270000", "상향"}),
+        ("target price of 270,000 won", {"target", "price", "270000", "won"}),
+        ("AI에 100조 투자", {"ai", "100000000000000", "투자"}),
+        ("$100 trillion for AI", {"100000000000000", "ai"}),
+        # How a story is told and the newsroom's commonest words count for nothing.
+        ("[속보] 정부, 소버린 AI 전략 발표", {"소버린", "ai", "전략"}),
+        ("Government says it will announce plan", set()),
+    ],
+)
+def test_headline_words(title: str, words: set[str]) -> None:
+    assert headline_words(title) == words
 
 
 def test_bigrams_and_jaccard() -> None:
