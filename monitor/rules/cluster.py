@@ -26,6 +26,10 @@ the window (48 h on event time) when one of these holds (:func:`link`):
    set or the same theme set, and 3 phrases matched, or 2 and an *anchor* shared (a
    figure of two digits or more, or a Latin name no entity covered).
 
+Words and ids that more than a fifth of the window's headlines have (and more than 20
+of them: "AI" in a feed about AI policy, the government, a broad theme) count on
+neither side: sharing them says nothing about being one story (StoryClusters.common).
+
 And always: the entity sets are nested (one headline names no entity the other lacks,
 unless it names every one the other does: a retitle drops names, it does not swap
 them), and for rules 3 to 5 so are the theme sets; rules 4 and 5 want an entity and a
@@ -78,6 +82,10 @@ FEATURE_READS = 4 * CANDIDATES
 WORDS_MIN_SHARED = 3
 WORDS_SHORTER = 0.8
 WORDS_LONGER = 0.4
+# A word or id more than this share of the window's headlines have (and more than
+# COMMON_MIN of them) is no evidence: see StoryClusters.common.
+COMMON_SHARE = 0.2
+COMMON_MIN = 20
 FEATURES_MIN_SHARED = 3
 FEATURES_SMALLER = 0.65
 
@@ -470,22 +478,28 @@ class Headline:
         """What the candidate index files the headline under: its words and ids."""
         return self.rest.union(*self.phrases)
 
-    @property
-    def units(self) -> int:
-        """Things said: its phrases and its other words."""
-        return len(self.phrases) + len(self.rest)
+
+def _specific(
+    phrases: tuple[frozenset[str], ...], common: frozenset[str]
+) -> tuple[frozenset[str], ...]:
+    """``phrases`` without the ids too common to tell stories apart (see
+    StoryClusters.common); a phrase of common ids only is no phrase."""
+    if not common:
+        return phrases
+    return tuple(p - common for p in phrases if not p <= common)
 
 
-def _matched(a: Headline, b: Headline) -> tuple[int, int, int]:
-    """Phrases of ``a`` and ``b`` that match (share an id), fewest of either side's
+def _matched(
+    ours: tuple[frozenset[str], ...], theirs: tuple[frozenset[str], ...]
+) -> tuple[int, int, int]:
+    """Phrases of two headlines that match (share an id), fewest of either side's
     count, with how many of those hold an entity and how many a theme."""
-    if not a.phrases or not b.phrases:
+    if not ours or not theirs:
         return 0, 0, 0
-    found = [p for p in a.phrases if any(p & q for q in b.phrases)]
-    back = sum(1 for q in b.phrases if any(q & p for p in a.phrases))
-    if back < len(found):
-        a, b = b, a
-        found = [q for q in a.phrases if any(q & p for p in b.phrases)]
+    found = [p for p in ours if any(p & q for q in theirs)]
+    back = [q for q in theirs if any(q & p for p in ours)]
+    if len(back) < len(found):
+        found = back
     entities = sum(1 for p in found if any(i.startswith("e:") for i in p))
     themes = sum(1 for p in found if any(i.startswith("t:") for i in p))
     return len(found), entities, themes
@@ -495,9 +509,12 @@ def _nested(a: frozenset[str], b: frozenset[str]) -> bool:
     return a <= b or b <= a
 
 
-def link(a: Headline, b: Headline, threshold: float = THRESHOLD) -> float:
+def link(
+    a: Headline, b: Headline, threshold: float = THRESHOLD, common: frozenset[str] = frozenset()
+) -> float:
     """How surely ``a`` and ``b`` are one story: 0 when they are not, else a score in
-    (0, 1] (1 for the same key); the rules are the module docstring's."""
+    (0, 1] (1 for the same key); the rules are the module docstring's. Words and ids in
+    ``common`` count for neither side (StoryClusters.common says which)."""
     if a.key == b.key:
         return 1.0
     if not _nested(a.entities, b.entities):
@@ -506,13 +523,14 @@ def link(a: Headline, b: Headline, threshold: float = THRESHOLD) -> float:
     # Jaccard >= t needs t·|A| <= |B| <= |A|/t: skip the sets without a chance.
     if a.hangul == b.hangul and threshold * size <= other <= size / threshold:
         probe = a.grams if isinstance(a.grams, frozenset) else frozenset(a.grams)
-        common = len(probe.intersection(b.grams))
-        near = common / (size + other - common)
+        both = len(probe.intersection(b.grams))
+        near = both / (size + other - both)
         if near >= threshold:
             return near
     if not _nested(a.themes, b.themes):
         return 0.0
-    phrases, entity_phrases, theme_phrases = _matched(a, b)
+    ours, theirs = _specific(a.phrases, common), _specific(b.phrases, common)
+    phrases, entity_phrases, theme_phrases = _matched(ours, theirs)
     if a.hangul != b.hangul:
         # Rule 5. Across scripts no word is shared, so what is said must be the same:
         # the same entities or the same themes (English terms are fewer: "named" is no
@@ -522,10 +540,11 @@ def link(a: Headline, b: Headline, threshold: float = THRESHOLD) -> float:
         if a.entities != b.entities and a.themes != b.themes:
             return 0.0
         if phrases >= FEATURES_MIN_SHARED or (phrases == 2 and a.anchors & b.anchors):
-            return phrases / max(len(a.phrases), len(b.phrases))
+            return phrases / max(len(ours), len(theirs))
         return 0.0
-    shared = phrases + len(a.rest & b.rest)
-    smaller, larger = sorted((a.units, b.units))
+    rest_a, rest_b = a.rest - common, b.rest - common
+    shared = phrases + len(rest_a & rest_b)
+    smaller, larger = sorted((len(ours) + len(rest_a), len(theirs) + len(rest_b)))
     score = 0.0
     # Rule 3; "all of both" takes 네이버가 … 발표 / 네이버는 … 발표했다, two units each.
     contained = shared >= WORDS_MIN_SHARED and shared >= WORDS_SHORTER * smaller
@@ -593,6 +612,7 @@ class StoryClusters:
         threshold: float = THRESHOLD,
         candidates: int = CANDIDATES,
         feature_reads: int = FEATURE_READS,
+        common_min: int = COMMON_MIN,
     ) -> None:
         if window <= timedelta(0) or not 0 < threshold <= 1 or candidates < 1 or feature_reads < 1:
             raise ValueError(
@@ -603,6 +623,7 @@ class StoryClusters:
         self.threshold = threshold
         self.candidates = candidates
         self.feature_reads = feature_reads
+        self.common_min = common_min
         self._members: list[_Member] = []
         self._by_key: dict[str, list[_Member]] = {}
         self._by_gram: dict[int, list[_Member]] = {}
@@ -626,6 +647,16 @@ class StoryClusters:
             insort(self._by_gram.setdefault(gram, []), member, key=_event_time)
         for feature in headline.features:
             insort(self._by_feature.setdefault(feature, []), member, key=_event_time)
+
+    def common(self, features: Iterable[str]) -> frozenset[str]:
+        """Those of ``features`` (words, ``e:``/``t:`` ids) that more than
+        ``COMMON_SHARE`` of the window's headlines, and more than ``common_min``, have:
+        in a feed about AI policy "AI" is in most headlines, and a broad theme or the
+        government in many, so sharing them says nothing about being one story. A
+        small window has none (the table of pairs compares two headlines)."""
+        limit = max(self.common_min, COMMON_SHARE * len(self._members))
+        postings = self._by_feature
+        return frozenset(f for f in features if len(postings.get(f, ())) > limit)
 
     def _candidates(self, headline: Headline, when: datetime) -> Iterable[_Member]:
         """The headlines worth comparing with: those sharing a prefix bigram (rule 2),
@@ -664,6 +695,7 @@ class StoryClusters:
             if self._near(member, event_time):
                 # The same headline again: nothing new to remember.
                 return member.cluster
+        common = self.common(headline.features)
         cluster: str | None = None
         # The most similar wins, so a headline between two stories joins the closer;
         # on a tie, the earlier headline (as comparing with every one in order would).
@@ -675,7 +707,7 @@ class StoryClusters:
             seen.add(member.seq)
             if not self._near(member, event_time):
                 continue
-            score = link(headline, member.headline, self.threshold)
+            score = link(headline, member.headline, self.threshold, common)
             if score > 0 and (score, -member.seq) > best:
                 best, cluster = (score, -member.seq), member.cluster
         if cluster is None:

@@ -176,3 +176,21 @@ def test_the_table_is_wide() -> None:
         for a, b in pairs
     ]
     assert sum(mixed) >= 10 and hangul.count(False) >= 8
+
+
+def test_in_a_busy_window_what_most_headlines_say_is_no_evidence(ruleset: Ruleset) -> None:
+    clusters = StoryClusters()
+
+    def assign(title: str, when: datetime) -> str:
+        return clusters.assign(title, when, story_tags(tag(title, "", ruleset)))
+
+    # A day of AI-policy news: "AI" in every headline, the government in many.
+    for n in range(120):
+        assign(f"정부, AI 인재 {n + 2}만명 양성 계획 {n}차 점검", T0 - timedelta(minutes=n))
+    # Two data-center stories that share only "AI", the government and the theme …
+    kangwon = assign("강원 AI 데이터센터 클러스터, 정부 공모 최종 선정", T0)
+    ulsan = assign("Korea, AWS sign deal on government-supported AI data centre in Ulsan", T0)
+    assert kangwon != ulsan
+    # … while one event in two languages still shares enough.
+    korean = assign("네이버 하정우, 대통령실 AI수석 발탁", T0)
+    assert assign("Naver's Ha Jung-woo named presidential AI secretary", T0) == korean
