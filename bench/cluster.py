@@ -290,6 +290,36 @@ def run(
     return best, count, len(stories), joined, merged
 
 
+JUDGEMENT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "judgement"
+
+
+def judgement_sets() -> None:
+    """The labelled headline sets, each as one window (two minutes apart, in file
+    order): how many fire a news rule, how many stories they make, and every story of
+    more than one headline, to be read."""
+    ruleset = load_rules(None)
+    for path in sorted(JUDGEMENT.glob("*.tsv")):
+        rows = [
+            line.split("\t")
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+        clusters = StoryClusters()
+        stories: dict[str, list[str]] = {}
+        for n, (_, title, *_) in enumerate(rows):
+            tagging = tag(title, "", ruleset)
+            if tagging.news_rules_fired:
+                when = START + timedelta(minutes=2 * n)
+                stories.setdefault(clusters.assign(title, when, story_tags(tagging)), []).append(
+                    title
+                )
+        fired = sum(len(titles) for titles in stories.values())
+        print(f"{path.name}: {len(rows)} headlines, {fired} fire, {len(stories)} stories")
+        for titles in stories.values():
+            if len(titles) > 1:
+                print("  one story:", *titles, sep="\n    ")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -301,7 +331,15 @@ def main() -> None:
     parser.add_argument(
         "--vocabulary", type=int, default=5000, help="words per language besides names and terms"
     )
+    parser.add_argument(
+        "--judgement",
+        action="store_true",
+        help="instead: the stories of the labelled headline sets in tests/fixtures/judgement",
+    )
     args = parser.parse_args()
+    if args.judgement:
+        judgement_sets()
+        return
     if hasattr(os, "sched_setaffinity"):
         # One core: the daemon clusters on its one event-loop thread.
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
