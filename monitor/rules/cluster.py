@@ -733,9 +733,14 @@ class StoryClusters:
     def add(
         self, title: str, event_time: datetime, cluster: str, tags: StoryTags = NO_TAGS
     ) -> None:
-        """Remember that ``title`` belongs to ``cluster`` (a restart's warm-up)."""
-        headline = self._keep(Headline.of(title, tags))
-        self._remember(_Member(headline, event_time, cluster, self._next_seq()))
+        """Remember that ``title`` belongs to ``cluster`` (a restart's warm-up). The same
+        headline again in the same story is not remembered twice, as :meth:`assign`
+        would not have (what the window counts as common stays as it was)."""
+        headline = Headline.of(title, tags)
+        for member in self._by_key.get(headline.key, ()):
+            if member.cluster == cluster and self._near(member, event_time):
+                return
+        self._remember(_Member(self._keep(headline), event_time, cluster, self._next_seq()))
 
     def prune(self, before: datetime) -> None:
         """Forget headlines whose event time is more than the window before ``before``."""

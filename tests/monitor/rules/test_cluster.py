@@ -178,8 +178,11 @@ def test_a_copy_finds_its_story_after_a_busy_hour_of_similar_headlines() -> None
 def test_add_restores_a_cluster_after_a_restart() -> None:
     before = StoryClusters()
     cluster = before.assign(SAME_STORY[0], T0)
+    before.assign(SAME_STORY[1], T0 + timedelta(minutes=5))  # the same key: not kept
     after = StoryClusters()
     after.add(SAME_STORY[0], T0, cluster)
+    after.add(SAME_STORY[1], T0 + timedelta(minutes=5), cluster)
+    assert len(after) == len(before) == 1
     assert after.assign(SAME_STORY[3], T0 + timedelta(hours=2)) == cluster
     assert after.assign(OTHER_STORIES[0], T0) != cluster
 
