@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.rules.match import compile_ruleset, fold_text, spacing_variants, tag
-from monitor.rules.model import Ruleset, load_rules
+from monitor.rules.model import Ruleset, load_rules, merge_rules, parse_rules_file
 
 
 def _words(text: str) -> list[str]:
@@ -138,6 +138,12 @@ def main() -> None:
     parser.add_argument(
         "--baselines", action="store_true", help="also time a single regex and pyahocorasick"
     )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="a rules file on its own (no defaults under it): its automaton and find() on "
+        "the same corpus, beside the default ruleset's",
+    )
     args = parser.parse_args()
 
     if hasattr(os, "sched_setaffinity"):
@@ -220,6 +226,34 @@ def main() -> None:
             args.rounds,
         )
         results.append(("baseline: ahocorasick-rs DFA, scan only", nbytes / t_rs, None))
+
+    if args.compare is not None:
+        folded = [fold_text(t)[0] for t in texts]
+        for label, rules in (
+            ("default", ruleset),
+            (str(args.compare), merge_rules([parse_rules_file(args.compare)])),
+        ):
+            other = compile_ruleset(rules).matcher
+            automaton = other._automaton
+            assert automaton is not None
+            candidates = sum(
+                len(automaton.find_matches_as_indexes(f, overlapping=True)) for f in folded
+            )
+            t_scan = best_time(
+                lambda a=automaton: [
+                    a.find_matches_as_indexes(f, overlapping=True) for f in folded
+                ],
+                args.rounds,
+            )
+            t_other = best_time(lambda m=other: [m.find(t) for t in texts], args.rounds)
+            results.append(
+                (
+                    f"{label}: {len(other)} patterns, {candidates:,} candidates; automaton only",
+                    nbytes / t_scan,
+                    None,
+                )
+            )
+            results.append((f"{label}: Matcher.find", nbytes / t_other, len(items) / t_other))
 
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(
