@@ -58,7 +58,7 @@ import itertools
 import re
 import unicodedata
 import weakref
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -781,6 +781,7 @@ class _WordPositions:
     def __init__(self, texts: Mapping[str, str]) -> None:
         self._texts = texts
         self._cache: dict[str, tuple[list[int], list[int]]] = {}
+        self._places: dict[int, tuple[Sequence[Hit], list[tuple[str, int, int]]]] = {}
 
     def _tables(self, field_name: str) -> tuple[list[int], list[int]]:
         tables = self._cache.get(field_name)
@@ -796,6 +797,16 @@ class _WordPositions:
         """(field, sentence number, word number) of ``hit``."""
         starts, ends = self._tables(hit.field or "")
         return hit.field, bisect_right(ends, hit.start), bisect_right(starts, hit.start) - 1
+
+    def places(self, hits: Sequence[Hit]) -> list[tuple[str, int, int]]:
+        """(field, sentence, word) of each of ``hits``, sorted; kept per list."""
+        key = id(hits)
+        cached = self._places.get(key)
+        if cached is None or cached[0] is not hits:
+            where = self.where
+            cached = (hits, sorted((h.field or "", *where(h)[1:]) for h in hits))
+            self._places[key] = cached
+        return cached[1]
 
 
 def _near_found(
@@ -813,20 +824,62 @@ def _near_found(
         spec = specs[key]
         if len(by_part) < len(spec.all):
             continue
-        placed = [[(words.where(h), h) for h in by_part[n]] for n in range(len(spec.all))]
-        for combo in itertools.product(*placed):
-            places = [where for where, _ in combo]
-            if len({(f, sentence) for f, sentence, _ in places}) != 1:
-                continue
-            numbers = [number for _, _, number in places]
-            spans = {(h.start, h.end) for _, h in combo}
-            hits = [h for _, h in combo]
-            if spec.ordered and any(a.end > b.start for a, b in itertools.pairwise(hits)):
-                continue
-            if len(spans) == len(combo) and max(numbers) - min(numbers) <= spec.within:
-                found[key] = [h for _, h in combo]
-                break
+        # (field, sentence, word, part, hit), in text order: a window over it, so that a
+        # long summary full of the parts costs n log n, not the product of their counts.
+        placed = sorted(
+            ((*words.where(h), n, h.start, h) for n, hits in by_part.items() for h in hits),
+            key=lambda p: (p[0] or "", p[1], p[2], p[4]),
+        )
+        window = _ordered_window if spec.ordered else _any_order_window
+        chosen = window(placed, len(spec.all), spec.within)
+        if chosen is not None:
+            found[key] = chosen
     return found
+
+
+_Placed = tuple[str | None, int, int, int, int, Hit]  # field, sentence, word, part, start, hit
+
+
+def _any_order_window(placed: Sequence[_Placed], parts: int, within: int) -> list[Hit] | None:
+    """Hits of every part, one each, within ``within`` words in one field and sentence."""
+    last: dict[int, _Placed] = {}  # part → its latest hit in the current sentence
+    unit: tuple[str | None, int] | None = None
+    for item in placed:
+        if (item[0], item[1]) != unit:
+            unit, last = (item[0], item[1]), {}
+        last[item[3]] = item
+        if len(last) == parts:
+            first = min(last.values(), key=lambda p: p[2])
+            spans = {(p[5].start, p[5].end) for p in last.values()}
+            if item[2] - first[2] <= within and len(spans) == parts:
+                return [p[5] for p in sorted(last.values(), key=lambda p: p[4])]
+    return None
+
+
+def _ordered_window(placed: Sequence[_Placed], parts: int, within: int) -> list[Hit] | None:
+    """Hits of the parts in their written order, each after the one before, within
+    ``within`` words in one field and sentence."""
+    by_part: dict[int, list[_Placed]] = {}
+    for item in placed:
+        by_part.setdefault(item[3], []).append(item)
+    # Per part, the keys its hits sort by (field, sentence, start): a bisect finds the
+    # first hit of the next part after the one before.
+    keys = {n: [(p[0] or "", p[1], p[4]) for p in items] for n, items in by_part.items()}
+    for head in by_part.get(0, ()):
+        chain = [head]
+        for n in range(1, parts):
+            previous = chain[-1]
+            options, option_keys = by_part.get(n, []), keys.get(n, [])
+            at = bisect_left(option_keys, (head[0] or "", head[1], previous[5].end))
+            if at == len(options):
+                break
+            step = options[at]
+            if (step[0], step[1]) != (head[0], head[1]) or step[2] - head[2] > within:
+                break
+            chain.append(step)
+        if len(chain) == parts:
+            return [p[5] for p in chain]
+    return None
 
 
 def _apply_context(
@@ -861,13 +914,11 @@ def _apply_context(
 
 def _close(hit: Hit, others: Sequence[Hit], within: int, words: _WordPositions) -> bool:
     """Whether one of ``others`` stands within ``within`` words of ``hit``, in the same
-    field and sentence."""
+    field and sentence (``others`` come in text order: one bisect, not a scan)."""
     field_name, sentence, number = words.where(hit)
-    for other in others:
-        f, s, n = words.where(other)
-        if f == field_name and s == sentence and abs(n - number) <= within:
-            return True
-    return False
+    places = words.places(others)
+    at = bisect_left(places, (field_name or "", sentence, number - within))
+    return at < len(places) and places[at] <= (field_name or "", sentence, number + within)
 
 
 def _anchors_holding(

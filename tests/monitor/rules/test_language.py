@@ -324,3 +324,34 @@ def test_one_han_character_is_a_term(tmp_path: Path) -> None:
         """,
     )
     assert fired(ruleset, "美 상무부, 규정 개정") == ["us"]
+
+
+def test_near_terms_in_a_long_text_full_of_their_parts(tmp_path: Path) -> None:
+    ruleset = rules(
+        tmp_path,
+        """
+        themes:
+          - id: buying
+            name_en: Foreign buying
+            near: [{all: [외국인, 순매수], within: 3}]
+          - id: seoul
+            name_en: Seoul acts
+            near: [{all: [Seoul, bans], within: 2, ordered: true}]
+          - id: seoul-any
+            name_en: Seoul, either way
+            near: [{all: [Seoul, bans], within: 2}]
+        rules:
+          - {id: buying, kind: news, themes: {any: [buying]}}
+          - {id: seoul, kind: news, themes: {any: [seoul]}}
+          - {id: seoul-any, kind: news, themes: {any: [seoul-any]}}
+        """,
+    )
+    # Thousands of each part, never close enough: found in one window pass, not
+    # compared pair by pair.
+    apart = " ".join(["외국인 가 나 다 라 마 바"] * 2000 + ["순매수 가 나 다 라 마 바"] * 2000)
+    assert fired(ruleset, "시황", apart) == []
+    assert fired(ruleset, "시황", apart + " 외국인 순매수") == ["buying"]
+    # Order: "bans … Seoul" is not "Seoul bans"; either order counts without it.
+    backwards = " ".join(["bans x Seoul."] * 3000)
+    assert fired(ruleset, "news", backwards) == ["seoul-any"]
+    assert fired(ruleset, "news", backwards + ". Seoul bans it.") == ["seoul", "seoul-any"]
