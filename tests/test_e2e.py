@@ -11,25 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_process import kmon
 from tests.feeds import entries, rss
 from tests.servers import FakeSource
 
 pytestmark = pytest.mark.e2e
-
-
-async def kmon(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_run_poll_stop_and_query(

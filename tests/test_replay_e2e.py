@@ -17,16 +17,15 @@ the bars do not give it (tests/monitor/ingest/test_replay.py, on intraday quotes
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 from datetime import date
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from tests.cli_process import kmon
 from tests.episode import KAKAO, KOSPI, NAVER, naver_chart, trading_days, yahoo_chart
 from tests.servers import FakeSource
 
@@ -35,21 +34,6 @@ pytestmark = pytest.mark.e2e
 EPISODE = Path(__file__).parent / "fixtures" / "episode"
 SINCE, UNTIL = "2024-06-01", "2025-06-20"
 JUNE = date(2025, 6, 1)
-
-
-async def kmon(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def serve(server: FakeSource) -> None:
