@@ -31,7 +31,14 @@ from monitor.db import repo
 from monitor.db import signals as signals_repo
 from monitor.ingest.context import PollContext
 from monitor.ingest.signals import store_signals
-from monitor.ingest.sources import internal_error, observe, record_poll
+from monitor.ingest.sources import (
+    PollOutcome,
+    internal_error,
+    observe,
+    record_poll,
+    record_store_failures,
+    store_error,
+)
 
 log = structlog.get_logger("kmon.quotes")
 
@@ -185,7 +192,9 @@ async def poll_quotes(ctx: PollContext, cfg: QuoteSettings) -> QuoteCycle:
     Stages: ask the providers down the chain (:func:`_ask_chain`) → in one
     transaction store the new quotes, judge them against the KOSPI, the daily bars and
     the news, store the signals and their deliveries, record each provider's poll →
-    commit → wake the dispatcher.
+    commit → wake the dispatcher. When that transaction fails, nothing of it is kept
+    and the providers that answered are recorded as failing (``store``), in a fresh
+    transaction (:func:`record_store_failures`); the cycle does not raise.
     """
     started = time.perf_counter()
     now = ctx.clock()
@@ -201,33 +210,45 @@ async def poll_quotes(ctx: PollContext, cfg: QuoteSettings) -> QuoteCycle:
             if t.kind == "index"
         }
     cycle, accepted, answers = await _ask_chain(ctx, cfg, states, references, now)
-    outcomes = []
-    async with ctx.sessionmaker.begin() as session:
-        quotes = await quotes_repo.insert_quotes(session, accepted, fetched_at=now)
-        cycle.stored = len(quotes)
-        # What a quote is compared with, read only when some rule compares it.
-        moves = await ctx.bars.move_facts(session, quotes) if ctx.rules.judges_quotes else []
-        news = (
-            await signals_repo.recent_news(
-                session, since=ctx.rules.news_since(min(m.quote.as_of for m in moves))
+    outcomes: list[tuple[repo.SourceState, PollOutcome]] = []
+    try:
+        async with ctx.sessionmaker.begin() as session:
+            quotes = await quotes_repo.insert_quotes(session, accepted, fetched_at=now)
+            cycle.stored = len(quotes)
+            # What a quote is compared with, read only when some rule compares it.
+            moves = await ctx.bars.move_facts(session, quotes) if ctx.rules.judges_quotes else []
+            news = (
+                await signals_repo.recent_news(
+                    session, since=ctx.rules.news_since(min(m.quote.as_of for m in moves))
+                )
+                if moves
+                else []
             )
-            if moves
-            else []
-        )
-        signals = ctx.rules.judge_quotes(moves, news)
-        for state, error, answer_started in answers:
-            outcome, source_signals = await record_poll(
-                ctx,
-                session,
-                state,
-                error,
-                now=now,
-                started=answer_started,
-                next_check_at=now,
-            )
-            outcomes.append((state, outcome))
-            signals += source_signals
-        stored = await store_signals(ctx, session, signals, now=now)
+            signals = ctx.rules.judge_quotes(moves, news)
+            for state, error, answer_started in answers:
+                outcome, source_signals = await record_poll(
+                    ctx,
+                    session,
+                    state,
+                    error,
+                    now=now,
+                    started=answer_started,
+                    next_check_at=now,
+                )
+                outcomes.append((state, outcome))
+                signals += source_signals
+            stored = await store_signals(ctx, session, signals, now=now)
+    except Exception as exc:
+        # The database refused the cycle (a value it cannot store, a dropped
+        # connection): nothing of it was stored, and the providers that answered
+        # fail with it and back off, as after a fetch failure.
+        cycle.stored = 0
+        providers = {source_name(p): p for p in cfg.providers}
+        failure = store_error(exc)
+        for state, error, _ in answers:
+            if error is None:
+                cycle.failed[providers[state.name]] = f"{failure.key}: {failure}"
+        outcomes, stored = await record_store_failures(ctx, answers, exc, now=now)
     if stored:
         ctx.wake_dispatcher()
     for state, outcome in outcomes:

@@ -6,12 +6,14 @@ for what may pass, ``failed`` for what will not, ``auth_failed`` when a human ha
 act), its next check (capped exponential back-off, never sooner than Retry-After) and
 the signals it raises (``source_stale``, ``source_auth``). :func:`log_poll` writes the
 canonical ``poll`` line, at warning level only when the source's health flips.
-A poll whose own transaction fails is recorded by :func:`record_store_failure`.
+A poll whose own transaction fails is recorded by :func:`record_store_failure`
+(:func:`record_store_failures` for the providers of one quote cycle).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -72,12 +74,39 @@ async def record_store_failure(
     Returns the outcome and the signal rows stored; raises when the database cannot
     take even that (it is down), for the daemon to report.
     """
-    log.exception("store_failed", source=source.name)
+    [(_, outcome)], stored = await record_store_failures(
+        ctx, [(source, None, started)], exc, now=now
+    )
+    return outcome, stored
+
+
+async def record_store_failures(
+    ctx: PollContext,
+    polls: Sequence[tuple[SourceState, FetchError | None, float]],
+    exc: Exception,
+    *,
+    now: datetime,
+) -> tuple[list[tuple[SourceState, PollOutcome]], list[SignalRow]]:
+    """Record the polls of one transaction that raised ``exc``, in a fresh transaction.
+
+    ``polls`` are (source, its own failure or None, when its poll started): a source
+    that answered gets the store failure, one that failed keeps its own failure. Each
+    backs off as after a fetch failure; one ``store_failed`` line says why. Returns
+    the outcomes and the signal rows stored; raises when the database cannot take
+    even that (it is down), for the daemon to report.
+    """
+    log.exception("store_failed", source=", ".join(source.name for source, _, _ in polls))
+    failure = store_error(exc)
+    outcomes: list[tuple[SourceState, PollOutcome]] = []
+    signals: list[Signal] = []
     async with ctx.sessionmaker.begin() as session:
-        outcome, signals = await record_poll(
-            ctx, session, source, store_error(exc), now=now, started=started, next_check_at=now
-        )
-        return outcome, await store_signals(ctx, session, signals, now=now)
+        for source, error, started in polls:
+            outcome, raised = await record_poll(
+                ctx, session, source, error or failure, now=now, started=started, next_check_at=now
+            )
+            outcomes.append((source, outcome))
+            signals += raised
+        return outcomes, await store_signals(ctx, session, signals, now=now)
 
 
 def after_failure(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from structlog.testing import capture_logs
 
@@ -289,6 +289,87 @@ async def test_no_source_answers_leaves_tickers_missing(
     async with ctx.sessionmaker() as session:
         naver = (await repo.load_sources(session, names=[source_name("naver")]))[0]
     assert naver.next_check_at == NOW + timedelta(seconds=120)  # Retry-After honoured
+
+
+# Triggers that make the database refuse every quote: by raising, or (PostgreSQL) by
+# terminating the connection the insert came on, as an administrator or a failover does.
+REFUSALS = {
+    ("sqlite", "raises"): [
+        "CREATE TRIGGER refuse_quotes BEFORE INSERT ON quotes "
+        "BEGIN SELECT RAISE(ABORT, 'quotes refused'); END"
+    ],
+    ("postgresql", "raises"): [
+        "CREATE OR REPLACE FUNCTION refuse_quotes() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'quotes refused'; END $$",
+        "CREATE TRIGGER refuse_quotes BEFORE INSERT ON quotes "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_quotes()",
+    ],
+    ("postgresql", "terminates"): [
+        "CREATE OR REPLACE FUNCTION refuse_quotes() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_quotes BEFORE INSERT ON quotes "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_quotes()",
+    ],
+}
+
+
+@pytest.mark.parametrize("refusal", ["raises", "terminates"])
+async def test_a_store_failure_is_a_failure_of_the_provider_that_answered(
+    ctx: PollContext, cfg: QuoteSettings, http_server: FakeSource, db_url: str, refusal: str
+) -> None:
+    """The database refusing a cycle's transaction fails the provider whose quotes it
+    was storing, as a fetch failure would: the cycle returns, one line says why, the
+    provider's row is ``failing`` (``store``) and backs off, so the fallback serves;
+    nothing of the refused cycle is kept, and nothing is stored twice after."""
+    dialect = "postgresql" if db_url.startswith("postgresql") else "sqlite"
+    if (dialect, refusal) not in REFUSALS:
+        pytest.skip("SQLite has no connection to terminate")
+    http_server.serve("/naver/realtime", SURGE)
+    serve_yahoo(http_server)
+    clock = ctx.clock
+    assert isinstance(clock, Clock)
+    async with ctx.sessionmaker.begin() as session:
+        for statement in REFUSALS[dialect, refusal]:
+            await session.execute(text(statement))
+
+    with capture_logs() as logs:
+        after = await QuoteJob(ctx, cfg).run()  # returns its next run: no crash
+    assert after == NOW + timedelta(seconds=cfg.interval)
+    assert [e["source"] for e in logs if e["event"] == "store_failed"] == [source_name("naver")]
+    poll = next(e for e in logs if e["event"] == "poll")
+    assert (poll["source"], poll["transition"], poll["error_key"]) == (
+        source_name("naver"),
+        "failing",
+        "store",
+    )
+    assert await stored(ctx) == {}
+    async with ctx.sessionmaker() as session:
+        rows = {r.name: r for r in await repo.list_sources(session)}
+    naver_row = rows[source_name("naver")]
+    assert (naver_row.status, naver_row.error_count) == ("failing", 1)
+    assert naver_row.last_error is not None and naver_row.last_error.startswith("store: ")
+    assert naver_row.next_check_at == NOW + timedelta(seconds=cfg.interval)
+    assert rows[source_name("yahoo")].status == "new"  # not asked: nothing was missing
+
+    drop = "DROP TRIGGER refuse_quotes" + (" ON quotes" if dialect == "postgresql" else "")
+    async with ctx.sessionmaker.begin() as session:
+        await session.execute(text(drop))
+    clock.now = NOW + timedelta(seconds=30)  # naver backing off: the fallback serves
+    fallback = await poll_quotes(ctx, cfg)
+    clock.now = NOW + timedelta(seconds=61)
+    recovered = await poll_quotes(ctx, cfg)
+
+    assert (fallback.served_by, fallback.stored) == ({"yahoo": 3}, 3)
+    assert (recovered.served_by, recovered.stored) == ({"naver": 3}, 3)
+    async with ctx.sessionmaker() as session:
+        rows = (await session.scalars(select(QuoteRow))).all()
+        naver = (await repo.load_sources(session, names=[source_name("naver")]))[0]
+    assert sorted((r.ticker, r.source) for r in rows) == sorted(
+        (ticker, source)
+        for ticker in ("035420", "035720", "KOSPI")
+        for source in ("naver", "yahoo")
+    )
+    assert (naver.status, naver.error_count) == ("ok", 0)
 
 
 @pytest.mark.parametrize(
