@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Protocol
 
 import aiohttp
 import structlog
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.date import DateTrigger
@@ -182,6 +184,24 @@ TASK_RETRY = timedelta(minutes=1)
 TASK_MIN_GAP = timedelta(seconds=1)
 
 
+class _NoSkipWarnings(logging.Filter):
+    """Drops APScheduler's "maximum number of running instances reached" warning,
+    which it repeats at every interval a poll overruns: the daemon says it once per
+    overrun instead (``poll_overrun``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in str(record.msg)
+
+
+def _scheduler_logger() -> logging.Logger:
+    # The scheduler's own logger (a child of APScheduler's, so configured with it):
+    # the filter stays off any other scheduler in the process.
+    logger = logging.getLogger("apscheduler.scheduler.kmon")
+    if not any(isinstance(f, _NoSkipWarnings) for f in logger.filters):
+        logger.addFilter(_NoSkipWarnings())
+    return logger
+
+
 class Daemon:
     """One APScheduler job per feed source, driven by the database's ``next_check_at``,
     plus the timed tasks (quotes, daily bars) that keep their own clock."""
@@ -195,8 +215,13 @@ class Daemon:
         self.scheduler = AsyncIOScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            logger=_scheduler_logger(),
         )
-        self._inflight: set[asyncio.Task[object]] = set()
+        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+        # Running polls and tasks, by the name of their source or task.
+        self._inflight: dict[asyncio.Task[object], str] = {}
+        # Runs skipped while a poll or task overran its interval, by job id.
+        self._skips: dict[str, int] = {}
         # Set once shutdown has begun waiting for running polls.
         self.draining = asyncio.Event()
 
@@ -239,7 +264,8 @@ class Daemon:
         )
 
     async def _task_job(self, task: TimedTask) -> None:
-        with self._tracked():
+        at: datetime | None = None
+        with self._tracked(f"task:{task.name}"):
             try:
                 at = await task.run()
             except asyncio.CancelledError:
@@ -247,25 +273,47 @@ class Daemon:
             except Exception:
                 log.exception("task_crashed", task=task.name)
                 at = self.ctx.clock() + TASK_RETRY
-        if self.scheduler.state == STATE_RUNNING:
+        if at is not None and self.scheduler.state == STATE_RUNNING:
             # A run time that is already due would be refused while this run is still
             # the job's one instance, and the task would drop off the schedule.
             self._schedule_task(task, max(at, self.ctx.clock() + TASK_MIN_GAP))
 
     @contextlib.contextmanager
-    def _tracked(self) -> Iterator[None]:
-        """Count the current task as a running poll, for the shutdown grace period."""
+    def _tracked(self, job_id: str) -> Iterator[None]:
+        """Count the current task as a running poll, for the shutdown grace period.
+
+        A run that shutdown cancels (past the grace period) ends quietly here: its
+        transaction was rolled back and :meth:`shutdown` names it in one line;
+        raising on would make APScheduler log it as a job error with a traceback.
+        """
         task = asyncio.current_task()
         if task is not None:
-            self._inflight.add(task)
+            self._inflight[task] = job_id
         try:
             yield
+        except asyncio.CancelledError:
+            if not self.draining.is_set():
+                raise
         finally:
             if task is not None:
-                self._inflight.discard(task)
+                self._inflight.pop(task, None)
+            skipped = self._skips.pop(job_id, 0)
+            if skipped:
+                log.info("poll_overrun_ended", job=job_id, skipped_runs=skipped)
+
+    def _skipped(self, event: JobSubmissionEvent) -> None:
+        """A run skipped because the last one still runs: said once per overrun."""
+        skipped = self._skips.get(event.job_id, 0) + 1
+        self._skips[event.job_id] = skipped
+        if skipped == 1:
+            log.warning(
+                "poll_overrun",
+                job=event.job_id,
+                detail="still running at its next run time; later runs are skipped until it ends",
+            )
 
     async def _poll_job(self, name: str) -> None:
-        with self._tracked():
+        with self._tracked(name):
             await self._poll_named(name)
 
     async def _poll_named(self, name: str) -> None:
@@ -299,7 +347,7 @@ class Daemon:
         # running polls deserve their grace period.
         if self.scheduler.running:
             self.scheduler.pause()
-        pending = set(self._inflight)
+        pending = dict(self._inflight)
         self.draining.set()
         if pending:
             log.info("draining", polls=len(pending), grace_period=self.grace_period)
@@ -308,7 +356,14 @@ class Daemon:
                 task.cancel()
             if still:
                 await asyncio.gather(*still, return_exceptions=True)
-                log.warning("polls_cancelled", polls=len(still))
+                # Their transactions were rolled back: nothing of them is stored, and
+                # their sources are still due at the next start.
+                log.info(
+                    "polls_cancelled",
+                    polls=len(still),
+                    jobs=sorted(pending[task] for task in still),
+                    grace_period=self.grace_period,
+                )
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
@@ -96,7 +98,7 @@ async def test_shutdown_lets_a_running_poll_finish(db_url: str, http_server: Fak
 
 
 async def test_shutdown_cancels_polls_past_the_grace_period(
-    db_url: str, http_server: FakeSource
+    db_url: str, http_server: FakeSource, caplog: pytest.LogCaptureFixture
 ) -> None:
     arrived, never = asyncio.Event(), asyncio.Event()
 
@@ -108,12 +110,14 @@ async def test_shutdown_cancels_polls_past_the_grace_period(
     http_server.route("/stuck", stuck)
     settings = settings_for(db_url, SourceConfig(name="stuck", url=http_server.url("/stuck")))
     stop = asyncio.Event()
+    caplog.set_level(logging.INFO, logger="apscheduler")
     async with open_runtime(settings) as ctx:
         daemon = Daemon(ctx, grace_period=0.2)
-        task = asyncio.create_task(serve(daemon, stop=stop))
-        await arrived.wait()
-        stop.set()
-        await task  # returns although the server never answered
+        with capture_logs() as logs:
+            task = asyncio.create_task(serve(daemon, stop=stop))
+            await arrived.wait()
+            stop.set()
+            await task  # returns although the server never answered
         async with ctx.sessionmaker() as session:
             from monitor.db import repo
 
@@ -121,6 +125,55 @@ async def test_shutdown_cancels_polls_past_the_grace_period(
         assert state.status == "new"  # the cancelled poll wrote nothing
         assert await count_items(ctx) == 0
     never.set()
+    # One quiet line names the poll that was cut short; APScheduler reports no error.
+    [cancelled] = [e for e in logs if e["event"] == "polls_cancelled"]
+    assert (cancelled["log_level"], cancelled["jobs"]) == ("info", ["stuck"])
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert not [e for e in logs if e["log_level"] in ("warning", "error")]
+
+
+async def test_an_overrunning_poll_is_reported_once_not_at_every_skipped_run(
+    db_url: str, http_server: FakeSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.Response(body=rss(entries(2)))
+
+    http_server.route("/slow", held)
+    source = SourceConfig(name="slow", url=http_server.url("/slow"), interval=1)
+    settings = settings_for(db_url, source)
+    stop = asyncio.Event()
+    caplog.set_level(logging.INFO, logger="apscheduler")
+    async with open_runtime(settings) as ctx:
+        daemon = Daemon(ctx, grace_period=5)
+        skipped = asyncio.Event()
+        runs: list[object] = []
+
+        def count(event: object) -> None:
+            runs.append(event)
+            if len(runs) == 3:
+                skipped.set()
+
+        with capture_logs() as logs:
+            task = asyncio.create_task(serve(daemon, stop=stop))
+            await arrived.wait()
+            # The interval trigger comes round three times while the poll hangs.
+            daemon.scheduler.add_listener(count, EVENT_JOB_MAX_INSTANCES)
+            async with asyncio.timeout(30):
+                await skipped.wait()
+            release.set()
+            stop.set()
+            await task
+        assert await count_items(ctx) == 2
+    overruns = [e for e in logs if e["event"] == "poll_overrun"]
+    assert [(e["job"], e["log_level"]) for e in overruns] == [("slow", "warning")]
+    [ended] = [e for e in logs if e["event"] == "poll_overrun_ended"]
+    assert ended["job"] == "slow" and ended["skipped_runs"] >= 3
+    skips = [r for r in caplog.records if "maximum number of running" in r.getMessage()]
+    assert skips == []
 
 
 async def test_poll_once_polls_due_or_named_sources(db_url: str, http_server: FakeSource) -> None:
