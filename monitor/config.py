@@ -158,6 +158,8 @@ class HttpSettings(BaseModel):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_redirects: int = Field(default=5, ge=0, le=30)
     per_host_limit: int = Field(default=4, ge=1, le=1000)
+    # A fetch running longer than this stops counting against its host's limit.
+    per_host_hold: Seconds = 10.0
 
 
 class SchedulerSettings(BaseModel):

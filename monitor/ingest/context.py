@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -25,20 +25,80 @@ from monitor.timefmt import utcnow
 if TYPE_CHECKING:
     from monitor.ingest.sources import PollOutcome
 
+T = TypeVar("T")
+
+
+# How long a fetch may hold one of its host's slots before it stops counting against
+# the host's limit (``http.per_host_hold``).
+PER_HOST_HOLD = 10.0
+
+
+class HostSlot:
+    """One poll's slot at its host: held from the start of the fetch to the end of the
+    store, except while a fetch runs past ``hold`` (see :meth:`fetch`)."""
+
+    def __init__(self, semaphore: asyncio.Semaphore, hold: float) -> None:
+        self._semaphore = semaphore
+        self._hold = hold
+        self._held = False
+
+    async def __aenter__(self) -> HostSlot:
+        await self._semaphore.acquire()
+        self._held = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._give_back()
+
+    def _give_back(self) -> None:
+        if self._held:
+            self._held = False
+            self._semaphore.release()
+
+    async def fetch(self, request: Awaitable[T]) -> T:
+        """Await ``request``; past ``hold`` it goes on without the slot.
+
+        A request that slow is no burst against the host: it stops counting, so a few
+        stalled sources (a slow-loris answer, a server that trickles) cannot keep that
+        host's healthy sources waiting for the whole ``total_timeout``. Its result waits
+        for a slot again before it is stored, which keeps the back-pressure a slow
+        database puts on new fetches. A source never has two polls running (one job
+        each), so the host sees at most ``limit`` fast requests plus its stalled ones.
+        """
+        task = asyncio.ensure_future(request)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._hold)
+            if not done:
+                self._give_back()
+                await asyncio.wait({task})
+                await self._semaphore.acquire()
+                self._held = True
+        except BaseException:
+            task.cancel()
+            raise
+        return task.result()
+
 
 class HostLimiter:
-    """At most ``limit`` polls in flight per host, so one publisher is never hammered."""
+    """At most ``limit`` polls in flight per host, so one publisher is never hammered;
+    a fetch past ``hold`` seconds stops counting (:meth:`HostSlot.fetch`)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, hold: float = PER_HOST_HOLD) -> None:
         self.limit = limit
+        self.hold = hold
         self._semaphores: dict[str, asyncio.Semaphore] = {}
 
-    def for_url(self, url: str) -> asyncio.Semaphore:
+    def semaphore_for(self, url: str) -> asyncio.Semaphore:
+        """The slots of ``url``'s host, shared by every source on it."""
         host = (urlsplit(url).hostname or "").lower()
         semaphore = self._semaphores.get(host)
         if semaphore is None:
             semaphore = self._semaphores[host] = asyncio.Semaphore(self.limit)
         return semaphore
+
+    def for_url(self, url: str) -> HostSlot:
+        """A slot at ``url``'s host, to use as ``async with``."""
+        return HostSlot(self.semaphore_for(url), self.hold)
 
 
 def no_alerts() -> AlertSettings:

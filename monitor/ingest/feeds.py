@@ -7,7 +7,8 @@ Order of a poll (:func:`poll_source`):
    signals a failing source raises);
 3. after the commit, wake the dispatcher when deliveries were written;
 4. one summary log line; failures become source state, never exceptions.
-The poll keeps its host's slot (:class:`HostLimiter`) through steps 1 and 2.
+The poll keeps its host's slot (:class:`HostLimiter`) through steps 1 and 2, but for
+a fetch that runs past ``http.per_host_hold`` (:meth:`HostSlot.fetch`).
 """
 
 from __future__ import annotations
@@ -65,14 +66,16 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
     # The host's slot is held until the result is stored: when the database is the
     # slower side, new fetches wait for it instead of piling parsed feeds up in
     # memory, and parsing them does not crowd the writes out of the event loop.
-    async with ctx.host_limiter.for_url(source.url):
+    async with ctx.host_limiter.for_url(source.url) as slot:
         try:
-            result = await fetcher(
-                ctx.http,
-                source.url,
-                validators=source.validators,
-                limits=ctx.limits,
-                fetched_at=now,
+            result = await slot.fetch(
+                fetcher(
+                    ctx.http,
+                    source.url,
+                    validators=source.validators,
+                    limits=ctx.limits,
+                    fetched_at=now,
+                )
             )
         except FetchError as exc:
             error = exc

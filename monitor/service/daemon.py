@@ -116,7 +116,7 @@ async def open_runtime(
                     max_redirects=http.max_redirects,
                 ),
                 scheduling=settings.scheduler,
-                host_limiter=HostLimiter(http.per_host_limit),
+                host_limiter=HostLimiter(http.per_host_limit, http.per_host_hold),
                 clock=clock,
                 rules=rules,
             )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from structlog.testing import capture_logs
@@ -229,10 +232,83 @@ async def test_entity_bomb_is_defused(ctx: PollContext, http_server: FakeSource)
 
 def test_host_limiter_shares_a_semaphore_per_host() -> None:
     limiter = HostLimiter(3)
-    a = limiter.for_url("https://www.yna.co.kr/rss/news.xml")
-    assert a is limiter.for_url("https://WWW.YNA.CO.KR/rss/economy.xml")
-    assert a is not limiter.for_url("https://www.koreaherald.com/rss/newsAll")
+    a = limiter.semaphore_for("https://www.yna.co.kr/rss/news.xml")
+    assert a is limiter.semaphore_for("https://WWW.YNA.CO.KR/rss/economy.xml")
+    assert a is not limiter.semaphore_for("https://www.koreaherald.com/rss/newsAll")
     assert a._value == 3
+
+
+async def test_stalled_sources_do_not_starve_a_healthy_one_on_their_host(
+    ctx: PollContext, http_server: FakeSource
+) -> None:
+    """Four slow-loris feeds (headers and a first byte, then nothing) on the host of a
+    healthy fifth, with four polls allowed per host: once the stalled fetches pass
+    the hold they stop counting, and the healthy feed is polled while they still hang;
+    each stalled one is stored when its server finishes."""
+    release = asyncio.Event()
+    stalled: set[str] = set()
+    all_stalled = asyncio.Event()
+    body = rss(entries(2))
+
+    async def slow_loris(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/rss+xml"})
+        await response.prepare(request)
+        await response.write(body[:1])
+        stalled.add(request.path)
+        if len(stalled) == 4:
+            all_stalled.set()
+        await release.wait()
+        await response.write(body[1:])
+        return response
+
+    slow = [f"slow-{n}" for n in range(4)]
+    for name in slow:
+        http_server.route(f"/{name}", slow_loris)
+    http_server.serve("/healthy", rss(entries(3, start=100)))
+    async with ctx.sessionmaker.begin() as session:
+        configs = [SourceConfig(name=n, url=http_server.url(f"/{n}")) for n in [*slow, "healthy"]]
+        await repo.sync_sources(session, configs, now=NOW)
+    # Stalls far longer than the test would wait: only the hold can free their slots.
+    limited = replace(
+        ctx, limits=HttpLimits(total_timeout=120), host_limiter=HostLimiter(4, hold=0.05)
+    )
+
+    polls = [asyncio.create_task(poll(limited, name)) for name in slow]
+    async with asyncio.timeout(30):
+        await all_stalled.wait()
+        healthy = await poll(limited, "healthy")
+    assert not any(p.done() for p in polls)  # polled while all four still hang
+    assert (healthy.status, len(healthy.new_item_ids)) == ("ok", 3)
+
+    release.set()
+    async with asyncio.timeout(30):
+        outcomes = await asyncio.gather(*polls)
+    assert [(o.status, len(o.new_item_ids)) for o in outcomes] == [("ok", 2)] * 4
+    assert limited.host_limiter.semaphore_for(http_server.url("/"))._value == 4  # all back
+
+
+async def test_a_cancelled_slow_fetch_gives_its_slot_back_once() -> None:
+    limiter = HostLimiter(1, hold=0.01)
+    semaphore = limiter.semaphore_for("https://www.yna.co.kr/rss")
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def stalled() -> None:
+        started.set()
+        await never.wait()
+
+    async def polled() -> None:
+        async with limiter.for_url("https://www.yna.co.kr/rss") as slot:
+            await slot.fetch(stalled())
+
+    held = asyncio.create_task(polled())
+    await started.wait()
+    # The one slot: taken by the stalled fetch, given up when it passes the hold.
+    async with limiter.for_url("https://www.yna.co.kr/other"):
+        assert semaphore._value == 0
+    held.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await held
+    assert semaphore._value == 1  # given back once, not twice
 
 
 async def test_items_and_source_state_commit_together(
