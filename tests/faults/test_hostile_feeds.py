@@ -26,6 +26,13 @@ SAMPLE_WINDOW = 8.0
 SAMPLE_EVERY = 0.1
 
 BAD_REFERENCES = ["&#xD800;", "&#x110000;", "&#99999999999;", "&#0;"]
+# Dates no publisher means: an impossible offset, a year before 100, one far ahead.
+BAD_DATES = {
+    "시간대가 이상한 기사": "Wed, 18 Jun 2025 09:00:00 +2500",
+    "서기 99년 기사": "Wed, 18 Jun 0099 09:00:00 +0900",
+    "서기 0년 기사": "Wed, 18 Jun 0000 09:00:00 +0900",
+    "2199년 기사": "Wed, 18 Jun 2199 09:00:00 +0900",
+}
 
 
 def item_xml(title: str, n: int, *, pub_date: str = "Wed, 18 Jun 2025 09:00:00 +0900") -> str:
@@ -95,7 +102,12 @@ async def test_hostile_feeds_leave_the_daemon_responsive(
     add("bad-refs", "/bad-refs.xml")
     http_server.serve(
         "/bad-date.xml",
-        channel(item_xml("시간대가 이상한 기사", 1, pub_date="Wed, 18 Jun 2025 09:00:00 +2500")),
+        channel(
+            *(
+                item_xml(title, n, pub_date=date)
+                for n, (title, date) in enumerate(BAD_DATES.items())
+            )
+        ),
     )
     add("bad-date", "/bad-date.xml")
     # 64 MiB of zeros, about 64 KiB on the wire: only the decompressed count stops it.
@@ -161,9 +173,13 @@ async def test_hostile_feeds_leave_the_daemon_responsive(
 
     # A bad reference is dropped from its text; the item and its neighbours are kept.
     assert sorted(titles["bad-refs"]) == sorted([*good_neighbours, *["나쁜 참조 뒤"] * 4])
-    # An impossible offset: the date is estimated (the fetch time), the item kept.
-    [bad_date] = [i for i in items if i["source"] == "bad-date"]
-    assert (bad_date["title"], bad_date["date_estimated"]) == ("시간대가 이상한 기사", True)
+    # An impossible offset, a year before 100, the year 2199: the date is estimated (the
+    # fetch time, this year), the item kept; 2199 does not sort it first for ever.
+    bad_dates = [i for i in items if i["source"] == "bad-date"]
+    assert sorted(i["title"] for i in bad_dates) == sorted(BAD_DATES)
+    assert all(i["date_estimated"] for i in bad_dates)
+    this_year = str(time.gmtime().tm_year)
+    assert {i["published_at"][:4] for i in bad_dates} <= {this_year, str(int(this_year) + 1)}
     # The unclosed tag is text; the title is clipped, not the poll stopped.
     [long_title] = titles["long-title"]
     assert long_title.startswith("<a가나다라") and len(long_title) <= 1001
