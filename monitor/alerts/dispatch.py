@@ -3,7 +3,7 @@
 One round (:meth:`Dispatcher.run_once`):
 
 1. claim, in one short transaction: up to ``batch`` pending rows that are due and not
-   leased get a lease (``claimed_until``) and count an attempt. On PostgreSQL the
+   leased get a lease (``claimed_until``). On PostgreSQL the
    SELECT skips rows another dispatcher is claiming (``FOR UPDATE SKIP LOCKED``); on
    SQLite (one writer, no row locks) the UPDATE repeats the guard and ``RETURNING``
    says which rows this dispatcher got;
@@ -12,7 +12,9 @@ One round (:meth:`Dispatcher.run_once`):
    route whose throttle is used up gets its rows back, due when its window frees,
    and they go out folded into the next allowed message;
 3. send, outside any transaction: channels concurrently, each channel's messages in
-   order; a transient failure pauses that channel for the rest of the round;
+   order, each counted as an attempt of its rows just before it starts (a short
+   transaction of its own); a transient failure pauses that channel for the rest of
+   the round;
 4. mark each message in its own transaction as soon as its answer is known: sent,
    due again after a backoff, or dead with the reason.
 
@@ -20,6 +22,9 @@ Crashes: a process that dies between 3 and 4 leaves its rows leased; when the le
 runs out they are claimed again and sent once more (with the same message key):
 the one duplicate the design allows. Nothing else can send a row twice, and nothing
 pending is ever dropped: every path ends in ``sent``, ``dead`` or a later ``due_at``.
+Only a send that started counts as an attempt, so a process that keeps dying costs
+the rows it claimed but never got to nothing: ``max_attempts`` abandons only a row
+whose own sends never got an answer.
 """
 
 from __future__ import annotations
@@ -153,7 +158,8 @@ class _Message:
 
     @property
     def attempts(self) -> int:
-        return max(r.attempts for r in self.rows)
+        """The attempt this send is (1-based): one more than its rows have had."""
+        return max(r.attempts for r in self.rows) + 1
 
     def to_message(self, now: datetime) -> AlertMessage:
         return AlertMessage(
@@ -298,10 +304,10 @@ class Dispatcher:
         plan = _Round(claimed=len(rows))
         groups: dict[tuple[str, str, bool], list[_Row]] = {}
         for row in rows:
-            if row.attempts > dispatch.max_attempts:
-                # Claimed that often without an answer: the process died while
-                # sending each time. Stop before it takes the daemon down again.
-                reason = f"abandoned after {row.attempts - 1} attempts without an answer"
+            if row.attempts >= dispatch.max_attempts:
+                # Sent that often without an answer: the process died while sending
+                # it each time. Stop before it takes the daemon down again.
+                reason = f"abandoned after {row.attempts} attempts without an answer"
                 await self._mark_dead(session, [row], reason)
                 plan.settled.append(self._settled(row, DEAD, reason))
             elif row.channel not in self.channels:
@@ -372,11 +378,7 @@ class Dispatcher:
             # The guard again: on SQLite (no row locks) a row that another process
             # claimed since the SELECT is not updated, and RETURNING tells ours.
             .where(Delivery.id.in_(candidates), *claimable)
-            .values(
-                claimed_until=now + timedelta(seconds=dispatch.lease),
-                attempts=Delivery.attempts + 1,
-                last_attempt_at=now,
-            )
+            .values(claimed_until=now + timedelta(seconds=dispatch.lease))
             .returning(Delivery.id)
             .execution_options(synchronize_session=False)
         )
@@ -445,6 +447,7 @@ class Dispatcher:
     async def _send(self, channel: Channel, message: _Message) -> MessageOutcome:
         started = time.perf_counter()
         outgoing = message.to_message(self.clock())
+        await self._started(message)
         try:
             sent = await channel.send(outgoing)
         except asyncio.CancelledError:
@@ -460,6 +463,17 @@ class Dispatcher:
             internal = TransientError("internal", f"{type(exc).__name__}: {exc}")
             return await self._retry(message, internal, started)
         return await self._sent(message, sent, started)
+
+    async def _started(self, message: _Message) -> None:
+        """Count the attempt before the send begins: if the process dies during the
+        send, the rows show it; rows claimed alongside that never started do not."""
+        async with self.sessionmaker.begin() as session:
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_([r.id for r in message.rows]))
+                .values(attempts=Delivery.attempts + 1, last_attempt_at=self.clock())
+                .execution_options(synchronize_session=False)
+            )
 
     async def _sent(self, message: _Message, sent: Sent, started: float) -> MessageOutcome:
         now = self.clock()
@@ -534,12 +548,8 @@ class Dispatcher:
         due: datetime,
         held: str | None = HELD_THROTTLE,
     ) -> None:
-        """Give claimed rows back unsent, due at ``due``; the attempt does not count."""
-        values: dict[str, Any] = {
-            "due_at": due,
-            "claimed_until": None,
-            "attempts": Delivery.attempts - 1,
-        }
+        """Give claimed rows back unsent, due at ``due`` (no attempt was counted)."""
+        values: dict[str, Any] = {"due_at": due, "claimed_until": None}
         if held is not None:
             # A quiet-hours digest stays a digest when a throttle delays it.
             values["held"] = func.coalesce(Delivery.held, held)

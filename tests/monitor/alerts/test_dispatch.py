@@ -388,6 +388,38 @@ async def test_rows_that_keep_crashing_the_sender_are_abandoned(sessionmaker: SM
     assert len(chat.attempts) == 2
 
 
+async def test_a_crash_loop_abandons_only_the_rows_whose_sends_it_interrupted(
+    sessionmaker: SM,
+) -> None:
+    """Every round claims both rows, and each dies during the send of the first: the
+    rows claimed alongside that never started keep their attempts, so the second
+    signal is not abandoned with the first after max_attempts crashes."""
+    alerts = settings(
+        routes=[{"name": "r", "channels": ["chat"]}],
+        dispatch={"max_attempts": 2, "max_per_message": 1},
+    )
+    clock, chat = FakeClock(), ScriptedChannel()
+    first, second = signal_row(), signal_row()
+    await store(sessionmaker, alerts, first, second, now=clock())
+    async with asyncio.timeout(30):  # a round with nothing left to send would hang here
+        for _ in range(3):
+            d = dispatcher(sessionmaker, alerts, {"chat": chat}, clock)
+            await _crash_after_sending(d, chat)
+            clock.advance(minutes=3)
+    with capture_logs():
+        await dispatcher(sessionmaker, alerts, {"chat": chat}, clock).run_once()
+    rows = {r.signal_id: r for r in await deliveries(sessionmaker)}
+    assert (rows[first.id].status, rows[first.id].attempts) == ("dead", 2)
+    assert rows[first.id].last_error == "abandoned after 2 attempts without an answer"
+    assert (rows[second.id].status, rows[second.id].attempts) == ("sent", 2)
+    assert [[s.id for s in m.signals] for m in chat.attempts] == [
+        [first.id],
+        [first.id],
+        [second.id],
+        [second.id],
+    ]
+
+
 async def test_racing_dispatchers_never_send_a_row_twice(sessionmaker: SM, db_url: str) -> None:
     alerts = settings(
         routes=[{"name": "r", "channels": ["chat"]}],
