@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from pathlib import Path
@@ -274,6 +275,8 @@ async def test_signals_list_and_show(episode: tuple[Path, PollContext]) -> None:
     assert shown.exit_code == 0
     assert "items (3):" in shown.output
     assert "rule ai-appointment [warning]" in shown.output
+    # The score, part by part, as the rules weighed the story.
+    assert re.search(r"score: \d+ \(rule ai-appointment 60, a theme in the title 15", shown.output)
     missing = await kmon(*base, "show", "999999")
     assert missing.exit_code == 1 and "no signal with id 999999" in missing.output
     bad = await kmon(*base, "list", "--ticker", "0354%")
