@@ -38,7 +38,7 @@ HEADLINES = [
     row("AI 주권 지키려면 데이터부터", "ai-word", ""),
     row("Naver pitches sovereign AI to Gulf governments", "ai-word", "naver"),
     row("AI sovereignty becomes a goal for middle powers", "ai-word", ""),
-    row("소버린 골드 채권 발행"),
+    row("소버린 골드 채권 발행", "", ""),
     row("AI 주권자 교육 확대", "ai-word", ""),
     # --- AI Basic Act and regulation ----------------------------------------------------
     row("AI기본법 시행령 입법예고", "ai-basic-act ai-general ai-word", ""),
@@ -72,7 +72,7 @@ HEADLINES = [
     row("Korea to secure 18,000 GPUs by next year", "gpu-compute"),
     row("삼성전자, AI 반도체 생산 확대", "ai-word", "samsung-electronics"),
     row("SK hynix ships memory for AI chips", "ai-word", "sk-hynix"),
-    row("국산 NPU 실증 사업", "gpu-compute", ""),
+    row("국산 NPU 실증 사업", "ai-word gpu-compute", ""),
     row("GPUDirect 기술 소개"),
     # --- AI data centres ----------------------------------------------------------------
     row("SK·AWS, 울산에 AI 데이터센터 건립", "ai-word", ""),
@@ -144,7 +144,7 @@ HEADLINES = [
     # --- DeepSeek and China -------------------------------------------------------------
     row("딥시크 충격…국내 AI 업계 비상", "ai-word", ""),
     row("딥시크발 AI 패권 경쟁", "ai-word", ""),
-    row("DeepSeek rattles Korean tech stocks", "price-move", ""),
+    row("DeepSeek rattles Korean tech stocks", "", ""),
     row("Chinese AI models gain ground", "ai-word", ""),
     row("China’s AI push worries Seoul", "ai-word", ""),
     row("알리바바 큐원 신모델", "foreign-company", ""),
@@ -175,7 +175,7 @@ HEADLINES = [
     row("네이버, 52주 신고가 경신", "new-high", "naver"),
     row("카카오 신고가", "new-high", "kakao"),
     row("Kakao hits 52-week high", "new-high", "kakao"),
-    row("Naver shares at an all-time high", "new-high price-move", "naver"),
+    row("Naver shares at an all-time high", "new-high", "naver"),
     row("신고가격 조작 의혹"),
     # --- entities: particles and suffixes -----------------------------------------------
     row("네이버가 웃었다", "", "naver"),
@@ -195,8 +195,8 @@ HEADLINES = [
     row("국회의원 발의", "", "political-parties"),
     # --- entities: aliases, the longest name wins, look-alikes --------------------------
     row("NAVER와 협력", "", "naver"),
-    row("ＮＡＶＥＲ 주가", "price-move", "naver"),
-    row("Naver's shares", "price-move", "naver"),
+    row("ＮＡＶＥＲ 주가", "", "naver"),
+    row("Naver's shares", "", "naver"),
     row("Naver’s cloud unit", "", "naver"),
     row("NAVERZ 출시", "vendor", ""),
     row("하이퍼클로바X 공개", "ai-word", "naver"),
@@ -205,7 +205,7 @@ HEADLINES = [
     row("카카오뱅크 대출 금리 인하", "", "kakaobank"),
     row("카카오페이 결제 장애", "", "kakaopay"),
     row("카카오게임즈 신작", "", "kakao-games"),
-    row("Kakao Bank shares fall", "price-move", "kakaobank"),
+    row("Kakao Bank shares fall", "", "kakaobank"),
     row("KakaoBank results", "", "kakaobank"),
     row("카카오모빌리티 택시", "", "kakao-mobility"),
     row("네이버웹툰 흥행", "", "naver-others"),
