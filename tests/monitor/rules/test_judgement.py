@@ -33,8 +33,7 @@ def evaluate(pattern: str, *limits: str) -> tuple[int, dict[str, object]]:
         # Ordinary days: alert precision ≥ 85 % at recall ≥ 95 %.
         ("day.tune*.tsv", ("--min-precision", "85", "--min-recall", "95")),
         ("day.heldout*.tsv", ("--min-precision", "85", "--min-recall", "95")),
-        # Measured once at 94.7 % recall (one headline short of the aim): held there.
-        ("headlines.heldout.tsv", ("--min-recall", "94", "--max-fp", "3")),
+        ("headlines.heldout.tsv", ("--min-recall", "95", "--max-fp", "3")),
     ],
 )
 def test_the_default_rules_meet_their_aims(pattern: str, limits: tuple[str, ...]) -> None:
@@ -47,7 +46,7 @@ def test_the_sets_are_what_the_docs_say() -> None:
     _, tuning = evaluate("headlines.tune*.tsv")
     _, held_out = evaluate("headlines.heldout.tsv")
     _, days = evaluate("day.heldout*.tsv")
-    assert tuning["positives"] + tuning["negatives"] >= 1800  # type: ignore[operator]
+    assert tuning["positives"] + tuning["negatives"] >= 2000  # type: ignore[operator]
     assert held_out["positives"] + held_out["negatives"] >= 500  # type: ignore[operator]
     assert days["positives"] + days["negatives"] >= 600  # type: ignore[operator]
     # Every theme and every trap class is in the held-out headlines.
