@@ -458,8 +458,9 @@ class Scoring(_Strict):
     """How relevant a news signal is, from 0 to 100, and the severity that follows.
 
     A signal starts from the highest ``score`` of the news rules that fired and adds,
-    once each: ``title`` when a theme shows in the title (not only in the summary);
-    ``extra_theme`` for each further theme, up to ``max_extra_themes``; the points of
+    once each: ``title`` when a theme that a fired rule asks for shows in the title (not
+    only in the summary); ``extra_theme`` for each further such theme, up to
+    ``max_extra_themes``; the points of
     every anchor of ``anchors`` that holds; of every reference of ``entities`` (an id,
     ``sector:TAG`` or ``kind:KIND``) that a named entity answers to; of the item's
     source in ``sources``. The sum is capped at 100. A score of ``warning`` or more

@@ -2,9 +2,9 @@
 
 The weights are the ruleset's :class:`~monitor.rules.model.Scoring` (the default ones sit
 in ``default.yaml``, beside the rules they weigh). Hand-set, not fitted: each is a fact a
-desk can read back in ``kmon signals show`` ("rule ai-policy 30, a theme in the title
-15, anchored in Korean policy 25 …") and move in a rules file of its own; ``kmon rules
-eval`` prints precision and recall at each score, which is how a change is judged.
+desk can read back in ``kmon signals show`` ("rule ai-policy 40, a theme in the title
+15, anchor korea-policy 15 …") and move in a rules file of its own; ``kmon rules eval``
+prints precision and recall at each score, which is how a change is judged.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from monitor.rules.match import Tagging, compile_ruleset
-from monitor.rules.model import Ruleset
+from monitor.rules.model import NewsRule, Ruleset
 from monitor.severity import SEVERITY_RANK, Severity
 
 
@@ -43,13 +43,17 @@ def score_news(
     """The score of an item whose news rules ``fired_rules`` fired."""
     weights = ruleset.scoring
     parts: list[ScorePart] = []
-    rules = [ruleset.rules[r] for r in fired_rules]
-    base = max(rules, key=lambda r: getattr(r, "score", 0), default=None)
+    rules = [r for r in (ruleset.rules[i] for i in fired_rules) if isinstance(r, NewsRule)]
+    base = max(rules, key=lambda r: r.score, default=None)
     if base is not None:
-        parts.append(ScorePart(f"rule {base.id}", int(getattr(base, "score", 0))))
-    if weights.title and any(h.field == "title" for hits in tagging.themes.values() for h in hits):
+        parts.append(ScorePart(f"rule {base.id}", base.score))
+    # The themes the fired rules ask for, not the marks beside them (a price-move word,
+    # "AI" as a market word): each further one is more of the story.
+    wanted = {t for r in rules for t in (*r.themes.any, *r.themes.all)}
+    themes = [t for t in tagging.themes if t in wanted]
+    if weights.title and any(h.field == "title" for t in themes for h in tagging.themes[t]):
         parts.append(ScorePart("a theme in the title", weights.title))
-    extra = min(len(tagging.themes) - 1, weights.max_extra_themes)
+    extra = min(len(themes) - 1, weights.max_extra_themes)
     if extra > 0 and weights.extra_theme:
         label = f"{extra} more theme{'s' if extra > 1 else ''}"
         parts.append(ScorePart(label, extra * weights.extra_theme))
