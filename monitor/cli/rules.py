@@ -109,7 +109,7 @@ def rules_eval(
     --min-recall, --min-precision or --max-fp is not met.
     """
     from monitor.rules import RulesError
-    from monitor.rules.labelled import judge, read_labelled, report
+    from monitor.rules.labelled import counts, judge, read_labelled, report
 
     ruleset = _load(state, rules_file)
     cases = []
@@ -125,17 +125,19 @@ def rules_eval(
             fail(f"rules eval: {exc}", code=2)
     if not cases:
         fail("rules eval: no labelled lines", code=2)
-    figures = report(judge(cases, ruleset), min_score=min_score)
+    outcomes = judge(cases, ruleset)
+    figures = report(outcomes, min_score=min_score)
     unmet = []
-    for name, key, limit, below in (
-        ("recall", "recall", min_recall, True),
-        ("precision", "precision", min_precision, True),
-        ("false-positive rate", "false_positive_rate", max_fp, False),
+    # From the counts, not the rounded ratios: 94.996 % is not 95 %.
+    wanted, unwanted, tp, fp = counts(outcomes, min_score)
+    for name, part, whole, limit, below in (
+        ("recall", tp, wanted, min_recall, True),
+        ("precision", tp, tp + fp, min_precision, True),
+        ("false-positive rate", fp, unwanted, max_fp, False),
     ):
-        value = figures[key]
         if limit is None:
             continue
-        pct = None if value is None else float(value) * 100  # type: ignore[arg-type]
+        pct = part / whole * 100 if whole else None
         if pct is None or (pct < limit if below else pct > limit):
             shown = "n/a" if pct is None else f"{pct:.1f}%"
             unmet.append(f"{name} {shown} {'<' if below else '>'} {limit:g}%")

@@ -81,11 +81,16 @@ def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def _counts(outcomes: Sequence[Outcome], min_score: int) -> dict[str, object]:
+def counts(outcomes: Sequence[Outcome], min_score: int = 0) -> tuple[int, int, int, int]:
+    """(wanted lines, unwanted lines, wanted alerts, unwanted alerts)."""
     positives = sum(1 for o in outcomes if o.case.wanted)
-    negatives = len(outcomes) - positives
     tp = sum(1 for o in outcomes if o.case.wanted and o.alerts(min_score))
     fp = sum(1 for o in outcomes if not o.case.wanted and o.alerts(min_score))
+    return positives, len(outcomes) - positives, tp, fp
+
+
+def _counts(outcomes: Sequence[Outcome], min_score: int) -> dict[str, object]:
+    positives, negatives, tp, fp = counts(outcomes, min_score)
     return {
         "positives": positives,
         "negatives": negatives,
