@@ -982,6 +982,13 @@ class _Evidence:
 
     def explain(self, rule: NewsRule) -> str | None:
         """Why ``rule`` fires, or ``None`` when it does not."""
+        # What the item shows in any field is more than in the rule's fields: a rule
+        # whose themes are absent from all of them cannot hold (most rules, most items).
+        found = self.themes
+        if any(t not in found for t in rule.themes.all) or (
+            rule.themes.any and not any(t in found for t in rule.themes.any)
+        ):
+            return None
         themes, terms, entities = self.visible(tuple(rule.fields))
         term_refs = self.index.rule_terms[rule.id]
         if not (
