@@ -590,6 +590,8 @@ class _Index:
     entity_refs: Mapping[str, frozenset[str]]
     # entities whose mentions their context decides
     contextual: frozenset[str]
+    # rule id → the themes its ``all`` and ``any`` lists name
+    rule_themes: Mapping[str, tuple[frozenset[str], frozenset[str]]]
 
 
 _INDEXES: weakref.WeakKeyDictionary[Ruleset, _Index] = weakref.WeakKeyDictionary()
@@ -668,6 +670,9 @@ def compile_ruleset(ruleset: Ruleset) -> _Index:
         near=near,
         entity_refs=entity_refs,
         contextual=frozenset(e.id for e in ruleset.entities.values() if e.context is not None),
+        rule_themes={
+            r.id: (frozenset(r.themes.all), frozenset(r.themes.any)) for r in ruleset.news_rules()
+        },
     )
     _INDEXES[ruleset] = index
     return index
@@ -984,10 +989,9 @@ class _Evidence:
         """Why ``rule`` fires, or ``None`` when it does not."""
         # What the item shows in any field is more than in the rule's fields: a rule
         # whose themes are absent from all of them cannot hold (most rules, most items).
-        found = self.themes
-        if any(t not in found for t in rule.themes.all) or (
-            rule.themes.any and not any(t in found for t in rule.themes.any)
-        ):
+        every, some = self.index.rule_themes[rule.id]
+        found = self.themes.keys()
+        if (every and not every <= found) or (some and found.isdisjoint(some)):
             return None
         themes, terms, entities = self.visible(tuple(rule.fields))
         term_refs = self.index.rule_terms[rule.id]
