@@ -139,6 +139,11 @@ def main() -> None:
         "--baselines", action="store_true", help="also time a single regex and pyahocorasick"
     )
     parser.add_argument(
+        "--headlines",
+        action="store_true",
+        help="also time find() and tag() on the labelled headlines of tests/fixtures/judgement",
+    )
+    parser.add_argument(
         "--compare",
         type=Path,
         help="a rules file on its own (no defaults under it): its automaton and find() on "
@@ -226,6 +231,21 @@ def main() -> None:
             args.rounds,
         )
         results.append(("baseline: ahocorasick-rs DFA, scan only", nbytes / t_rs, None))
+
+    if args.headlines:
+        sets = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "judgement"
+        titles = [
+            line.split("\t")[1]
+            for path in sorted(sets.glob("*.tsv"))
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line[:1] in ("+", "-")
+        ]
+        size = sum(len(t.encode()) for t in titles)
+        t_find = best_time(lambda: [matcher.find(t) for t in titles], args.rounds)
+        t_tag = best_time(lambda: [tag(t, "", ruleset) for t in titles], args.rounds)
+        name = f"headlines ({len(titles):,} labelled titles): Matcher.find"
+        results.append((name, size / t_find, len(titles) / t_find))
+        results.append(("headlines: tag(), title only", size / t_tag, len(titles) / t_tag))
 
     if args.compare is not None:
         folded = [fold_text(t)[0] for t in texts]
