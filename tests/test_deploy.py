@@ -105,16 +105,22 @@ class Stage:
 
 
 def dockerfile_stages(path: Path) -> list[Stage]:
+    """The stages of a Dockerfile, ``FROM ${ARG}`` resolved to the argument's default."""
     text = re.sub(r"\\\n", " ", path.read_text(encoding="utf-8"))
     stages: list[Stage] = []
+    defaults: dict[str, str] = {}
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         keyword, _, args = line.partition(" ")
         keyword, args = keyword.upper(), " ".join(args.split())
-        if keyword == "FROM":
+        if keyword == "ARG" and not stages:
+            name, _, default = args.partition("=")
+            defaults[name] = default
+        elif keyword == "FROM":
             base, _, name = args.partition(" AS ")
+            base = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], base)
             stages.append(Stage(base=base, name=name or None))
         else:
             stages[-1].instructions.append((keyword, args))
@@ -160,6 +166,48 @@ def test_the_image_is_multi_stage_non_root_and_checks_health() -> None:
     assert "KMON_HEALTH__HOST=0.0.0.0" in env and "PATH=/opt/kmon/bin:$PATH" in env
 
 
+def test_the_base_image_is_a_build_argument_and_wheels_install_offline() -> None:
+    builder, final = dockerfile_stages(CONTAINER / "Dockerfile")
+    text = (CONTAINER / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^FROM \$\{BASE\} AS builder$", text, flags=re.MULTILINE)
+    assert re.search(r"^FROM \$\{BASE\}$", text, flags=re.MULTILINE)
+    assert "deploy/container/wheels /wheels" in builder.all("COPY")
+    (install,) = builder.all("RUN")[1:]
+    assert "--no-index --find-links /wheels" in install
+    # The wheelhouse stays in the builder: the final stage copies only the virtualenv.
+    assert not any("wheels" in args for args in final.all("COPY"))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("build", "--tag"),
+        ("build", "--wheels", ""),
+        ("build", "extra"),
+        ("wheelhouse",),
+        ("wheelhouse", "a", "b"),
+        ("wheelhouse", "--bogus"),
+        ("smoke",),
+        ("smoke", "a", "b"),
+        ("smoke", "--absent"),
+        ("base", "--mirror"),
+    ],
+    ids=lambda a: " ".join(a) if isinstance(a, tuple) else a,
+)
+def test_the_container_scripts_refuse_bad_usage_in_one_line(args: tuple[str, ...]) -> None:
+    script, *rest = args
+    done = subprocess.run(
+        ["bash", str(CONTAINER / script), *rest],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith(f"usage: deploy/container/{script}")
+
+
 def test_the_build_context_holds_what_the_image_copies() -> None:
     (builder, _) = dockerfile_stages(CONTAINER / "Dockerfile")
     patterns = dockerignore()
@@ -168,8 +216,19 @@ def test_the_build_context_holds_what_the_image_copies() -> None:
     for src in copied:
         assert (REPO / src).exists(), src
         assert not docker_ignored(src, patterns), f"{src} is left out by .dockerignore"
-    for local in (".venv", ".git", "kmon.yaml", "kmon.db", "deploy/container/.env", "tests"):
+    for local in (
+        ".venv",
+        ".git",
+        "kmon.yaml",
+        ".env",
+        "kmon.db",
+        "deploy/container/.env",
+        "deploy/container/build",
+        "tests",
+    ):
         assert docker_ignored(local, patterns), f"{local} would be sent to the build"
+    # The wheels of an offline build reach the builder stage.
+    assert not docker_ignored("deploy/container/wheels/lxml-6.1-cp311.whl", patterns)
     assert docker_ignored("monitor/__pycache__/cli.cpython-311.pyc", patterns)
     assert not docker_ignored("monitor/cli/main.py", patterns)
 
