@@ -57,6 +57,13 @@ def is_loopback_url(url: str) -> bool:
 # The kind of the configured news sources; quote sources keep their health in the
 # same table under their own kind.
 FEED_KIND = "rss"
+# OpenDART disclosures: configured and polled like a feed, stored as its items.
+DART_KIND = "dart"
+POLLED_KINDS = (FEED_KIND, DART_KIND)
+# The variable that sets the key of every dart source, outranking the file.
+DART_KEY_ENV = "KMON_DART_API_KEY"
+# OpenDART allows 20,000 requests a day per key; kmon stays well under it by default.
+DART_DAILY_BUDGET = 2000
 
 
 class SourceConfig(BaseModel):
@@ -65,10 +72,20 @@ class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
-    kind: Literal["rss"] = "rss"
+    kind: Literal["rss", "dart"] = "rss"
     url: str
     interval: Seconds = 600.0
     enabled: bool = True
+    # dart only: the key (crtfc_key), the stock codes to follow (the stocks of
+    # quotes.tickers when unset), the disclosure types (pblntf_ty: A … J), requests a
+    # KST day, and how far back the first poll reads.
+    api_key: SecretStr | None = None
+    tickers: list[Annotated[str, Field(pattern=r"^[0-9][0-9A-Z]{5}$")]] | None = None
+    types: list[Literal["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"]] = Field(
+        default_factory=list
+    )
+    daily_budget: int = Field(default=DART_DAILY_BUDGET, ge=1, le=20_000)
+    first_lookback_days: int = Field(default=7, ge=0, le=90)
 
     @field_validator("name")
     @classmethod
@@ -84,6 +101,18 @@ class SourceConfig(BaseModel):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host")
         return value.strip()
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> SourceConfig:
+        if self.kind != DART_KIND:
+            given = sorted(
+                name
+                for name in ("api_key", "tickers", "types", "daily_budget", "first_lookback_days")
+                if name in self.model_fields_set
+            )
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for sources of kind dart")
+        return self
 
     @model_validator(mode="after")
     def _interval_floor(self) -> SourceConfig:
@@ -302,6 +331,23 @@ class Settings(BaseSettings):
             seen.add(source.name)
         return value
 
+    @field_validator("sources")
+    @classmethod
+    def _dart_keys(cls, value: list[SourceConfig]) -> list[SourceConfig]:
+        # A list has no KMON_SOURCES__… variables of its own: one variable sets the
+        # key of every dart source (most have one), as for the other secrets.
+        key = os.environ.get(DART_KEY_ENV, "").strip()
+        out = []
+        for source in value:
+            if source.kind == DART_KIND and key:
+                source = source.model_copy(update={"api_key": SecretStr(key)})
+            if source.kind == DART_KIND and source.enabled and not source.api_key:
+                raise ValueError(
+                    f"source {source.name!r} of kind dart needs api_key (or ${DART_KEY_ENV})"
+                )
+            out.append(source)
+        return out
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -313,6 +359,16 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The YAML file arrives as init arguments; the environment outranks it.
         return (env_settings, init_settings)
+
+    def dart_sources(self) -> dict[str, SourceConfig]:
+        """The dart sources by name, each with its tickers (the stocks followed for
+        quotes when it names none)."""
+        stocks = [t.code for t in self.quotes.tickers if t.kind == "stock"]
+        return {
+            s.name: s if s.tickers is not None else s.model_copy(update={"tickers": stocks})
+            for s in self.sources
+            if s.kind == DART_KIND
+        }
 
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with every secret replaced by ``**********``."""

@@ -15,7 +15,7 @@ from sqlalchemy import Select, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.records import RawItem, Validators
-from monitor.config import FEED_KIND, SourceConfig
+from monitor.config import DART_KIND, FEED_KIND, SourceConfig
 from monitor.db.dialect import insert_new_rows
 from monitor.db.schema import Base, Item, Source
 from monitor.identity import external_id, nfc
@@ -94,9 +94,13 @@ async def sync_kind(
 async def sync_sources(
     session: AsyncSession, configured: Sequence[SourceConfig], *, now: datetime
 ) -> None:
-    """Make the news sources in the table match the config (see :func:`sync_kind`)."""
-    specs = [SourceSpec(c.name, c.url, c.interval, c.enabled) for c in configured]
-    await sync_kind(session, FEED_KIND, specs, now=now)
+    """Make the news and disclosure sources in the table match the config (see
+    :func:`sync_kind`)."""
+    for kind in (FEED_KIND, DART_KIND):
+        specs = [
+            SourceSpec(c.name, c.url, c.interval, c.enabled) for c in configured if c.kind == kind
+        ]
+        await sync_kind(session, kind, specs, now=now)
 
 
 async def load_sources(
@@ -104,12 +108,15 @@ async def load_sources(
     *,
     names: Sequence[str] | None = None,
     due_at: datetime | None = None,
-    kind: str | None = None,
+    kind: str | Sequence[str] | None = None,
 ) -> list[SourceState]:
-    """Enabled sources, optionally only ``names``, of ``kind``, or due at ``due_at``."""
+    """Enabled sources, optionally only ``names``, of ``kind`` (or kinds), or due at
+    ``due_at``."""
     query = select(Source).where(Source.enabled.is_(True)).order_by(Source.name)
-    if kind is not None:
+    if isinstance(kind, str):
         query = query.where(Source.kind == kind)
+    elif kind is not None:
+        query = query.where(Source.kind.in_(list(kind)))
     if names is not None:
         query = query.where(Source.name.in_(list(names)))
     if due_at is not None:

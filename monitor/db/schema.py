@@ -88,6 +88,11 @@ class Source(Base):
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # dart sources: the newest receipt per company (JSON), and the requests spent on
+    # budget_day (KST) against the source's daily budget.
+    cursor: Mapped[str | None] = mapped_column(Text)
+    budget_day: Mapped[date | None] = mapped_column(Date)
+    budget_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Item(Base):
@@ -111,6 +116,41 @@ class Item(Base):
     language: Mapped[str | None] = mapped_column(String(16))
     published_at: Mapped[datetime] = mapped_column(UTCDateTime)
     date_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DisclosureRow(Base):
+    """The structured fields of an item that is an OpenDART filing."""
+
+    __tablename__ = "disclosures"
+    __table_args__ = (
+        Index("ix_disclosures_stock_code_rcept_dt", "stock_code", "rcept_dt"),
+        Index("ix_disclosures_rcept_dt", "rcept_dt"),
+    )
+
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
+    )
+    rcept_no: Mapped[str] = mapped_column(String(14))
+    corp_code: Mapped[str] = mapped_column(String(8))
+    corp_name: Mapped[str] = mapped_column(Text)
+    stock_code: Mapped[str | None] = mapped_column(String(6))
+    corp_cls: Mapped[str] = mapped_column(String(1))
+    report_nm: Mapped[str] = mapped_column(Text)
+    flr_nm: Mapped[str] = mapped_column(Text)
+    rcept_dt: Mapped[date] = mapped_column(Date)
+    flags: Mapped[str] = mapped_column(String(16))
+    correction: Mapped[bool] = mapped_column(Boolean)
+
+
+class DartCorp(Base):
+    """The DART company of a stock code, looked up once from the corp-code file."""
+
+    __tablename__ = "dart_corps"
+
+    stock_code: Mapped[str] = mapped_column(String(6), primary_key=True)
+    corp_code: Mapped[str] = mapped_column(String(8))
+    corp_name: Mapped[str] = mapped_column(Text)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

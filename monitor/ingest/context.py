@@ -17,7 +17,7 @@ from adapters.http import HttpLimits
 from monitor import schedule
 from monitor.alerting import AlertSettings
 from monitor.alerts.dispatch import Dispatcher
-from monitor.config import SchedulerSettings
+from monitor.config import SchedulerSettings, SourceConfig
 from monitor.ingest.moves import MoveFactsReader
 from monitor.rules.engine import RulesEngine
 from monitor.timefmt import utcnow
@@ -112,7 +112,8 @@ class PollContext:
 
     ``rules`` judges what is stored (``RulesEngine.off()`` when rules are switched
     off); ``alerts`` says which deliveries a signal gets, in the same transaction;
-    ``dispatcher`` sends them (the daemon runs it; burst commands once).
+    ``dispatcher`` sends them (the daemon runs it; burst commands once);
+    ``dart_sources`` the settings of the dart sources, with their tickers resolved.
     """
 
     sessionmaker: async_sessionmaker[AsyncSession]
@@ -127,6 +128,8 @@ class PollContext:
     alerts: AlertSettings = field(default_factory=no_alerts)
     dispatcher: Dispatcher | None = None
     bars: MoveFactsReader = field(default_factory=MoveFactsReader)
+    # What the config says of each dart source (its key, tickers, budget), by name.
+    dart_sources: dict[str, SourceConfig] = field(default_factory=dict)
 
     def wake_dispatcher(self) -> None:
         """After a commit that wrote deliveries: send them now, not at the idle poll."""

@@ -25,10 +25,12 @@ from adapters.http import HttpLimits
 from adapters.records import FeedResult, Validators
 from adapters.rss import fetch_feed
 from monitor import schedule
+from monitor.config import DART_KIND
 from monitor.db import repo
 from monitor.db import signals as signals_repo
 from monitor.db.repo import SourceState
 from monitor.ingest.context import PollContext
+from monitor.ingest.disclosures import poll_disclosures
 from monitor.ingest.signals import store_signals
 from monitor.ingest.sources import (
     PollOutcome,
@@ -58,6 +60,8 @@ FETCHERS: dict[str, FeedFetcher] = {"rss": fetch_feed}
 
 async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
     """Poll ``source`` once and record the result; never raises for a fetch failure."""
+    if source.kind == DART_KIND:
+        return await poll_disclosures(ctx, source)
     started = time.perf_counter()
     fetcher = FETCHERS[source.kind]
     now = ctx.clock()

@@ -27,7 +27,7 @@ from adapters.http import USER_AGENT, HttpLimits, make_client_session
 from monitor.alerts.channels import build_channel
 from monitor.alerts.dispatch import Dispatcher
 from monitor.alerts.message import Channel
-from monitor.config import FEED_KIND, Settings
+from monitor.config import POLLED_KINDS, Settings
 from monitor.db import SchemaNotCurrent, migrate, repo
 from monitor.db import quotes as quotes_repo
 from monitor.db.engine import make_engine, make_sessionmaker
@@ -119,6 +119,7 @@ async def open_runtime(
                 host_limiter=HostLimiter(http.per_host_limit, http.per_host_hold),
                 clock=clock,
                 rules=rules,
+                dart_sources=settings.dart_sources(),
             )
             if channels is not None:
                 ctx.alerts = settings.alerts
@@ -158,12 +159,12 @@ async def poll_once(ctx: PollContext, names: Sequence[str] | None = None) -> lis
     """Burst mode: poll the named sources, or every due one, concurrently, once."""
     async with ctx.sessionmaker() as session:
         if names:
-            states = await repo.load_sources(session, names=names, kind=FEED_KIND)
+            states = await repo.load_sources(session, names=names, kind=POLLED_KINDS)
             missing = sorted(set(names) - {s.name for s in states})
             if missing:
                 raise UnknownSource(f"no enabled source named {', '.join(missing)}")
         else:
-            states = await repo.load_sources(session, due_at=ctx.clock(), kind=FEED_KIND)
+            states = await repo.load_sources(session, due_at=ctx.clock(), kind=POLLED_KINDS)
     return list(await asyncio.gather(*(poll_source(ctx, s) for s in states)))
 
 
@@ -228,7 +229,7 @@ class Daemon:
     async def arm(self) -> int:
         """Add a job for each enabled source, first run at its stored next check."""
         async with self.ctx.sessionmaker() as session:
-            states = await repo.load_sources(session, kind=FEED_KIND)
+            states = await repo.load_sources(session, kind=POLLED_KINDS)
         now = self.ctx.clock()
         for task in self.tasks:
             self._schedule_task(task, task.first_run(now))

@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from monitor.alerts import admin
-from monitor.config import FEED_KIND
+from monitor.config import POLLED_KINDS
 from monitor.db import repo
 from monitor.db import signals as signals_repo
 from monitor.ingest.quotes import QuoteCycle
@@ -151,7 +151,7 @@ class Metrics:
         async with sessionmaker() as session:
             rows = await repo.list_sources(session)
         for row in rows:
-            if row.enabled and row.kind == FEED_KIND:
+            if row.enabled and row.kind in POLLED_KINDS:
                 last = row.last_success_at.timestamp() if row.last_success_at else None
                 self.add_source(row.name, interval=row.interval_seconds, last_success=last)
 
@@ -181,7 +181,7 @@ class Metrics:
                 if not row.enabled:  # taken out of the config: no series left behind
                     self.intervals.pop(row.name, None)
                     self.last_success.pop(row.name, None)
-                elif row.kind == FEED_KIND:
+                elif row.kind in POLLED_KINDS:
                     self.intervals[row.name] = row.interval_seconds
                     if row.last_success_at is not None:
                         # Another process may have polled it since this one did.

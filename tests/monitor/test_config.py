@@ -158,3 +158,42 @@ def test_the_example_config_is_valid_and_states_the_defaults() -> None:
 def test_bad_quote_settings_are_named(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(write(tmp_path, text))
+
+
+DART = "sources:\n  - {name: dart, kind: dart, url: https://opendart.fss.or.kr/api, interval: 5m"
+
+
+def test_a_dart_source_takes_its_key_from_the_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, DART + ", api_key: from-file}\n")
+    [source] = load_settings(path).sources
+    assert source.api_key is not None and source.api_key.get_secret_value() == "from-file"
+    monkeypatch.setenv("KMON_DART_API_KEY", "from-env")
+    settings = load_settings(path)
+    [source] = settings.sources
+    assert source.api_key is not None and source.api_key.get_secret_value() == "from-env"
+    assert "from-env" not in repr(settings.masked()) + repr(settings)
+    # Tickers default to the stocks followed for quotes.
+    assert settings.dart_sources()["dart"].tickers == ["035420", "035720"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (DART + "}\n", r"kmon.yaml:1: sources: source 'dart' of kind dart needs api_key"),
+        (
+            DART + ", api_key: k, daily_budget: 50000}\n",
+            r"sources\[0\].daily_budget: Input should be less than or equal to 20000",
+        ),
+        (DART + ", api_key: k, types: [Z]}\n", r"sources\[0\].types\[0\]: Input should be"),
+        (DART + ", api_key: k, tickers: [NAVER]}\n", r"sources\[0\].tickers\[0\]: String should"),
+        (
+            "sources:\n  - {name: a, url: https://e.kr/rss, api_key: k}\n",
+            r"sources\[0\]: api_key: only for sources of kind dart",
+        ),
+    ],
+)
+def test_bad_dart_sources_are_named(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write(tmp_path, text))
