@@ -7,6 +7,7 @@ every command module, and each command imports what it needs when it runs.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -128,6 +129,16 @@ def when(ctx: click.Context, param: click.Parameter, value: str | None) -> datet
         return parse_when(value, now=utcnow())
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def stock_code(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback checking a KRX stock code (six characters, ``035420``)."""
+    if value is None:
+        return None
+    code = value.strip().upper()
+    if not re.fullmatch(r"[0-9][0-9A-Z]{5}", code):
+        raise click.BadParameter(f"{value!r} is not a KRX stock code (six characters: 035420)")
+    return code
 
 
 def to_json(data: Any) -> str:

@@ -9,7 +9,16 @@ from typing import Any, TypeVar
 
 import click
 
-from monitor.cli.common import ROW_ID, State, fail, format_option, query, to_json, when
+from monitor.cli.common import (
+    ROW_ID,
+    State,
+    fail,
+    format_option,
+    query,
+    stock_code,
+    to_json,
+    when,
+)
 from monitor.cli.output import Format, clip, render
 from monitor.stored import StoredItem
 from monitor.timefmt import kst, kst_iso
@@ -44,6 +53,7 @@ def items() -> None:
 @click.option("--since", callback=when, help="Published at or after (2d, 36h, 2025-06-18 …).")
 @click.option("--until", callback=when, help="Published before.")
 @click.option("--search", help="Text in the title or summary (case-insensitive).")
+@click.option("--ticker", callback=stock_code, help="Only the disclosures of this stock code.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @format_option
 @click.pass_obj
@@ -53,6 +63,7 @@ def items_list(
     since: datetime | None,
     until: datetime | None,
     search: str | None,
+    ticker: str | None,
     limit: int,
     fmt: Format,
 ) -> None:
@@ -62,6 +73,7 @@ def items_list(
         "since": since,
         "until": until,
         "search": search,
+        "ticker": ticker,
         "limit": limit,
     }
     path = _sqlite_file(state)

@@ -13,7 +13,18 @@ from pathlib import Path
 
 import click
 
-from monitor.cli import alerts, config, daemon, db, items, market, quotes, rules, sources
+from monitor.cli import (
+    alerts,
+    config,
+    daemon,
+    db,
+    disclosures,
+    items,
+    market,
+    quotes,
+    rules,
+    sources,
+)
 from monitor.cli.common import KmonGroup, State, fail
 
 
@@ -46,6 +57,7 @@ for command in (
     db.db,
     sources.sources,
     items.items,
+    disclosures.disclosures,
     market.market_group,
     quotes.tickers,
     quotes.quotes,

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
+from adapters.records import KST
 from monitor.cli.common import State, format_option, query
 from monitor.cli.output import Format, clip, render
-from monitor.timefmt import kst, kst_iso
+from monitor.timefmt import kst, kst_iso, utcnow
+
+if TYPE_CHECKING:
+    from monitor.db.schema import Source
 
 
 @click.group()
@@ -18,10 +24,20 @@ def sources() -> None:
 @format_option
 @click.pass_obj
 def sources_list(state: State, fmt: Format) -> None:
-    """Each source: kind, status, last success, errors, next check (KST)."""
+    """Each source: kind, status, last success, errors, next check (KST); for a dart
+    source, the requests spent today (KST) of its daily budget."""
     from monitor.db import repo
 
     rows = query(state, repo.list_sources)
+    budgets = {name: s.daily_budget for name, s in state.settings.dart_sources().items()}
+    today = utcnow().astimezone(KST).date()
+
+    def budget(row: Source) -> str:
+        if row.name not in budgets:
+            return ""
+        used = row.budget_used if row.budget_day == today else 0
+        return f"{used}/{budgets[row.name]}"
+
     full = [
         {
             "name": s.name,
@@ -33,6 +49,7 @@ def sources_list(state: State, fmt: Format) -> None:
             "next_check": kst_iso(s.next_check_at),
             "last_error": s.last_error,
             "url": s.url,
+            "budget": budget(s) or None,
         }
         for s in rows
     ]
@@ -45,6 +62,7 @@ def sources_list(state: State, fmt: Format) -> None:
             "errors": s.error_count,
             "next check (KST)": kst(s.next_check_at) if s.enabled else "",
             "last error": clip(s.last_error, 50) if s.error_count else "",
+            **({"budget today": budget(s)} if budgets else {}),
         }
         for s in rows
     ]

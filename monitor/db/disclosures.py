@@ -115,7 +115,8 @@ async def insert_disclosures(
     """Store the filings not stored yet, as items of ``source``; the new ones only."""
     raw: list[RawItem] = []
     by_no: dict[str, Disclosure] = {}
-    for filing in filings:
+    # Oldest first, so that item ids follow the receipts as they do for a feed.
+    for filing in sorted(filings, key=lambda f: (f.rcept_dt, f.rcept_no)):
         if filing.rcept_no in by_no:
             continue
         by_no[filing.rcept_no] = filing
@@ -194,7 +195,8 @@ async def list_disclosures(
     if report:
         needle = report.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(DisclosureRow.report_nm.like(f"%{needle}%", escape="\\"))
-    query = query.order_by(DisclosureRow.rcept_no.desc()).limit(limit)
+    query = query.order_by(DisclosureRow.rcept_dt.desc(), DisclosureRow.rcept_no.desc())
+    query = query.limit(limit)
     return [
         StoredDisclosure(
             item_id=row.item_id,

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from adapters.records import RawItem, Validators
 from monitor.config import DART_KIND, FEED_KIND, SourceConfig
 from monitor.db.dialect import insert_new_rows
-from monitor.db.schema import Base, Item, Source
+from monitor.db.schema import Base, DisclosureRow, Item, Source
 from monitor.identity import external_id, nfc
 from monitor.stored import StoredItem
 
@@ -285,6 +285,8 @@ class ItemFilter:
     since: datetime | None = None
     until: datetime | None = None
     search: str | None = None
+    # Only the disclosures of this stock code.
+    ticker: str | None = None
     limit: int = 50
 
 
@@ -292,6 +294,9 @@ def _items_query(flt: ItemFilter) -> Select[Item, str]:
     query = select(Item, Source.name).join(Source, Item.source_id == Source.id)
     if flt.source:
         query = query.where(Source.name == flt.source)
+    if flt.ticker:
+        filings = select(DisclosureRow.item_id).where(DisclosureRow.stock_code == flt.ticker)
+        query = query.where(Item.id.in_(filings))
     if flt.since:
         query = query.where(Item.published_at >= flt.since)
     if flt.until:

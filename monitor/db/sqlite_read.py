@@ -89,14 +89,20 @@ def list_items(
     since: datetime | None = None,
     until: datetime | None = None,
     search: str | None = None,
+    ticker: str | None = None,
     limit: int = 50,
 ) -> list[StoredItem]:
-    """Items newest first (by publication time); raises :class:`sqlite3.Error`."""
+    """Items newest first (by publication time); raises :class:`sqlite3.Error`.
+
+    ``ticker`` keeps the disclosures of that stock code."""
     where: list[str] = []
     params: dict[str, Any] = {"limit": limit}
     if source:
         where.append("sources.name = :source")
         params["source"] = source
+    if ticker:
+        where.append("items.id IN (SELECT item_id FROM disclosures WHERE stock_code = :ticker)")
+        params["ticker"] = ticker
     if since:
         where.append("items.published_at >= :since")
         params["since"] = _text(since)
