@@ -5,5 +5,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-SignalKind = Literal["news", "move", "policy_move", "source_stale", "source_auth"]
+SignalKind = Literal[
+    "news", "move", "policy_move", "source_stale", "source_auth", "disclosure", "disclosure_move"
+]
 SIGNAL_KINDS: tuple[SignalKind, ...] = get_args(SignalKind)

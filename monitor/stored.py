@@ -7,7 +7,7 @@ The repository functions return these instead of dicts or ORM rows, so the rules
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +34,21 @@ class StoryCopy:
     title: str
     published_at: datetime
     cluster: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFiling:
+    """An OpenDART filing just stored (its item's id) or read back for a listing."""
+
+    item_id: int
+    source: str
+    rcept_no: str
+    corp_name: str
+    stock_code: str | None
+    report_nm: str
+    flr_nm: str
+    rcept_dt: date
+    flags: str
+    correction: bool
+    url: str | None
+    published_at: datetime

@@ -35,6 +35,8 @@ from monitor.db.dialect import insert_new_rows
 from monitor.db.schema import Base, Delivery, SignalRow
 from monitor.rules.explanation import (
     ChangeMatch,
+    DisclosureExplanation,
+    DisclosureMoveExplanation,
     MatchedMove,
     MoveExplanation,
     NewsExplanation,
@@ -300,6 +302,33 @@ def alert_signal(row: SignalRow, names: Mapping[str, str] | None = None) -> Aler
                 source=_str(quote.source) if quote else None,
                 move=_move_line(quote, ticker, name),
                 why=_move_why(exp.matched),
+            )
+        case DisclosureExplanation():
+            label, _ = _display(exp.stock_code or row.subject, names)
+            return AlertSignal(
+                **common,
+                title=f"{label}: {exp.report_nm}" if exp.report_nm else row.headline,
+                url=_str(exp.url),
+                source="OpenDART",
+                why=exp.rules[0].why if exp.rules else "",
+            )
+        case DisclosureMoveExplanation():
+            quote = exp.move
+            ticker = (_str(quote.ticker) if quote else None) or row.subject
+            label, name = _display(ticker, names)
+            pct = quote.change_pct if quote else None
+            lead_move = exp.lead(row.rule_id)
+            matched = lead_move.matched if lead_move else MatchedMove()
+            filing = lead_move.filings[0] if lead_move and lead_move.filings else None
+            title = _move_title(label, pct, matched.change) + " after a filing"
+            return AlertSignal(
+                **common,
+                title=title if quote else row.headline,
+                url=_str(filing.url) if filing else None,
+                move=_move_line(quote, ticker, name),
+                why=f"after: {filing.report_nm} ({filing.rcept_no})"
+                if filing
+                else _move_why(matched),
             )
         case SourceStaleExplanation() | SourceAuthExplanation():
             source = _str(exp.source) or row.subject

@@ -17,7 +17,7 @@ from monitor.kinds import SIGNAL_KINDS
 from monitor.severity import SEVERITIES
 from monitor.timefmt import kst, kst_iso, utcnow
 
-RULE_KINDS = ("news", "move", "joined", "source_health")
+RULE_KINDS = ("news", "move", "joined", "source_health", "disclosure", "disclosure_move")
 
 
 def _load(state: State | None, file: Path | None) -> Any:

@@ -22,7 +22,7 @@ from monitor.db import repo
 from monitor.db.dialect import insert_new_rows
 from monitor.db.repo import SourceState
 from monitor.db.schema import Base, DartCorp, DisclosureRow, Item, Source
-from monitor.stored import StoredItem
+from monitor.stored import StoredFiling
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +111,7 @@ async def insert_disclosures(
     filings: Sequence[Disclosure],
     *,
     fetched_at: datetime,
-) -> list[StoredItem]:
+) -> list[StoredFiling]:
     """Store the filings not stored yet, as items of ``source``; the new ones only."""
     raw: list[RawItem] = []
     by_no: dict[str, Disclosure] = {}
@@ -135,8 +135,25 @@ async def insert_disclosures(
         )
     items = await repo.insert_items(session, source, raw, fetched_at=fetched_at)
     rows = []
+    stored = []
     for item in items:
         filing = by_no[item.external_id.removeprefix("g:")]
+        stored.append(
+            StoredFiling(
+                item_id=item.id,
+                source=source.name,
+                rcept_no=filing.rcept_no,
+                corp_name=filing.corp_name,
+                stock_code=filing.stock_code,
+                report_nm=filing.report_nm,
+                flr_nm=filing.flr_nm,
+                rcept_dt=filing.rcept_dt,
+                flags=filing.flags,
+                correction=filing.correction,
+                url=item.url,
+                published_at=item.published_at,
+            )
+        )
         rows.append(
             {
                 "item_id": item.id,
@@ -154,23 +171,7 @@ async def insert_disclosures(
         )
     if rows:
         await session.execute(insert(DisclosureRow), rows)
-    return items
-
-
-@dataclass(frozen=True, slots=True)
-class StoredDisclosure:
-    item_id: int
-    source: str
-    rcept_no: str
-    corp_name: str
-    stock_code: str | None
-    report_nm: str
-    flr_nm: str
-    rcept_dt: date
-    flags: str
-    correction: bool
-    url: str | None
-    published_at: datetime
+    return stored
 
 
 async def list_disclosures(
@@ -180,7 +181,7 @@ async def list_disclosures(
     since: datetime | None = None,
     report: str | None = None,
     limit: int = 50,
-) -> list[StoredDisclosure]:
+) -> list[StoredFiling]:
     """Filings newest first; ``report`` is text in the report name, ``since`` a moment
     compared with the receipt date in KST."""
     query = (
@@ -198,7 +199,7 @@ async def list_disclosures(
     query = query.order_by(DisclosureRow.rcept_dt.desc(), DisclosureRow.rcept_no.desc())
     query = query.limit(limit)
     return [
-        StoredDisclosure(
+        StoredFiling(
             item_id=row.item_id,
             source=name,
             rcept_no=row.rcept_no,

@@ -18,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.db.dialect import BATCH, insert_for, insert_new_rows
 from monitor.db.schema import Base, Item, SignalItem, SignalRow, Source
-from monitor.rules.evaluate import NewsFacts, Signal
+from monitor.rules.evaluate import DisclosureFacts, NewsFacts, Signal
 from monitor.rules.explanation import (
+    DisclosureExplanation,
+    DisclosureMoveExplanation,
     MoveExplanation,
     NewsExplanation,
     PolicyMoveExplanation,
@@ -41,8 +43,9 @@ def tickers_column(tickers: Iterable[str]) -> str:
 
 
 def signal_tickers(signal: Signal) -> list[str]:
-    """The tickers a signal concerns: a move's ticker, a news item's resolved tickers."""
-    if signal.kind in ("move", "policy_move"):
+    """The tickers a signal concerns: a move's or a filing's ticker, a news item's
+    resolved tickers."""
+    if signal.kind in ("move", "policy_move", "disclosure", "disclosure_move"):
         return [signal.subject]
     exp = signal.explanation
     return list(exp.tickers) if isinstance(exp, NewsExplanation) else []
@@ -66,6 +69,15 @@ def headline(signal: Signal) -> str:
                 if titles:
                     line += f" after: {titles[0]}"
             return line
+        case DisclosureExplanation():
+            return f"[{exp.corp_name}] {exp.report_nm}"
+        case DisclosureMoveExplanation():
+            quote = exp.move
+            pct = quote.change_pct if quote else None
+            change = f" {pct:+.2f}%" if pct is not None else ""
+            filings = [f for r in exp.rules for f in r.filings]
+            after = f" after: [{filings[0].corp_name}] {filings[0].report_nm}" if filings else ""
+            return f"{signal.subject}{change}{after}"
         case SourceAuthExplanation():
             return f"source {exp.source} refuses our credentials: {exp.last_error}"
         case SourceStaleExplanation():
@@ -164,6 +176,32 @@ async def recent_news(session: AsyncSession, *, since: datetime) -> list[NewsFac
         .order_by(SignalRow.event_time, SignalRow.id)
     )
     return [news_facts_of(row) for row in (await session.scalars(query)).all()]
+
+
+async def recent_disclosures(session: AsyncSession, *, since: datetime) -> list[DisclosureFacts]:
+    """The facts of the disclosure signals with an event time after ``since``, oldest
+    first."""
+    query = (
+        select(SignalRow)
+        .where(SignalRow.kind == "disclosure", SignalRow.event_time > since)
+        .order_by(SignalRow.event_time, SignalRow.id)
+    )
+    facts = []
+    for row in (await session.scalars(query)).all():
+        exp = parse("disclosure", row.explanation)
+        facts.append(
+            DisclosureFacts(
+                item_id=exp.item_id,
+                rcept_no=exp.rcept_no,
+                corp_name=exp.corp_name,
+                stock_code=exp.stock_code or row.subject,
+                report_nm=exp.report_nm,
+                event_time=row.event_time,
+                url=exp.url,
+                rule_ids=tuple(r.rule_id for r in exp.rules) or (row.rule_id,),
+            )
+        )
+    return facts
 
 
 async def recent_story_copies(session: AsyncSession, *, since: datetime) -> list[StoryCopy]:

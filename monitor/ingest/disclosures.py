@@ -116,7 +116,7 @@ async def poll_disclosures(ctx: PollContext, source: SourceState) -> PollOutcome
             async with ctx.sessionmaker.begin() as session:
                 if looked_up:
                     await disclosures_repo.store_corps(session, looked_up, now=now)
-                items = await disclosures_repo.insert_disclosures(
+                filings = await disclosures_repo.insert_disclosures(
                     session, source, poll.disclosures, fetched_at=now
                 )
                 await disclosures_repo.save_state(
@@ -136,10 +136,11 @@ async def poll_disclosures(ctx: PollContext, source: SourceState) -> PollOutcome
                     now=now,
                     started=started,
                     next_check_at=next_check,
-                    new_item_ids=[item.id for item in items],
+                    new_item_ids=[filing.item_id for filing in filings],
                     warnings=tuple(warnings),
                 )
-                stored = await store_signals(ctx, session, source_signals, now=now)
+                signals = ctx.rules.judge_disclosures(filings)
+                stored = await store_signals(ctx, session, signals + source_signals, now=now)
         except Exception as exc:
             outcome, stored = await record_store_failure(ctx, source, exc, now=now, started=started)
     if stored:

@@ -217,14 +217,10 @@ async def poll_quotes(ctx: PollContext, cfg: QuoteSettings) -> QuoteCycle:
             cycle.stored = len(quotes)
             # What a quote is compared with, read only when some rule compares it.
             moves = await ctx.bars.move_facts(session, quotes) if ctx.rules.judges_quotes else []
-            news = (
-                await signals_repo.recent_news(
-                    session, since=ctx.rules.news_since(min(m.quote.as_of for m in moves))
-                )
-                if moves
-                else []
-            )
-            signals = ctx.rules.judge_quotes(moves, news)
+            since = ctx.rules.news_since(min(m.quote.as_of for m in moves)) if moves else None
+            news = await signals_repo.recent_news(session, since=since) if since else []
+            filings = await signals_repo.recent_disclosures(session, since=since) if since else []
+            signals = ctx.rules.judge_quotes(moves, news, filings)
             for state, error, answer_started in answers:
                 outcome, source_signals = await record_poll(
                     ctx,

@@ -2,7 +2,8 @@
 
 :class:`RulesEngine` judges what a stage has just stored: newly stored items
 (:meth:`RulesEngine.judge_items`), newly stored quotes with the facts they are
-compared with (:meth:`RulesEngine.judge_quotes`), a failed poll
+compared with (:meth:`RulesEngine.judge_quotes`), newly stored filings
+(:meth:`RulesEngine.judge_disclosures`), a failed poll
 (:meth:`RulesEngine.judge_failure`). The caller (``monitor.ingest``) reads those facts
 from the database and stores the signals; a ruleset with no rules judges nothing, which
 is how rules are switched off.
@@ -23,9 +24,11 @@ from monitor.rules.cluster import StoryClusters, StoryTags
 from monitor.rules.evaluate import (
     KRX,
     Calendar,
+    DisclosureFacts,
     MoveFacts,
     NewsFacts,
     Signal,
+    evaluate_disclosure,
     evaluate_quote,
     evaluate_source_auth,
     evaluate_source_health,
@@ -33,8 +36,8 @@ from monitor.rules.evaluate import (
     news_window,
 )
 from monitor.rules.match import Tagging, tag
-from monitor.rules.model import JoinedRule, MoveRule, Ruleset
-from monitor.stored import StoredItem, StoryCopy
+from monitor.rules.model import DisclosureMoveRule, JoinedRule, MoveRule, Ruleset
+from monitor.stored import StoredFiling, StoredItem, StoryCopy
 
 # The index a move "relative to the KOSPI" is measured against.
 INDEX = "KOSPI"
@@ -85,7 +88,11 @@ def story_tags(tagging: Tagging) -> StoryTags:
 def earliest_window_start(ruleset: Ruleset, now: datetime, calendar: Calendar = KRX) -> datetime:
     """The start of the widest joined-rule window for a quote at ``now``."""
     days = max(
-        (r.window.trading_days_before for r in ruleset.rules.values() if isinstance(r, JoinedRule)),
+        (
+            r.window.trading_days_before
+            for r in ruleset.rules.values()
+            if isinstance(r, JoinedRule | DisclosureMoveRule)
+        ),
         default=0,
     )
     start, _, _ = news_window(now, days, True, calendar)
@@ -116,7 +123,10 @@ class RulesEngine:
     @property
     def judges_quotes(self) -> bool:
         """Whether quotes need their facts (bars, the KOSPI's change) read at all."""
-        return any(isinstance(r, MoveRule | JoinedRule) for r in self.ruleset.rules.values())
+        return any(
+            isinstance(r, MoveRule | JoinedRule | DisclosureMoveRule)
+            for r in self.ruleset.rules.values()
+        )
 
     def restore(self, copies: Iterable[StoryCopy], *, now: datetime) -> None:
         """Put back the story clusters of the window: every stored copy of each story
@@ -162,14 +172,24 @@ class RulesEngine:
         """How far back the news a quote at ``moment`` is compared with can reach."""
         return earliest_window_start(self.ruleset, moment, self.calendar)
 
-    def judge_quotes(self, moves: Sequence[MoveFacts], news: Sequence[NewsFacts]) -> list[Signal]:
-        """Move and joined rules on newly stored quotes (the index is never a mover)."""
+    def judge_quotes(
+        self,
+        moves: Sequence[MoveFacts],
+        news: Sequence[NewsFacts],
+        disclosures: Sequence[DisclosureFacts] = (),
+    ) -> list[Signal]:
+        """Move, joined and disclosure_move rules on newly stored quotes (the index is
+        never a mover)."""
         return [
             signal
             for move in moves
             if move.quote.ticker != INDEX
-            for signal in evaluate_quote(move, news, self.ruleset, self.calendar)
+            for signal in evaluate_quote(move, news, self.ruleset, self.calendar, disclosures)
         ]
+
+    def judge_disclosures(self, filings: Sequence[StoredFiling]) -> list[Signal]:
+        """Disclosure rules on newly stored OpenDART filings."""
+        return [signal for f in filings for signal in evaluate_disclosure(f, self.ruleset)]
 
     def judge_failure(
         self,

@@ -37,9 +37,13 @@ from monitor.kinds import SignalKind
 from monitor.market import Session
 from monitor.rules.explanation import (
     ChangeMatch,
+    DisclosureExplanation,
+    DisclosureMoveExplanation,
+    DisclosureMoveMatch,
     Explanation,
     ExtremeMatch,
     FiredNewsRule,
+    JoinedFiling,
     JoinedMatch,
     JoinedNews,
     MatchedMove,
@@ -55,15 +59,19 @@ from monitor.rules.explanation import (
 )
 from monitor.rules.match import Hit, Tagging
 from monitor.rules.model import (
+    DisclosureMoveRule,
+    DisclosureRule,
     ExtremeCondition,
     JoinedRule,
     MoveRule,
     MoveSpec,
     Ruleset,
     SourceHealthRule,
+    report_kind_of,
 )
 from monitor.rules.score import score_news, severity_of
 from monitor.severity import SEVERITY_RANK
+from monitor.stored import StoredFiling
 from monitor.timefmt import KST
 
 
@@ -393,7 +401,9 @@ def not_claimed(move: MoveFacts, ruleset: Ruleset) -> tuple[str, ...]:
     "policy-high: 52-week high not claimed: 37 bars, 200 needed"."""
     notes = []
     for rule in ruleset.rules.values():
-        spec = _move_spec(rule, ruleset) if isinstance(rule, JoinedRule) else rule
+        spec = (
+            _move_spec(rule, ruleset) if isinstance(rule, JoinedRule | DisclosureMoveRule) else rule
+        )
         if not isinstance(spec, MoveSpec) or spec.new_extreme is None:
             continue
         if not _applies(spec, move.quote.ticker, ruleset):
@@ -513,7 +523,7 @@ def news_window(
     return start, end, day
 
 
-def _move_spec(rule: JoinedRule, ruleset: Ruleset) -> MoveSpec:
+def _move_spec(rule: JoinedRule | DisclosureMoveRule, ruleset: Ruleset) -> MoveSpec:
     if isinstance(rule.move, str):
         spec = ruleset.rules[rule.move]
         assert isinstance(spec, MoveRule)  # load_rules checks the reference
@@ -612,13 +622,152 @@ def evaluate_quote(
     news: Sequence[NewsFacts],
     ruleset: Ruleset,
     calendar: Calendar = KRX,
+    disclosures: Sequence[DisclosureFacts] = (),
 ) -> list[Signal]:
-    """Move signals and the policy move of one quote, in that order."""
+    """Move signals, the policy move and the disclosure move of one quote, in that order."""
     return [
         *evaluate_moves(
             move.quote, kospi_change_pct=move.kospi_change_pct, stats=move.stats, ruleset=ruleset
         ),
         *evaluate_joined(move, news, ruleset, calendar),
+        *evaluate_disclosure_move(move, disclosures, ruleset, calendar),
+    ]
+
+
+# --- disclosures ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DisclosureFacts:
+    """A filing that fired disclosure rules: what :func:`evaluate_disclosure_move` needs
+    (read back from its stored signal)."""
+
+    item_id: str
+    rcept_no: str
+    corp_name: str
+    stock_code: str | None
+    report_nm: str
+    event_time: datetime
+    url: str | None
+    rule_ids: tuple[str, ...]
+
+
+def _disclosure_fires(rule: DisclosureRule, filing: StoredFiling) -> str | None:
+    """Why ``rule`` fires on ``filing`` in words, or None."""
+    if filing.stock_code is None or (rule.tickers and filing.stock_code not in rule.tickers):
+        return None
+    kind, marked = report_kind_of(filing.report_nm)
+    if (marked or filing.correction) and not rule.corrections:
+        return None  # a correction of a filing, not a new event
+    for report in rule.reports:
+        if report in kind:
+            note = " (a correction)" if marked or filing.correction else ""
+            return f"report {filing.report_nm!r} is a {report}{note}"
+    return None
+
+
+def evaluate_disclosure(filing: StoredFiling, ruleset: Ruleset) -> list[Signal]:
+    """One ``disclosure`` signal for a filing that fires disclosure rules (the most
+    severe names it; ties: the first in the ruleset), keyed by its receipt number."""
+    fired: list[tuple[DisclosureRule, str]] = []
+    for rule in ruleset.rules.values():
+        if isinstance(rule, DisclosureRule) and (why := _disclosure_fires(rule, filing)):
+            fired.append((rule, why))
+    if not fired or filing.stock_code is None:
+        return []
+    lead, _ = max(fired, key=lambda f: SEVERITY_RANK[f[0].severity])
+    when = _utc(filing.published_at)
+    return [
+        Signal(
+            kind="disclosure",
+            rule_id=lead.id,
+            severity=lead.severity,
+            subject=filing.stock_code,
+            event_time=when,
+            explanation=DisclosureExplanation(
+                item_id=str(filing.item_id),
+                rcept_no=filing.rcept_no,
+                corp_name=filing.corp_name,
+                stock_code=filing.stock_code,
+                report_nm=filing.report_nm,
+                filer=filing.flr_nm,
+                received=filing.rcept_dt,
+                published_at=when,
+                url=filing.url,
+                correction=filing.correction,
+                rules=tuple(FiredNewsRule(r.id, r.severity, why) for r, why in fired),
+            ),
+            dedup_key=f"disclosure:{filing.rcept_no}",
+        )
+    ]
+
+
+def evaluate_disclosure_move(
+    move: MoveFacts,
+    filings: Sequence[DisclosureFacts],
+    ruleset: Ruleset,
+    calendar: Calendar = KRX,
+) -> list[Signal]:
+    """At most one ``disclosure_move`` for the quote: every disclosure_move rule whose
+    move the quote makes after a filing of the same company, inside its window."""
+    quote = move.quote
+    matched: list[DisclosureMoveMatch] = []
+    day: date | None = None
+    for rule in ruleset.rules.values():
+        if not isinstance(rule, DisclosureMoveRule):
+            continue
+        spec = _move_spec(rule, ruleset)
+        if not _applies(spec, quote.ticker, ruleset):
+            continue
+        seen = _check_move(spec, move)
+        if seen is None:
+            continue
+        start, end, day = news_window(
+            quote.as_of, rule.window.trading_days_before, rule.window.same_session, calendar
+        )
+        wanted = set(rule.disclosures)
+        found = [
+            JoinedFiling(
+                item_id=f.item_id,
+                rcept_no=f.rcept_no,
+                corp_name=f.corp_name,
+                report_nm=f.report_nm,
+                event_time=f.event_time,
+                url=f.url,
+                disclosure_rules=tuple(r for r in f.rule_ids if not wanted or r in wanted),
+            )
+            for f in sorted(filings, key=lambda f: (f.event_time, f.rcept_no))
+            if f.stock_code == quote.ticker
+            and start < f.event_time <= end
+            and any(not wanted or r in wanted for r in f.rule_ids)
+        ]
+        if found:
+            window = NewsWindow(
+                start=start,
+                end=end,
+                session=day,
+                trading_days_before=rule.window.trading_days_before,
+                same_session=rule.window.same_session,
+            )
+            matched.append(DisclosureMoveMatch(rule.id, rule.severity, seen, window, tuple(found)))
+    if not matched or day is None:
+        return []
+    lead = max(matched, key=lambda m: SEVERITY_RANK[m.severity])
+    return [
+        Signal(
+            kind="disclosure_move",
+            rule_id=lead.rule_id,
+            severity=lead.severity,
+            subject=quote.ticker,
+            event_time=_utc(quote.as_of),
+            explanation=DisclosureMoveExplanation(
+                move=_quote_facts(quote),
+                rules=tuple(matched),
+                not_claimed=not_claimed(move, ruleset),
+            ),
+            # One alert per ticker per session, as for a policy move.
+            dedup_key=f"disclosure_move:{quote.ticker}:{day.isoformat()}",
+        )
     ]
 
 

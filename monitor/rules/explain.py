@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from monitor.rules.explanation import (
+    DisclosureExplanation,
+    DisclosureMoveExplanation,
     Explanation,
     MatchedMove,
     MoveExplanation,
@@ -116,6 +118,38 @@ def _policy_move(exp: PolicyMoveExplanation) -> list[str]:
     return lines + _not_claimed(exp.not_claimed)
 
 
+def _disclosure(exp: DisclosureExplanation) -> list[str]:
+    lines = [
+        f"disclosure: [{exp.corp_name}] {exp.report_nm!r} (receipt {exp.rcept_no},"
+        f" received {exp.received or '?'}, filer {exp.filer or '?'})"
+    ]
+    if exp.url:
+        lines.append(f"  {exp.url}")
+    if exp.correction:
+        lines.append("  a correction of an earlier filing")
+    for rule in exp.rules:
+        lines.append(f"  rule {rule.rule_id} [{rule.severity}]: {rule.why}")
+    return lines
+
+
+def _disclosure_move(exp: DisclosureMoveExplanation) -> list[str]:
+    lines = [_quote(exp.move)]
+    for rule in exp.rules:
+        window = rule.window
+        lines.append(f"  rule {rule.rule_id} [{rule.severity}]: {_move(rule.matched)}")
+        lines.append(
+            f"    window: filings after {_when(window.start)} up to "
+            f"{_when(window.end)} KST (session {window.session})"
+        )
+        for filing in rule.filings:
+            lines.append(
+                f"    filing {filing.rcept_no} {_when(filing.event_time)} KST "
+                f"({', '.join(filing.disclosure_rules)}): [{filing.corp_name}]"
+                f" {filing.report_nm!r}"
+            )
+    return lines + _not_claimed(exp.not_claimed)
+
+
 def _not_claimed(notes: tuple[str, ...]) -> list[str]:
     return [f"  {note}" for note in notes]
 
@@ -134,6 +168,10 @@ def describe(explanation: Explanation | None) -> list[str]:
             ]
         case PolicyMoveExplanation():
             return _policy_move(explanation)
+        case DisclosureExplanation():
+            return _disclosure(explanation)
+        case DisclosureMoveExplanation():
+            return _disclosure_move(explanation)
         case SourceStaleExplanation():
             s = explanation
             return [

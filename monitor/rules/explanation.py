@@ -15,6 +15,11 @@ The stored JSON, by kind (keys in this order)::
     source_stale  source since silent_seconds interval_seconds missed_intervals
                   failures last_error
     source_auth   source since last_error
+    disclosure    item_id rcept_no corp_name stock_code report_nm filer received
+                  published_at url correction rules[rule_id severity why]
+    disclosure_move  move{…} rules[rule_id severity matched window filings[item_id
+                  rcept_no corp_name report_nm event_time url disclosure_rules]]
+                  not_claimed?
 
 ``quote``/``move``: ticker as_of price prev_close change_pct high low volume source.
 ``not_claimed`` (only when there is one): why a rule's 52-week high or low was not
@@ -234,12 +239,71 @@ class SourceAuthExplanation:
     last_error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DisclosureExplanation:
+    """An OpenDART filing that disclosure rules fired on (``rules``: each, with why;
+    the first names the signal)."""
+
+    item_id: str
+    rcept_no: str
+    corp_name: str
+    stock_code: str | None
+    report_nm: str
+    filer: str = ""
+    received: date | None = None
+    published_at: datetime | None = None
+    url: str | None = None
+    correction: bool = False
+    rules: tuple[FiredNewsRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JoinedFiling:
+    """A filing a disclosure_move rule counted, with the disclosure rules it fired."""
+
+    item_id: str
+    rcept_no: str
+    corp_name: str
+    report_nm: str
+    event_time: datetime | None
+    url: str | None = None
+    disclosure_rules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosureMoveMatch:
+    """One disclosure_move rule that held: the move, its window, the filings in it."""
+
+    rule_id: str
+    severity: str
+    matched: MatchedMove
+    window: NewsWindow
+    filings: tuple[JoinedFiling, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosureMoveExplanation:
+    """Every disclosure_move rule that held for one quote."""
+
+    move: QuoteFacts | None
+    rules: tuple[DisclosureMoveMatch, ...] = ()
+    not_claimed: tuple[str, ...] = ()
+
+    def lead(self, rule_id: str) -> DisclosureMoveMatch | None:
+        """The rule ``rule_id`` (the one naming the signal), else the first."""
+        return next((r for r in self.rules if r.rule_id == rule_id), None) or next(
+            iter(self.rules), None
+        )
+
+
 Explanation = (
     NewsExplanation
     | MoveExplanation
     | PolicyMoveExplanation
     | SourceStaleExplanation
     | SourceAuthExplanation
+    | DisclosureExplanation
+    | DisclosureMoveExplanation
 )
 
 
@@ -313,6 +377,37 @@ def _joined_json(rule: JoinedMatch) -> JSON:
     }
 
 
+def _window_json(w: NewsWindow) -> JSON:
+    return {
+        "start": _iso(w.start),
+        "end": _iso(w.end),
+        "session": _iso(w.session),
+        "trading_days_before": w.trading_days_before,
+        "same_session": w.same_session,
+    }
+
+
+def _disclosure_move_json(rule: DisclosureMoveMatch) -> JSON:
+    return {
+        "rule_id": rule.rule_id,
+        "severity": rule.severity,
+        "matched": _matched_json(rule.matched),
+        "window": _window_json(rule.window),
+        "filings": [
+            {
+                "item_id": f.item_id,
+                "rcept_no": f.rcept_no,
+                "corp_name": f.corp_name,
+                "report_nm": f.report_nm,
+                "event_time": _iso(f.event_time),
+                "url": f.url,
+                "disclosure_rules": list(f.disclosure_rules),
+            }
+            for f in rule.filings
+        ],
+    }
+
+
 def _not_claimed_json(notes: tuple[str, ...]) -> JSON:
     # Only when there is something to say: most moves claim what their bars support.
     return {"not_claimed": list(notes)} if notes else {}
@@ -368,6 +463,29 @@ def to_json(explanation: Explanation) -> JSON:
         case SourceAuthExplanation():
             a = explanation
             return {"source": a.source, "since": _iso(a.since), "last_error": a.last_error}
+        case DisclosureExplanation():
+            d = explanation
+            return {
+                "item_id": d.item_id,
+                "rcept_no": d.rcept_no,
+                "corp_name": d.corp_name,
+                "stock_code": d.stock_code,
+                "report_nm": d.report_nm,
+                "filer": d.filer,
+                "received": _iso(d.received),
+                "published_at": _iso(d.published_at),
+                "url": d.url,
+                "correction": d.correction,
+                "rules": [
+                    {"rule_id": r.rule_id, "severity": r.severity, "why": r.why} for r in d.rules
+                ],
+            }
+        case DisclosureMoveExplanation():
+            return {
+                "move": _quote_json(explanation.move),
+                "rules": [_disclosure_move_json(r) for r in explanation.rules],
+                **_not_claimed_json(explanation.not_claimed),
+            }
 
 
 # --- reading -----------------------------------------------------------------------
@@ -518,6 +636,38 @@ def _joined(rule: Mapping[str, Any]) -> JoinedMatch:
     )
 
 
+def _window(value: object) -> NewsWindow:
+    w = _dict(value)
+    return NewsWindow(
+        start=_time(w.get("start")),
+        end=_time(w.get("end")),
+        session=_day(w.get("session")),
+        trading_days_before=_int(w.get("trading_days_before")),
+        same_session=w.get("same_session") is True,
+    )
+
+
+def _disclosure_move(rule: Mapping[str, Any]) -> DisclosureMoveMatch:
+    return DisclosureMoveMatch(
+        rule_id=_text(rule.get("rule_id")),
+        severity=_text(rule.get("severity")),
+        matched=_matched(rule.get("matched")),
+        window=_window(rule.get("window")),
+        filings=tuple(
+            JoinedFiling(
+                item_id=_text(f.get("item_id")),
+                rcept_no=_text(f.get("rcept_no")),
+                corp_name=_text(f.get("corp_name")),
+                report_nm=_text(f.get("report_nm")),
+                event_time=_time(f.get("event_time")),
+                url=_str(f.get("url")),
+                disclosure_rules=_strs(f.get("disclosure_rules")),
+            )
+            for f in _dicts(rule.get("filings"))
+        ),
+    )
+
+
 @overload
 def parse(kind: Literal["news"], data: object) -> NewsExplanation: ...
 @overload
@@ -528,6 +678,10 @@ def parse(kind: Literal["policy_move"], data: object) -> PolicyMoveExplanation: 
 def parse(kind: Literal["source_stale"], data: object) -> SourceStaleExplanation: ...
 @overload
 def parse(kind: Literal["source_auth"], data: object) -> SourceAuthExplanation: ...
+@overload
+def parse(kind: Literal["disclosure"], data: object) -> DisclosureExplanation: ...
+@overload
+def parse(kind: Literal["disclosure_move"], data: object) -> DisclosureMoveExplanation: ...
 @overload
 def parse(kind: str, data: object) -> Explanation | None: ...
 
@@ -591,5 +745,32 @@ def parse(kind: str, data: object) -> Explanation | None:
             source=_text(d.get("source")),
             since=_time(d.get("since")),
             last_error=_str(d.get("last_error")),
+        )
+    if kind == "disclosure":
+        return DisclosureExplanation(
+            item_id=_text(d.get("item_id")),
+            rcept_no=_text(d.get("rcept_no")),
+            corp_name=_text(d.get("corp_name")),
+            stock_code=_str(d.get("stock_code")),
+            report_nm=_text(d.get("report_nm")),
+            filer=_text(d.get("filer")),
+            received=_day(d.get("received")),
+            published_at=_time(d.get("published_at")),
+            url=_str(d.get("url")),
+            correction=d.get("correction") is True,
+            rules=tuple(
+                FiredNewsRule(
+                    rule_id=_text(r.get("rule_id")),
+                    severity=_text(r.get("severity")),
+                    why=_text(r.get("why")),
+                )
+                for r in _dicts(d.get("rules"))
+            ),
+        )
+    if kind == "disclosure_move":
+        return DisclosureMoveExplanation(
+            move=_quote(d.get("move")),
+            rules=tuple(_disclosure_move(r) for r in _dicts(d.get("rules"))),
+            not_claimed=_strs(d.get("not_claimed")),
         )
     return None

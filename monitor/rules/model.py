@@ -5,7 +5,7 @@ A rules file is YAML with three optional lists and a list of rule ids::
     version: 1
     entities: [...]   # companies, people and bodies, with aliases and tickers
     themes: [...]     # policy topics, each a list of terms in Korean and English
-    rules: [...]      # news, move, joined and source_health rules
+    rules: [...]      # news, move, joined, source_health, disclosure, disclosure_move
     disabled: [...]   # rule ids to drop (from the default set or this file)
 
 :func:`load_rules` reads the default set shipped in the package (``default.yaml``) and
@@ -18,8 +18,9 @@ Entities and themes share one namespace of ids (a hit names either by id alone).
 Every problem is a :class:`RulesError` whose ``str()`` is one line,
 ``file:line: field: problem`` (the style of :mod:`monitor.config`).
 
-Only news rules are evaluated by this layer (:mod:`monitor.rules.match`); move, joined
-and source_health rules are validated here and evaluated elsewhere.
+Only news rules are evaluated by this layer (:mod:`monitor.rules.match`); move, joined,
+source_health, disclosure and disclosure_move rules are validated here and evaluated
+elsewhere (:mod:`monitor.rules.evaluate`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from monitor.yamlfile import YamlDocument, YamlFileError, load_yaml
 
 DEFAULT_RULES = "default.yaml"
 
-RULE_KINDS = ("news", "move", "joined", "source_health")
+RULE_KINDS = ("news", "move", "joined", "source_health", "disclosure", "disclosure_move")
 
 # Joins the texts that monitor.rules.match scans at once: printable (so they keep the
 # fast folding path), unchanged by folding, neither a letter nor Hangul (so a word
@@ -443,6 +444,51 @@ class JoinedRule(_RuleBase):
     window: Window = Field(default_factory=Window)
 
 
+_REPORT_MARK = re.compile(r"^\[[^\]]*\]")
+
+
+def report_kind_of(report_nm: str) -> tuple[str, bool]:
+    """A DART report name without its leading mark (``[기재정정]`` …), and whether it had
+    one: a mark is a correction or amendment of an earlier filing, not a new event."""
+    stripped = _REPORT_MARK.sub("", report_nm.strip()).strip()
+    return stripped, stripped != report_nm.strip()
+
+
+def _check_report(value: str) -> str:
+    value = " ".join(value.split())
+    if not value or len(value) > 100:
+        raise ValueError("a report kind is 1 to 100 characters")
+    return value
+
+
+ReportKind = Annotated[str, AfterValidator(_check_report)]
+
+
+class DisclosureRule(_RuleBase):
+    """Fires on an OpenDART filing of a watched stock whose report name holds one of
+    ``reports`` (``단일판매ㆍ공급계약체결`` matches ``[기재정정]단일판매ㆍ공급계약체결`` too,
+    ``자기주식취득결정`` matches ``주요사항보고서(자기주식취득결정)``). A correction fires
+    only with ``corrections: true``. ``tickers``: only these stocks (none: every one)."""
+
+    kind: Literal["disclosure"]
+    reports: list[ReportKind] = Field(min_length=1)
+    tickers: list[TickerCode] = Field(default_factory=list)
+    corrections: bool = False
+
+
+class DisclosureMoveRule(_RuleBase):
+    """A move of a stock after a filing of the same company (one of the ``disclosures``
+    rules; none: any) inside ``window`` (default: the same or the previous session)."""
+
+    kind: Literal["disclosure_move"]
+    move: Annotated[
+        Annotated[Id, Tag("ref")] | Annotated[MoveSpec, Tag("spec")],
+        Discriminator(lambda v: "ref" if isinstance(v, str) else "spec"),
+    ]
+    disclosures: list[Id] = Field(default_factory=list)
+    window: Window = Field(default_factory=Window)
+
+
 class SourceHealthRule(_RuleBase):
     """A source with no successful poll for ``missed_intervals`` of its intervals."""
 
@@ -451,7 +497,8 @@ class SourceHealthRule(_RuleBase):
     missed_intervals: int = Field(default=3, ge=1, le=1000)
 
 
-Rule = Annotated[NewsRule | MoveRule | JoinedRule | SourceHealthRule, Field(discriminator="kind")]
+AnyRule = NewsRule | MoveRule | JoinedRule | SourceHealthRule | DisclosureRule | DisclosureMoveRule
+Rule = Annotated[AnyRule, Field(discriminator="kind")]
 
 
 class Scoring(_Strict):
@@ -513,7 +560,7 @@ class Ruleset:
 
     entities: Mapping[str, Entity]
     themes: Mapping[str, Theme]
-    rules: Mapping[str, NewsRule | MoveRule | JoinedRule | SourceHealthRule]
+    rules: Mapping[str, AnyRule]
     files: tuple[Path, ...] = ()
     anchors: Mapping[str, Anchor] = field(default_factory=dict)
     scoring: Scoring = field(default_factory=Scoring)
@@ -643,7 +690,7 @@ def merge_rules(files: Sequence[tuple[RulesFile, YamlDocument]]) -> Ruleset:
     """Merge parsed files in order (later ids replace earlier ones) and cross-check."""
     entities: dict[str, tuple[Entity, _Origin]] = {}
     themes: dict[str, tuple[Theme, _Origin]] = {}
-    rules: dict[str, tuple[NewsRule | MoveRule | JoinedRule | SourceHealthRule, _Origin]] = {}
+    rules: dict[str, tuple[AnyRule, _Origin]] = {}
     anchors: dict[str, tuple[Anchor, _Origin]] = {}
     scoring: tuple[Scoring, _Origin] | None = None
     disabled: dict[str, _Origin] = {}
@@ -736,7 +783,7 @@ def _check_anchors(
 def _check_references(
     entities: Mapping[str, tuple[Entity, _Origin]],
     themes: Mapping[str, tuple[Theme, _Origin]],
-    rules: Mapping[str, tuple[NewsRule | MoveRule | JoinedRule | SourceHealthRule, _Origin]],
+    rules: Mapping[str, tuple[AnyRule, _Origin]],
     disabled: Mapping[str, _Origin],
 ) -> None:
     sectors = {s for e, _ in entities.values() for s in own_sectors(e)}
@@ -774,19 +821,24 @@ def _check_references(
                     raise origin.error(["entities", list_name, index], problem)
         elif isinstance(rule, MoveRule):
             check_sectors(origin, ["sectors"], rule.sectors)
-        elif isinstance(rule, JoinedRule):
+        elif isinstance(rule, JoinedRule | DisclosureMoveRule):
             if isinstance(rule.move, MoveSpec):
                 check_sectors(origin, ["move", "sectors"], rule.move.sectors)
             else:
                 _check_rule_ref(rule.move, "move", rules, disabled, origin, ["move"])
-            for index, ref in enumerate(rule.news):
-                _check_rule_ref(ref, "news", rules, disabled, origin, ["news", index])
+            if isinstance(rule, JoinedRule):
+                for index, ref in enumerate(rule.news):
+                    _check_rule_ref(ref, "news", rules, disabled, origin, ["news", index])
+            else:
+                for index, ref in enumerate(rule.disclosures):
+                    where: list[str | int] = ["disclosures", index]
+                    _check_rule_ref(ref, "disclosure", rules, disabled, origin, where)
 
 
 def _check_rule_ref(
     ref: str,
     kind: str,
-    rules: Mapping[str, tuple[NewsRule | MoveRule | JoinedRule | SourceHealthRule, _Origin]],
+    rules: Mapping[str, tuple[AnyRule, _Origin]],
     disabled: Mapping[str, _Origin],
     origin: _Origin,
     where: Sequence[str | int],

@@ -76,7 +76,7 @@ def test_the_default_rules_hold_what_the_corpus_names() -> None:
         "new-high",
     }
     kinds = {r.kind for r in ruleset.rules.values()}
-    assert kinds == {"news", "move", "joined", "source_health"}
+    assert kinds == {"news", "move", "joined", "source_health", "disclosure", "disclosure_move"}
 
 
 def test_every_default_theme_and_name_has_korean_and_english_forms() -> None:
@@ -259,7 +259,7 @@ ERRORS = [
         """,
         2,
         "rules[0].kind",
-        "missing (use news, move, joined, source_health)",
+        "missing (use news, move, joined, source_health, disclosure, disclosure_move)",
         id="rule-no-kind",
     ),
     pytest.param(
