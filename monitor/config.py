@@ -76,6 +76,10 @@ class SourceConfig(BaseModel):
     url: str
     interval: Seconds = 600.0
     enabled: bool = True
+    # What the source is: a news outlet, or the government speaking for itself (a
+    # ministry's press releases); rules can weigh an official announcement above a
+    # report about it (source_types in the rule language).
+    source_type: Literal["news", "government"] = "news"
     # dart only: the key (crtfc_key), the stock codes to follow (the stocks of
     # quotes.tickers when unset), the disclosure types (pblntf_ty: A … J), requests a
     # KST day, and how far back the first poll reads.

@@ -25,6 +25,16 @@ DEFAULT_SOURCES: list[dict[str, object]] = [
     {"name": "koreaherald", "url": "https://www.koreaherald.com/rss/newsAll", "interval": 600},
     {"name": "hankyung-economy", "url": "https://www.hankyung.com/feed/economy", "interval": 600},
     {"name": "mk-economy", "url": "https://www.mk.co.kr/rss/30000001/", "interval": 600},
+    # The government speaking for itself: its releases come with their full text (large
+    # bodies) from slow servers, so they are asked less often than the wires.
+    *(
+        {"name": name, "url": url, "interval": interval, "source_type": "government"}
+        for name, url, interval in [
+            ("korea-kr-press", "https://www.korea.kr/rss/pressrelease.xml", 900),
+            ("korea-kr-policy", "https://www.korea.kr/rss/policy.xml", 900),
+            ("msit-press", "https://www.msit.go.kr/user/rss/rss.do?bbsSeqNo=94", 1800),
+        ]
+    ),
     *(
         {"name": name, "url": google_news_search(query), "interval": _GOOGLE_INTERVAL}
         for name, query in [

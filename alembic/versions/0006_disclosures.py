@@ -1,4 +1,5 @@
-"""disclosures: OpenDART filings as items, their companies, and the dart sources' state
+"""disclosures: OpenDART filings as items, their companies, the dart sources' state,
+and the type of every source
 
 Revision ID: 0006
 Revises: 0005
@@ -7,7 +8,8 @@ Create Date: 2026-12-02
 A filing is an item of its source (kind dart) with a ``disclosures`` row holding its
 structured fields. ``dart_corps`` keeps the corp code of each stock code, looked up
 once. A source row gains its cursor (JSON: the newest receipt per company) and the
-requests of its daily budget spent on ``budget_day`` (KST).
+requests of its daily budget spent on ``budget_day`` (KST), and every source its type
+(``news``, or ``government`` for a ministry's own releases), which rules can weigh.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ def upgrade() -> None:
     with op.batch_alter_table("sources") as batch:
         batch.add_column(sa.Column("cursor", sa.Text(), nullable=True))
         batch.add_column(sa.Column("budget_day", sa.Date(), nullable=True))
+        batch.add_column(sa.Column("budget_used", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(
-            sa.Column("budget_used", sa.Integer(), nullable=False, server_default="0")
+            sa.Column("source_type", sa.String(16), nullable=False, server_default="news")
         )
     op.create_table(
         "disclosures",
@@ -69,6 +72,7 @@ def downgrade() -> None:
     op.drop_index("ix_disclosures_stock_code_rcept_dt", table_name="disclosures")
     op.drop_table("disclosures")
     with op.batch_alter_table("sources") as batch:
+        batch.drop_column("source_type")
         batch.drop_column("budget_used")
         batch.drop_column("budget_day")
         batch.drop_column("cursor")

@@ -36,6 +36,7 @@ class SourceState:
     error_count: int
     next_check_at: datetime | None
     last_success_at: datetime | None
+    source_type: str = "news"
 
 
 def _state(row: Source) -> SourceState:
@@ -50,6 +51,7 @@ def _state(row: Source) -> SourceState:
         error_count=row.error_count,
         next_check_at=row.next_check_at,
         last_success_at=row.last_success_at,
+        source_type=row.source_type,
     )
 
 
@@ -61,6 +63,7 @@ class SourceSpec:
     url: str
     interval: float
     enabled: bool = True
+    source_type: str = "news"
 
 
 async def sync_kind(
@@ -86,6 +89,7 @@ async def sync_kind(
             row.error_count, row.status, row.next_check_at = 0, "new", now
         row.interval_seconds = spec.interval
         row.enabled = spec.enabled
+        row.source_type = spec.source_type
     for row in rows.values():
         row.enabled = False
     await session.flush()
@@ -98,7 +102,9 @@ async def sync_sources(
     :func:`sync_kind`)."""
     for kind in (FEED_KIND, DART_KIND):
         specs = [
-            SourceSpec(c.name, c.url, c.interval, c.enabled) for c in configured if c.kind == kind
+            SourceSpec(c.name, c.url, c.interval, c.enabled, c.source_type)
+            for c in configured
+            if c.kind == kind
         ]
         await sync_kind(session, kind, specs, now=now)
 

@@ -93,6 +93,8 @@ class Source(Base):
     cursor: Mapped[str | None] = mapped_column(Text)
     budget_day: Mapped[date | None] = mapped_column(Date)
     budget_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # news, or government: a ministry's or the government portal's own releases.
+    source_type: Mapped[str] = mapped_column(String(16), default="news", server_default="news")
 
 
 class Item(Base):

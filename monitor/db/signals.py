@@ -126,6 +126,32 @@ async def store_signals(
     )
 
 
+async def prefer_official(session: AsyncSession, signals: Sequence[Signal]) -> list[int]:
+    """Make the official copy the headline of its story: for each news signal of a
+    government source whose story is stored with a copy of another source, the stored
+    row takes this copy's headline and explanation (same key, same story, same
+    deliveries). Returns the ids of the rows changed."""
+    official = {
+        s.dedup_key: s
+        for s in signals
+        if isinstance(s.explanation, NewsExplanation) and s.explanation.source_type == "government"
+    }
+    if not official:
+        return []
+    rows = await session.scalars(select(SignalRow).where(SignalRow.dedup_key.in_(sorted(official))))
+    changed = []
+    for row in rows.all():
+        stored = parse("news", row.explanation)
+        if stored.source_type == "government":
+            continue  # the first official copy stays the headline
+        signal = official[row.dedup_key]
+        row.headline = headline(signal)
+        row.explanation = to_json(signal.explanation)
+        changed.append(row.id)
+    await session.flush()
+    return changed
+
+
 async def ids_by_key(session: AsyncSession, keys: Iterable[str]) -> dict[str, int]:
     """Signal ids of the given dedup keys (stored ones only)."""
     wanted = sorted(set(keys))

@@ -102,7 +102,7 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
                     ctx.rules.restore(copies, now=now)
                     stories = len({copy.cluster for copy in copies})
                     log.info("clusters_restored", copies=len(copies), stories=stories)
-                news = ctx.rules.judge_items(items, now=now)
+                news = ctx.rules.judge_items(items, now=now, source_type=source.source_type)
                 outcome, source_signals = await record_poll(
                     ctx,
                     session,

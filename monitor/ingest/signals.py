@@ -38,6 +38,13 @@ async def store_signals(
         return []
     started = time.perf_counter()
     stored = await signals_repo.store_signals(session, signals, now=now)
+    new_keys = {row.dedup_key for row in stored}
+    # A later official copy of a story (a ministry's own release) becomes its headline.
+    retitled = await signals_repo.prefer_official(
+        session, [s for s in signals if s.dedup_key not in new_keys]
+    )
+    if retitled:
+        log.info("story_retitled", signals=retitled)
     if links:
         # Every copy is linked to its story's signal, the first and the later ones.
         ids = {row.dedup_key: row.id for row in stored}

@@ -138,8 +138,11 @@ class RulesEngine:
         self.restored = True
         self._pruned_at = now
 
-    def judge_items(self, items: Sequence[StoredItem], *, now: datetime) -> NewsJudgement:
-        """Tag newly stored items; cluster the ones that fire a rule into stories."""
+    def judge_items(
+        self, items: Sequence[StoredItem], *, now: datetime, source_type: str | None = None
+    ) -> NewsJudgement:
+        """Tag newly stored items (of one source, of ``source_type``: news, government);
+        cluster the ones that fire a rule into stories."""
         judgement = NewsJudgement()
         if not items or not self.judges_news:
             return judgement
@@ -148,7 +151,12 @@ class RulesEngine:
             self._pruned_at = now
         for item in items:
             tagging = tag(
-                item.title, item.summary, self.ruleset, source=item.source, language=item.language
+                item.title,
+                item.summary,
+                self.ruleset,
+                source=item.source,
+                language=item.language,
+                source_type=source_type,
             )
             if not tagging.news_rules_fired:
                 continue  # most items: no clustering, no signal
@@ -162,6 +170,7 @@ class RulesEngine:
                 self.ruleset,
                 url=item.url,
                 source=item.source,
+                source_type=source_type,
             )
             judgement.facts.append(facts)
             judgement.signals.extend(facts.signals)

@@ -150,6 +150,7 @@ def news_facts(
     *,
     url: str | None = None,
     source: str | None = None,
+    source_type: str | None = None,
 ) -> NewsFacts:
     """The facts and news signals of an item already tagged (:func:`tag`).
 
@@ -168,7 +169,9 @@ def news_facts(
         # so a later copy that fires a different mix of rules is still the same signal.
         lead = max(fired, key=lambda f: SEVERITY_RANK[ruleset.rules[f.rule_id].severity])
         # Severity follows the relevance score, never below the lead rule's own.
-        score = score_news(tagging, [f.rule_id for f in fired], ruleset, source=source)
+        score = score_news(
+            tagging, [f.rule_id for f in fired], ruleset, source=source, source_type=source_type
+        )
         severity = severity_of(score.points, ruleset, ruleset.rules[lead.rule_id].severity)
         signals = (
             Signal(
@@ -196,6 +199,7 @@ def news_facts(
                     score=score.points,
                     score_parts=tuple((p.label, p.points) for p in score.parts),
                     anchors=tuple(tagging.anchors),
+                    source_type=source_type,
                 ),
                 # By cluster, not item: the same story from five outlets is one signal.
                 dedup_key=f"news:{cluster}",

@@ -9,7 +9,8 @@ empty string or an empty tuple), never raise.
 The stored JSON, by kind (keys in this order)::
 
     news          item_id title published_at cluster url source themes entities
-                  tickers sectors why rules[rule_id severity why]
+                  tickers sectors why rules[rule_id severity why] score score_parts
+                  anchors source_type
     move          quote{…} matched{change? new_extreme? volume?} not_claimed?
     policy_move   move{…} rules[rule_id severity matched window news[…]] not_claimed?
     source_stale  source since silent_seconds interval_seconds missed_intervals
@@ -180,6 +181,8 @@ class NewsExplanation:
     score: int | None = None
     score_parts: tuple[tuple[str, int], ...] = ()
     anchors: tuple[str, ...] = ()
+    # The type of the copy's source (news, government; None: stored before types).
+    source_type: str | None = None
 
     def terms(self) -> list[str]:
         """The surfaces of the theme hits, as they appeared, first occurrence of each."""
@@ -436,6 +439,7 @@ def to_json(explanation: Explanation) -> JSON:
                 "score": e.score,
                 "score_parts": [{"label": label, "points": n} for label, n in e.score_parts],
                 "anchors": list(e.anchors),
+                "source_type": e.source_type,
             }
         case MoveExplanation():
             return {
@@ -717,6 +721,7 @@ def parse(kind: str, data: object) -> Explanation | None:
                 for part in _dicts(d.get("score_parts"))
             ),
             anchors=_strs(d.get("anchors")),
+            source_type=_str(d.get("source_type")),
         )
     if kind == "move":
         return MoveExplanation(

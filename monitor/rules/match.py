@@ -688,12 +688,14 @@ def tag(
     *,
     source: str | None = None,
     language: str | None = None,
+    source_type: str | None = None,
 ) -> Tagging:
     """Themes, entities, anchors, tickers and fired news rules of one news item.
 
     A news rule fires when its theme conditions hold; naming an entity resolves it
-    (and its tickers) but is not a signal on its own. A rule with a ``sources`` filter
-    never fires when ``source`` is not given; with no ``language`` given, an item with
+    (and its tickers) but is not a signal on its own. A rule with a ``sources`` (or
+    ``source_types``) filter never fires when ``source`` (``source_type``) is not given;
+    with no ``language`` given, an item with
     Hangul in it is Korean and any other is English.
     """
     index = compile_ruleset(ruleset)
@@ -764,6 +766,8 @@ def tag(
         evidence = _Evidence(themes, entities, terms, index)
         for rule in index.news_rules:
             if rule.sources is not None and source not in rule.sources:
+                continue
+            if rule.source_types is not None and source_type not in rule.source_types:
                 continue
             if rule.languages is not None and language not in rule.languages:
                 continue

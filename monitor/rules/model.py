@@ -345,6 +345,7 @@ class NewsRule(_RuleBase):
         default_factory=lambda: list[TextField](["title", "summary"]), min_length=1
     )
     sources: list[str] | None = None
+    source_types: list[Literal["news", "government"]] | None = None
     languages: list[Language] | None = None
     score: int = Field(default=30, ge=0, le=100)
 
@@ -520,6 +521,7 @@ class Scoring(_Strict):
     anchors: dict[str, int] = Field(default_factory=dict)
     entities: dict[str, int] = Field(default_factory=dict)
     sources: dict[str, int] = Field(default_factory=dict)
+    source_types: dict[Literal["news", "government"], int] = Field(default_factory=dict)
     warning: int = Field(default=60, ge=0, le=101)
     critical: int = Field(default=101, ge=0, le=101)
 

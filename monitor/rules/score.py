@@ -38,9 +38,15 @@ class Score:
 
 
 def score_news(
-    tagging: Tagging, fired_rules: Iterable[str], ruleset: Ruleset, *, source: str | None
+    tagging: Tagging,
+    fired_rules: Iterable[str],
+    ruleset: Ruleset,
+    *,
+    source: str | None,
+    source_type: str | None = None,
 ) -> Score:
-    """The score of an item whose news rules ``fired_rules`` fired."""
+    """The score of an item whose news rules ``fired_rules`` fired; ``source_type``
+    (``government`` …) adds the weight of ``scoring.source_types``."""
     weights = ruleset.scoring
     parts: list[ScorePart] = []
     rules = [r for r in (ruleset.rules[i] for i in fired_rules) if isinstance(r, NewsRule)]
@@ -70,6 +76,9 @@ def score_news(
                 parts.append(ScorePart(f"names {ref}", points))
     if source is not None and weights.sources.get(source):
         parts.append(ScorePart(f"source {source}", weights.sources[source]))
+    for kind, points in weights.source_types.items():
+        if points and kind == source_type:
+            parts.append(ScorePart(f"a {kind} source", points))
     return Score(min(100, sum(p.points for p in parts)), tuple(parts))
 
 

@@ -11,9 +11,13 @@ import pytest
 from monitor.rules.explain import describe
 from monitor.rules.explanation import (
     ChangeMatch,
+    DisclosureExplanation,
+    DisclosureMoveExplanation,
+    DisclosureMoveMatch,
     Explanation,
     ExtremeMatch,
     FiredNewsRule,
+    JoinedFiling,
     JoinedMatch,
     JoinedNews,
     MatchedMove,
@@ -112,6 +116,48 @@ EXPLANATIONS: list[tuple[str, Explanation]] = [
     ("source_auth", SourceAuthExplanation(source="wx", since=T0, last_error="http_401")),
     ("source_auth", SourceAuthExplanation(source="wx", since=None)),
     (
+        "disclosure",
+        DisclosureExplanation(
+            item_id="7",
+            rcept_no="20250618800123",
+            corp_name="NAVER",
+            stock_code="035420",
+            report_nm="[기재정정]단일판매ㆍ공급계약체결",
+            filer="NAVER",
+            received=date(2025, 6, 18),
+            published_at=T0,
+            url="https://dart.fss.or.kr/dsaf001/main.do?rcpNo=20250618800123",
+            correction=True,
+            rules=(FiredNewsRule("dart-contract-stake", "warning", "report … a correction"),),
+        ),
+    ),
+    ("disclosure", DisclosureExplanation("8", "20250618000001", "카카오", None, "유상증자결정")),
+    (
+        "disclosure_move",
+        DisclosureMoveExplanation(
+            move=QUOTE,
+            rules=(
+                DisclosureMoveMatch(
+                    "disclosure-move",
+                    "warning",
+                    MATCHED,
+                    NewsWindow(start=T0, end=T0, session=date(2025, 6, 18)),
+                    (
+                        JoinedFiling(
+                            "7",
+                            "20250618800123",
+                            "NAVER",
+                            "단일판매ㆍ공급계약체결",
+                            T0,
+                            None,
+                            ("dart-contract-stake",),
+                        ),
+                    ),
+                ),
+            ),
+        ),
+    ),
+    (
         "move",
         MoveExplanation(
             quote=QUOTE,
@@ -131,9 +177,12 @@ def test_what_is_stored_reads_back_the_same(kind: str, explanation: Explanation)
 # The stored keys, in order: rows written before the typed explanation read the same.
 KEYS = {
     "news": "item_id title published_at cluster url source themes entities tickers sectors"
-    " why rules score score_parts anchors",
+    " why rules score score_parts anchors source_type",
     "move": "quote matched",
     "policy_move": "move rules",
+    "disclosure": "item_id rcept_no corp_name stock_code report_nm filer received"
+    " published_at url correction rules",
+    "disclosure_move": "move rules",
     "source_stale": "source since silent_seconds interval_seconds missed_intervals failures"
     " last_error",
     "source_auth": "source since last_error",
