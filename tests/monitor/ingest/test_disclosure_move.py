@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.http import HttpLimits, make_client_session
+from monitor.alerts.outbox import alert_signal
 from monitor.config import QuoteSettings, SchedulerSettings, SourceConfig
 from monitor.db import quotes as quotes_repo
 from monitor.db import repo
@@ -110,3 +111,15 @@ async def test_a_naver_filing_then_a_move_is_one_disclosure_move_naming_both(
     assert ("disclosure_move", "035720") not in by_kind
     async with sessionmaker() as session:
         assert (await session.scalars(select(Delivery))).all() == []  # no routes: stored only
+    # As an alert shows them.
+    names = {"035420": "NAVER"}
+    filed = alert_signal(disclosures[0], names)
+    assert (filed.title, filed.url, filed.source) == (
+        "NAVER 035420: 단일판매ㆍ공급계약체결",
+        f"https://dart.fss.or.kr/dsaf001/main.do?rcpNo={contract.rcept_no}",
+        "OpenDART",
+    )
+    moved = alert_signal(joined, names)
+    assert moved.title == "NAVER 035420 +15.25% (KOSPI +0.70%) after a filing"
+    assert moved.why == f"after: 단일판매ㆍ공급계약체결 ({contract.rcept_no})"
+    assert moved.move is not None and moved.move.change_pct == exp.move.change_pct
