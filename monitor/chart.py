@@ -81,7 +81,9 @@ class ChartEvent:
 class Chart:
     """What to draw. ``intraday``: the points are quotes (times shown as hours),
     else daily closes (shown as days). ``missing``: what the caller looked for and did
-    not find (\"KOSPI: no quotes\"), said in the chart. ``width``/``height`` in pixels."""
+    not find (\"KOSPI: no quotes\"), said in the chart. ``move``: the change % and the
+    points beyond the index as a signal measured them, annotated instead of the lines'
+    own change over the window. ``width``/``height`` in pixels."""
 
     title: str
     series: ChartSeries
@@ -89,6 +91,7 @@ class Chart:
     events: tuple[ChartEvent, ...] = ()
     intraday: bool = True
     missing: tuple[str, ...] = ()
+    move: tuple[float, float | None] | None = None
     width: int = 800
     height: int = 420
 
@@ -129,7 +132,10 @@ def hangul_font() -> Path:
 
 def relative_move(chart: Chart) -> tuple[float | None, float | None]:
     """The ticker's change over the window in %, and its difference to the index's
-    change in percentage points (None where a series has fewer than two points)."""
+    change in percentage points (None where a series has fewer than two points);
+    ``chart.move`` when given."""
+    if chart.move is not None:
+        return chart.move
 
     def change(series: ChartSeries | None) -> float | None:
         if series is None or len(series.points) < 2 or series.points[0][1] == 0:
@@ -146,10 +152,13 @@ def _short(text: str) -> str:
 
 
 def _span(chart: Chart) -> tuple[datetime, datetime] | None:
+    # The lines set the window; events only when there is no line. An event outside
+    # the window (the news of the day before) is named at its edge instead.
     times = [_utc(t) for t, _ in chart.series.points]
     if chart.index is not None:
         times += [_utc(t) for t, _ in chart.index.points]
-    times += [_utc(e.at) for e in chart.events]
+    if not times:
+        times = [_utc(e.at) for e in chart.events]
     if not times:
         return None
     start, end = min(times), max(times)
@@ -200,19 +209,30 @@ def render(chart: Chart) -> Rendered:
             label=f"{index.name} (rebased)",
         )
 
-    drawn = sorted(chart.events, key=lambda e: _utc(e.at))[:_EVENTS_MAX]
-    if len(chart.events) > len(drawn):
-        notes.append(f"+{len(chart.events) - len(drawn)} more events")
+    ordered = sorted(chart.events, key=lambda e: _utc(e.at))
+    inside = [e for e in ordered if span is None or span[0] <= _utc(e.at) <= span[1]]
+    drawn = inside[:_EVENTS_MAX]
+    if len(inside) > len(drawn):
+        notes.append(f"외 {len(inside) - len(drawn)}건")
+    earlier = [e for e in ordered if span is not None and _utc(e.at) < span[0]]
+    if earlier:
+        last = earlier[-1]
+        more = f" 외 {len(earlier) - 1}건" if len(earlier) > 1 else ""
+        when = _utc(last.at).astimezone(KST)
+        notes.append(f"이전 소식: {when:%m-%d %H:%M} {_short(last.label)}{more}")
     marker = "#{:02x}{:02x}{:02x}".format(*EVENT_COLOUR)
     for number, event in enumerate(drawn):
         at = _utc(event.at)
         axes.axvline(_num(at), color=marker, linewidth=2, antialiased=False, zorder=3)
+        right_half = span is not None and (at - span[0]) * 2 > span[1] - span[0]
         axes.annotate(
             f"{at.astimezone(KST):%H:%M} {_short(event.label)}",
             xy=(_num(at), 1.0),
             xycoords=("data", "axes fraction"),
-            xytext=(3, -12 - 13 * (number % 4)),
+            # Right of the marker in the left half of the window, left of it after.
+            xytext=(-3 if right_half else 3, -12 - 13 * (number % 4)),
             textcoords="offset points",
+            ha="right" if right_half else "left",
             fontproperties=font,
             fontsize=8,
             color="#7a1515",
@@ -281,7 +301,7 @@ def render(chart: Chart) -> Rendered:
         for label in pct.get_yticklabels():
             label.set_fontsize(8)
     if axes.get_legend_handles_labels()[0]:
-        axes.legend(loc="lower right", prop=_sized(font, 8), framealpha=0.85)
+        axes.legend(loc="upper left", prop=_sized(font, 8), framealpha=0.85)
     figure.suptitle(chart.title, fontproperties=_sized(font, 13), x=0.11, ha="left", y=0.97)
 
     canvas.draw()  # type: ignore[no-untyped-call]

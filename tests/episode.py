@@ -30,9 +30,10 @@ import json
 import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from itertools import pairwise
 from pathlib import Path
 
-from adapters.records import DailyBar
+from adapters.records import DailyBar, Quote
 from monitor import market
 from monitor.timefmt import KST
 
@@ -279,3 +280,51 @@ if __name__ == "__main__":
     for path, body in fixture_files().items():
         path.write_bytes(body)
         print(f"wrote {path}")
+
+
+# 06-18 intraday, for charts: (KST time, Naver, KOSPI). The 10:30 figures and the closes
+# are the real ones above; the rest of the path (the open, the morning high, the
+# afternoon) is **synthetic**, drawn through the day's bar.
+INTRADAY_0618: tuple[tuple[time, float, float], ...] = (
+    (time(9, 0), 224_000, 2_951.40),
+    (time(9, 20), 229_500, 2_948.10),
+    (time(9, 40), 241_000, 2_955.60),
+    (time(10, 0), 249_000, 2_962.80),
+    (time(10, 30), 253_550, 2_970.85),
+    (time(11, 0), 258_000, 2_975.80),
+    (time(12, 0), 251_500, 2_969.40),
+    (time(13, 0), 247_000, 2_966.90),
+    (time(14, 0), 245_500, 2_970.20),
+    (time(15, 0), 244_000, 2_971.60),
+    (time(15, 30), 243_500, 2_972.19),
+)
+
+
+def intraday_quotes(source: str = "chart-test") -> list[Quote]:
+    """Naver's and the KOSPI's 06-18 session as quotes every ten minutes, through
+    :data:`INTRADAY_0618` (linear between its points)."""
+    day = date(2025, 6, 18)
+    prev = {NAVER: 220_000.0, KOSPI: 2_950.30}
+    quotes: list[Quote] = []
+    for (t0, n0, k0), (t1, n1, k1) in pairwise(INTRADAY_0618):
+        start = datetime.combine(day, t0, KST)
+        end = datetime.combine(day, t1, KST)
+        steps = max(1, int((end - start).total_seconds() // 600))
+        for step in range(steps + (1 if t1 == INTRADAY_0618[-1][0] else 0)):
+            share = step / steps
+            at = start + (end - start) * share
+            for ticker, low, high in ((NAVER, n0, n1), (KOSPI, k0, k1)):
+                price = _round(low + (high - low) * share, TICK[ticker])
+                quotes.append(
+                    Quote(
+                        ticker=ticker,
+                        as_of=at.astimezone(UTC),
+                        price=price,
+                        source=source,
+                        prev_close=prev[ticker],
+                        change=price - prev[ticker],
+                        change_pct=round((price / prev[ticker] - 1) * 100, 2),
+                        market_open=True,
+                    )
+                )
+    return quotes

@@ -259,3 +259,45 @@ def quotes_bars(state: State, ticker: str, since: date, until: date | None, fmt:
         for r in records
     ]
     click.echo(render(records, fmt, table_rows=table))
+
+
+@quotes.command("chart")
+@click.argument("ticker")
+@click.option("--since", callback=when, required=True, help="From (30d, 2025-06-18 …).")
+@click.option("--until", callback=when, help="Before this time (default: now).")
+@click.option("--vs", default="KOSPI", show_default=True, help="The index drawn beside it.")
+@click.option("--no-vs", is_flag=True, help="Draw the ticker alone.")
+@click.option("-o", "--output", required=True, help="The PNG file to write; - for stdout.")
+@click.pass_obj
+def quotes_chart(
+    state: State,
+    ticker: str,
+    since: datetime,
+    until: datetime | None,
+    vs: str,
+    no_vs: bool,
+    output: str,
+) -> None:
+    """A chart of TICKER over a range, the index rebased beside it: quotes when the
+    range is one or two sessions, daily closes otherwise."""
+    from monitor.alerts.charting import ticker_chart
+    from monitor.chart import render_async
+    from monitor.cli.charts import chart_names, check_output, write_png
+
+    check_output(output)
+    end = until or utcnow()
+    if end <= since:
+        fail(f"--until {kst_iso(end)} is not after --since {kst_iso(since)}", code=2)
+    names = chart_names(state)
+    known = {*names, "KOSPI"}
+    for code in (ticker, vs):
+        if code not in known:
+            fail(f"not a followed ticker: {code} (see `kmon tickers list`)", code=2)
+
+    async def draw(session: Any) -> bytes:
+        chart = await ticker_chart(
+            session, ticker, since=since, until=end, vs=None if no_vs else vs, names=names
+        )
+        return (await render_async(chart)).png
+
+    write_png(query(state, draw), output)

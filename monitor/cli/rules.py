@@ -496,3 +496,34 @@ def signals_show(state: State, signal_id: int, fmt: str) -> None:
             click.echo(
                 f"  #{item['item_id']} {item['published_at']} {item['source']}: {item['title']}"
             )
+
+
+@signals.command("chart")
+@click.argument("signal_id", type=ROW_ID)
+@click.option("-o", "--output", required=True, help="The PNG file to write; - for stdout.")
+@click.pass_obj
+def signals_chart(state: State, signal_id: int, output: str) -> None:
+    """The chart a move alert carries: the ticker over the signal's session, the KOSPI
+    beside it and the news marked."""
+    from monitor.alerts.charting import CHART_KINDS, signal_chart
+    from monitor.chart import render_async
+    from monitor.cli.charts import chart_names, check_output, write_png
+    from monitor.db import signals as repo
+
+    check_output(output)
+    names = chart_names(state)
+
+    async def draw(session: Any) -> bytes | str:
+        found = await repo.get_signal(session, signal_id)
+        if found is None:
+            return f"no signal with id {signal_id}"
+        chart = await signal_chart(session, signal_id, names=names)
+        if chart is None:
+            kinds = ", ".join(sorted(CHART_KINDS))
+            return f"signal {signal_id} is a {found[0].kind} signal: charts are for {kinds}"
+        return (await render_async(chart)).png
+
+    result = query(state, draw)
+    if isinstance(result, str):
+        fail(result)
+    write_png(result, output)

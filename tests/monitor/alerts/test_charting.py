@@ -1,0 +1,182 @@
+"""Charts read from the store: the June 2025 episode polled through the pipeline
+(tests/monitor/ingest/test_replay.py), 06-18's session filled in with quotes every ten
+minutes (tests/episode.py), then NAVER's ``policy_move`` drawn, through the CLI too."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from monitor.alerts.charting import CHART_KINDS, signal_chart, ticker_chart
+from monitor.chart import relative_move, render
+from monitor.db.quotes import insert_quotes
+from monitor.db.schema import SignalRow
+from monitor.ingest.context import PollContext
+from monitor.timefmt import KST
+from tests.episode import INTRADAY_0618, KOSPI, NAVER, intraday_quotes
+from tests.monitor.ingest.test_replay import episode, kmon
+
+__all__ = ["episode"]
+
+NAMES = {NAVER: "NAVER", KOSPI: "코스피"}
+
+
+@pytest.fixture
+async def charted(episode: tuple[Path, PollContext]) -> AsyncIterator[tuple[Path, PollContext]]:
+    config, ctx = episode
+    async with ctx.sessionmaker.begin() as session:
+        await insert_quotes(session, intraday_quotes(), fetched_at=datetime.now(KST))
+    yield config, ctx
+
+
+async def policy_move(ctx: PollContext, day: str) -> SignalRow:
+    async with ctx.sessionmaker() as session:
+        rows = (
+            await session.scalars(
+                select(SignalRow).where(
+                    SignalRow.kind == "policy_move",
+                    SignalRow.subject == NAVER,
+                    SignalRow.rule_id == "policy-move",
+                )
+            )
+        ).all()
+    (row,) = [r for r in rows if r.event_time.astimezone(KST).date().isoformat() == day]
+    return row
+
+
+async def test_the_naver_policy_move_is_drawn_with_the_news_before_it(
+    charted: tuple[Path, PollContext],
+) -> None:
+    _, ctx = charted
+    row = await policy_move(ctx, "2025-06-18")
+    async with ctx.sessionmaker() as session:
+        chart = await signal_chart(session, row.id, names=NAMES)
+    assert chart is not None
+    # The appointment broke on 06-16, two sessions before the move: daily closes from
+    # five sessions before it, the news marked, 06-18's close last.
+    assert not chart.intraday
+    (event,) = chart.events
+    assert event.at.astimezone(KST).date().isoformat() == "2025-06-16"
+    assert "하정우" in event.label
+    days = [t.astimezone(KST).date().isoformat() for t, _ in chart.series.points]
+    assert days[0] == "2025-06-09" and days[-1] == "2025-06-18"
+    assert chart.series.points[-1][1] == 243_500
+    assert chart.index is not None and chart.index.points[-1][1] == 2_972.19
+    # The move annotated is the one the alert names: +15.25 % at 10:30, 14.55 beyond.
+    own, versus = relative_move(chart)
+    assert own == pytest.approx(15.25)
+    assert versus == pytest.approx(14.55, abs=0.01)
+    assert chart.missing == ()
+    image = Image.open(io.BytesIO(render(chart).png))
+    assert image.size == (chart.width, chart.height)
+
+
+async def test_a_session_alone_is_drawn_from_its_quotes(
+    charted: tuple[Path, PollContext],
+) -> None:
+    _, ctx = charted
+    async with ctx.sessionmaker() as session:
+        chart = await ticker_chart(
+            session,
+            NAVER,
+            since=datetime(2025, 6, 18, 9, tzinfo=KST),
+            until=datetime(2025, 6, 18, 15, 31, tzinfo=KST),
+            names=NAMES,
+        )
+    assert chart.intraday
+    assert chart.series.points[0][1] == 220_000  # 06-17's close, at the opening bell
+    assert chart.series.points[-1][1] == INTRADAY_0618[-1][1]
+    assert chart.index is not None and chart.index.points[0][1] == 2_950.30
+    # Through the close: +10.68 %, 9.94 points beyond the KOSPI's +0.74 % (the closes).
+    own, versus = relative_move(chart)
+    assert own == pytest.approx(10.68, abs=0.01)
+    assert versus == pytest.approx(9.94, abs=0.015)
+
+
+async def test_a_range_of_weeks_is_drawn_from_daily_closes(
+    charted: tuple[Path, PollContext],
+) -> None:
+    _, ctx = charted
+    async with ctx.sessionmaker() as session:
+        chart = await ticker_chart(
+            session,
+            NAVER,
+            since=datetime(2025, 5, 19, tzinfo=KST),
+            until=datetime(2025, 6, 20, tzinfo=KST),
+            names=NAMES,
+        )
+    assert not chart.intraday
+    # 06-19 has no bar stored (its close came as a quote): the quote stands in.
+    assert chart.series.points[-2][1] == 243_500
+    assert chart.series.points[-1][1] == 252_000
+    assert chart.index is not None and chart.index.points[-1][1] == 2_977.74
+    assert len(chart.series.points) == len(chart.index.points) > 20
+
+
+async def test_a_session_without_quotes_falls_back_to_closes_and_says_so(
+    charted: tuple[Path, PollContext],
+) -> None:
+    _, ctx = charted
+    async with ctx.sessionmaker() as session:
+        chart = await ticker_chart(
+            session,
+            NAVER,
+            since=datetime(2025, 6, 16, 9, tzinfo=KST),
+            until=datetime(2025, 6, 16, 15, 30, tzinfo=KST),
+            names=NAMES,
+        )
+    assert not chart.intraday
+    assert any("일봉" in note for note in chart.missing)
+    assert chart.series.points
+
+
+async def test_news_signals_have_no_chart(charted: tuple[Path, PollContext]) -> None:
+    _, ctx = charted
+    async with ctx.sessionmaker() as session:
+        news = (await session.scalars(select(SignalRow).where(SignalRow.kind == "news"))).first()
+        assert news is not None and news.kind not in CHART_KINDS
+        assert await signal_chart(session, news.id) is None
+        assert await signal_chart(session, 10_000_000) is None
+
+
+async def test_the_cli_writes_the_same_chart_to_a_file_and_to_stdout(
+    charted: tuple[Path, PollContext], tmp_path: Path
+) -> None:
+    config, ctx = charted
+    row = await policy_move(ctx, "2025-06-18")
+    out = tmp_path / "naver.png"
+    result = await kmon("--config", str(config), "signals", "chart", str(row.id), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    png = out.read_bytes()
+    assert Image.open(io.BytesIO(png)).size == (800, 420)
+    piped = await kmon("--config", str(config), "signals", "chart", str(row.id), "-o", "-")
+    assert piped.exit_code == 0
+    assert piped.stdout_bytes == png
+
+
+async def test_quotes_chart_and_its_usage_errors(
+    charted: tuple[Path, PollContext], tmp_path: Path
+) -> None:
+    config, _ = charted
+    out = tmp_path / "month.png"
+    args = ["--config", str(config), "quotes", "chart", NAVER]
+    ok = await kmon(*args, "--since", "2025-05-19", "--until", "2025-06-20", "-o", str(out))
+    assert ok.exit_code == 0, ok.output
+    assert Image.open(out).size == (800, 420)
+    for bad, expected in (
+        (["--since", "2025-06-20", "--until", "2025-06-19", "-o", str(out)], "is not after"),
+        (["--since", "30d", "--vs", "999999", "-o", str(out)], "not a followed ticker"),
+        (["--since", "30d", "-o", str(tmp_path / "x.txt")], "PNG"),
+    ):
+        result = await kmon(*args, *bad)
+        assert result.exit_code == 2
+        assert expected in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    missing = await kmon("--config", str(config), "signals", "chart", "999999", "-o", str(out))
+    assert missing.exit_code == 1 and "no signal with id 999999" in missing.stderr
