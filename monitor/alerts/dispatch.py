@@ -34,7 +34,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,8 +45,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from adapters.errors import FetchError, PermanentError, TransientError
 from monitor.alerting import AlertSettings
 from monitor.alerts import DEAD, PENDING, SENT
-from monitor.alerts.message import AlertMessage, AlertSignal, Channel, Sent
+from monitor.alerts.charting import ALERT_SIZE, CHART_KINDS, DIGEST_SIZE, signal_chart
+from monitor.alerts.message import (
+    AlertMessage,
+    AlertSignal,
+    Channel,
+    ChartImage,
+    Sent,
+    move_figures,
+    shows_charts,
+)
 from monitor.alerts.outbox import DIGEST_HELD, HELD_THROTTLE, alert_signal
+from monitor.chart import RENDER_TIMEOUT, render_async
 from monitor.db.schema import Delivery, SignalRow
 from monitor.schedule import EQUAL_JITTER, Uniform, retry_seconds
 from monitor.timefmt import utcnow
@@ -66,6 +76,8 @@ CRASH_RETRY = 5.0
 # The server's answer kept on a sent row, and the error on a failed one.
 RESPONSE_MAX = 500
 ERROR_MAX = 1000
+# Charts in one message at most (one per ticker of its move signals).
+CHARTS_MAX = 6
 
 
 def message_key(ids: Iterable[int]) -> str:
@@ -123,6 +135,7 @@ class MessageOutcome:
     error_key: str | None = None
     error: str | None = None
     next_attempt_at: datetime | None = None
+    chart_failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -216,6 +229,8 @@ class Dispatcher:
         self._errors: dict[str, int] = {}
         # A channel's Retry-After: until then nothing goes to it, in any round.
         self._held_until: dict[str, datetime] = {}
+        # Charts drawn this round, shared by the channels that show them.
+        self._charts: dict[tuple[int, bool], asyncio.Task[ChartImage | None]] = {}
 
     def wake(self) -> None:
         """Start a round now: call after a transaction that enqueued deliveries commits."""
@@ -278,6 +293,7 @@ class Dispatcher:
 
     async def _round(self) -> tuple[int, datetime | None]:
         now = self.clock()
+        self._charts = {}
         async with self.sessionmaker.begin() as session:
             plan = await self._claim_and_plan(session, now)
         for outcome in plan.settled:
@@ -444,9 +460,58 @@ class Dispatcher:
             if outcome.status == "retry":
                 paused_until = outcome.next_attempt_at
 
+    async def _charted(self, message: AlertMessage) -> tuple[AlertMessage, int]:
+        """``message`` with a chart per ticker of its move signals, and how many could
+        not be drawn (logged; the message goes out without them)."""
+        firsts: dict[str, AlertSignal] = {}
+        for signal in message.signals:
+            if signal.kind in CHART_KINDS:
+                firsts.setdefault(signal.subject, signal)
+        wanted = list(firsts.values())[:CHARTS_MAX]
+        if not wanted:
+            return message, 0
+        tasks = []
+        for signal in wanted:
+            key = (signal.id, message.digest)
+            if key not in self._charts:
+                self._charts[key] = asyncio.create_task(self._draw(signal, message.digest))
+            tasks.append(self._charts[key])
+        drawn = await asyncio.gather(*tasks)
+        charts = tuple(c for c in drawn if c is not None)
+        return replace(message, charts=charts), len(drawn) - len(charts)
+
+    async def _draw(self, signal: AlertSignal, digest: bool) -> ChartImage | None:
+        started = time.perf_counter()
+        try:
+            async with self.sessionmaker() as session:
+                chart = await signal_chart(
+                    session,
+                    signal.id,
+                    names=self.names,
+                    size=DIGEST_SIZE if digest else ALERT_SIZE,
+                )
+            if chart is None:
+                return None
+            rendered = await render_async(chart, within=RENDER_TIMEOUT)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Never a reason to hold an alert back: it goes out in words alone.
+            log.warning(
+                "chart_failed", signal=signal.id, error=f"{type(exc).__name__}: {exc}"[:ERROR_MAX]
+            )
+            return None
+        log.debug("chart_drawn", signal=signal.id, ms=round((time.perf_counter() - started) * 1e3))
+        words = " ".join(move_figures(signal.move)) if signal.move is not None else ""
+        caption = f"Chart: {signal.subject} over its session with the KOSPI. {words}".strip()
+        return ChartImage(signal.id, signal.subject, rendered.png, caption)
+
     async def _send(self, channel: Channel, message: _Message) -> MessageOutcome:
         started = time.perf_counter()
         outgoing = message.to_message(self.clock())
+        not_drawn = 0
+        if shows_charts(channel):
+            outgoing, not_drawn = await self._charted(outgoing)
         await self._started(message)
         try:
             sent = await channel.send(outgoing)
@@ -462,7 +527,9 @@ class Dispatcher:
             log.exception("channel_crashed", channel=message.channel, message=message.key)
             internal = TransientError("internal", f"{type(exc).__name__}: {exc}")
             return await self._retry(message, internal, started)
-        return await self._sent(message, sent, started)
+        outcome = await self._sent(message, sent, started)
+        failures = not_drawn + sent.image_failures
+        return replace(outcome, chart_failures=failures) if failures else outcome
 
     async def _started(self, message: _Message) -> None:
         """Count the attempt before the send begins: if the process dies during the
@@ -671,6 +738,8 @@ def _log_outcome(outcome: MessageOutcome, errors: dict[str, int]) -> None:
     }
     if outcome.folded:
         fields["folded"] = outcome.folded
+    if outcome.chart_failures:
+        fields["chart_failures"] = outcome.chart_failures
     if outcome.digest:
         fields["digest"] = True
     if outcome.attempts:

@@ -18,6 +18,14 @@ part every untrusted string goes through :func:`html.escape`, and only absolute
 http(s) URLs become links, with the ``href`` attribute escaped (``quote=True``);
 ``javascript:`` and ``data:`` URLs are shown as text, never linked.
 
+Charts. A message with charts (move signals, :mod:`monitor.alerts.charting`) carries
+each as an image part beside the HTML, which shows it with ``<img src="cid:…">``
+below its signal: the HTML alternative becomes ``multipart/related`` (RFC 2387), made
+with the standard library's ``add_related``. The text part is the same with or without
+them, and every image has alt text in words, so a client that shows no images still
+reads the whole alert. Charts are added while the whole mail stays within
+:data:`SIZE_CAP`; those that would pass it are left out and the HTML says so.
+
 Identity and threading. ``Message-ID`` is derived from the message key, so a resend
 after a crash is recognisably the same mail (``<{key}@{sender's domain}>``, the key
 reduced to characters a Message-ID may hold). When all signals of a message belong
@@ -49,6 +57,7 @@ from monitor.alerting import EmailConfig, parse_address
 from monitor.alerts.message import (
     AlertMessage,
     AlertSignal,
+    ChartImage,
     MoveLine,
     Sent,
     event_time_text,
@@ -59,6 +68,7 @@ from monitor.alerts.message import (
 from monitor.severity import SEVERITIES, most_severe
 
 __all__ = [
+    "SIZE_CAP",
     "EmailChannel",
     "render_email",
 ]
@@ -68,6 +78,8 @@ _TITLE_MAX = 500
 _REASON_MAX = 200
 _ID_MAX = 100  # longer keys are hashed, to keep Message-ID lines reasonable
 _FALLBACK_DOMAIN = "kmon.invalid"
+# The largest mail sent with charts, in bytes as sent (base64 grows a PNG by a third).
+SIZE_CAP = 300_000
 
 # What is kept as-is in the local part of a generated Message-ID (a subset of atext).
 _ID_SAFE = re.compile(r"[A-Za-z0-9_+-]")
@@ -80,8 +92,32 @@ _ASCII_DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 # -- rendering ----------------------------------------------------------------
 
 
-def render_email(message: AlertMessage, config: EmailConfig) -> EmailMessage:
-    """``message`` as a multipart/alternative mail (text and HTML) ready for SMTP."""
+def render_email(
+    message: AlertMessage, config: EmailConfig, *, size_cap: int = SIZE_CAP
+) -> EmailMessage:
+    """``message`` as a multipart/alternative mail (text and HTML, the HTML with its
+    charts inline when it has some) ready for SMTP, at most ``size_cap`` bytes once
+    charts are in it."""
+    domain = _id_domain(parse_address(config.sender))
+    charts = list(message.charts)
+    while True:
+        cids = {
+            c.signal_id: f"chart-{c.signal_id}-{_id_part(message.key)}@{domain}" for c in charts
+        }
+        left_out = len(message.charts) - len(charts)
+        mail = _render(message, config, charts, cids, left_out)
+        if not charts or len(mail.as_bytes()) <= size_cap:
+            return mail
+        charts.pop()
+
+
+def _render(
+    message: AlertMessage,
+    config: EmailConfig,
+    charts: Sequence[ChartImage],
+    cids: dict[int, str],
+    left_out: int,
+) -> EmailMessage:
     sender = parse_address(config.sender)
     domain = _id_domain(sender)
     mail = EmailMessage(policy=SMTP_POLICY)
@@ -101,7 +137,19 @@ def render_email(message: AlertMessage, config: EmailConfig) -> EmailMessage:
     # RFC 3834: a machine wrote this; auto-responders should not answer it.
     mail["Auto-Submitted"] = "auto-generated"
     mail.set_content(_text_body(message))
-    mail.add_alternative(_html_body(message), subtype="html")
+    mail.add_alternative(_html_body(message, charts, cids, left_out), subtype="html")
+    if charts:
+        html_part = mail.get_body(preferencelist=("html",))
+        assert isinstance(html_part, EmailMessage)  # add_alternative made it one
+        for chart in charts:
+            html_part.add_related(
+                chart.png,
+                maintype="image",
+                subtype="png",
+                cid=f"<{cids[chart.signal_id]}>",
+                filename=chart.filename,
+                disposition="inline",
+            )
     return mail
 
 
@@ -237,8 +285,15 @@ def _text_body(message: AlertMessage) -> str:
 _SEVERITY_COLOUR = {"INFO": "#2f6fb0", "WARNING": "#b07a00", "CRITICAL": "#c0392b"}
 
 
-def _html_body(message: AlertMessage) -> str:
+def _html_body(
+    message: AlertMessage,
+    charts: Sequence[ChartImage] = (),
+    cids: dict[int, str] | None = None,
+    left_out: int = 0,
+) -> str:
     esc = html.escape
+    by_signal = {c.signal_id: c for c in charts}
+    cids = cids or {}
     parts = [
         "<!DOCTYPE html>",
         '<html><head><meta charset="utf-8"></head>',
@@ -259,8 +314,16 @@ def _html_body(message: AlertMessage) -> str:
             parts.append(f'<p style="margin: 0">{esc(_move_text(signal.move))}</p>')
         parts.append(f'<p style="margin: 0">{esc(_why_text(signal))}</p>')
         parts.append(f'<p style="margin: 0; color: #666">{esc(_meta_text(signal))}</p>')
+        if (chart := by_signal.get(signal.id)) is not None:
+            parts.append(
+                f'<p style="margin: 0.5em 0 0 0"><img src="cid:{esc(cids[chart.signal_id])}"'
+                f' alt="{esc(chart.caption, quote=True)}" style="max-width: 100%"></p>'
+            )
         parts.append("</div>")
-    for note in message_notes(message):
+    notes = message_notes(message)
+    if left_out:
+        notes.append(f"{left_out} chart(s) left out to keep this mail small (kmon signals chart)")
+    for note in notes:
         parts.append(f'<p style="color: #666">{esc(note)}</p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
@@ -271,6 +334,8 @@ def _html_body(message: AlertMessage) -> str:
 
 class EmailChannel:
     """Sends each message in its own SMTP session (connect, TLS, AUTH, send, QUIT)."""
+
+    shows_charts = True
 
     def __init__(self, name: str, config: EmailConfig) -> None:
         self.name = name

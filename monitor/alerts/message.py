@@ -78,6 +78,22 @@ class AlertSignal:
 
 
 @dataclass(frozen=True)
+class ChartImage:
+    """A chart drawn for a message (:mod:`monitor.alerts.charting`): the PNG of one
+    ticker, for the signal ``signal_id``; ``caption`` says in words what it shows,
+    for readers that show no images."""
+
+    signal_id: int
+    ticker: str
+    png: bytes
+    caption: str
+
+    @property
+    def filename(self) -> str:
+        return f"kmon-{self.ticker}-{self.signal_id}.png"
+
+
+@dataclass(frozen=True)
 class AlertMessage:
     """One message to send: signals grouped by a route for a channel.
 
@@ -85,7 +101,9 @@ class AlertMessage:
     the ones listed. ``digest``: the message gathers signals held for quiet hours or
     a daily digest. ``key``: a stable id for the message (the dispatcher derives it
     from its delivery rows), used as the email Message-ID so a resend after a crash
-    is recognisably the same message.
+    is recognisably the same message. ``charts``: drawn by the dispatcher for channels
+    that show them (one per ticker of the move signals); a message reads whole
+    without them.
     """
 
     key: str
@@ -95,6 +113,7 @@ class AlertMessage:
     digest: bool = False
     test: bool = False
     created_at: datetime | None = None
+    charts: tuple[ChartImage, ...] = ()
 
 
 def move_figures(move: MoveLine) -> list[str]:
@@ -124,19 +143,29 @@ def message_notes(message: AlertMessage) -> list[str]:
 
 @dataclass(frozen=True)
 class Sent:
-    """A channel's answer to a successful send: what the server said."""
+    """A channel's answer to a successful send: what the server said.
+    ``image_failures``: charts that could not go with it (the text went out)."""
 
     detail: str
     extra: dict[str, str] = field(default_factory=dict)
+    image_failures: int = 0
 
 
 class Channel(Protocol):
     """A way to send messages. ``send`` raises :class:`adapters.errors.TransientError`
     (retry; ``retry_after`` when the server said when) or
-    :class:`adapters.errors.PermanentError` (dead-letter) on failure."""
+    :class:`adapters.errors.PermanentError` (dead-letter) on failure.
+
+    A channel that shows charts has a true ``shows_charts`` attribute (read with
+    :func:`shows_charts`; channels without it are given none)."""
 
     name: str
 
     async def send(self, message: AlertMessage) -> Sent: ...
 
     async def close(self) -> None: ...
+
+
+def shows_charts(channel: Channel) -> bool:
+    """Whether ``channel`` wants :attr:`AlertMessage.charts` drawn for it."""
+    return bool(getattr(channel, "shows_charts", False))

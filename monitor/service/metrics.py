@@ -351,12 +351,22 @@ class AlertMetrics:
             ["channel", "outcome"],
             registry=registry,
         )
+        self.chart_failures = Counter(
+            "kmon_alert_chart_failures",
+            "Charts that did not go with their alert (not drawn, or the upload failed);"
+            " the alert went out in words.",
+            ["channel"],
+            registry=registry,
+        )
         for channel in channels:
             for outcome in ALERT_OUTCOMES:
                 self.messages.labels(channel, outcome)
                 self.deliveries.labels(channel, outcome)
+            self.chart_failures.labels(channel)
 
-    def count(self, channel: str, outcome: str, deliveries: int) -> None:
+    def count(self, channel: str, outcome: str, deliveries: int, chart_failures: int = 0) -> None:
         """One message's outcome, covering ``deliveries`` rows."""
         self.messages.labels(channel, outcome).inc()
         self.deliveries.labels(channel, outcome).inc(deliveries)
+        if chart_failures:
+            self.chart_failures.labels(channel).inc(chart_failures)

@@ -85,7 +85,9 @@ async def run_service(
                     if ctx.dispatcher is not None:
                         alert_metrics = AlertMetrics(metrics.registry, channels=channels)
                         ctx.dispatcher.observers.append(
-                            lambda o: alert_metrics.count(o.channel, o.status, o.signals)
+                            lambda o: alert_metrics.count(
+                                o.channel, o.status, o.signals, o.chart_failures
+                            )
                         )
                     readiness = Readiness(
                         ctx.sessionmaker,

@@ -13,13 +13,20 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from monitor.alerting import AlertSettings, EmailConfig
+from monitor.alerts.channels import build_channel
 from monitor.alerts.charting import CHART_KINDS, signal_chart, ticker_chart
+from monitor.alerts.dispatch import Dispatcher, MessageOutcome
+from monitor.alerts.email import SIZE_CAP, render_email
+from monitor.alerts.message import AlertMessage, AlertSignal, ChartImage
+from monitor.alerts.outbox import alert_signal, enqueue
 from monitor.chart import relative_move, render
 from monitor.db.quotes import insert_quotes
 from monitor.db.schema import SignalRow
 from monitor.ingest.context import PollContext
 from monitor.timefmt import KST
 from tests.episode import INTRADAY_0618, KOSPI, NAVER, intraday_quotes
+from tests.monitor.alerts.smtp_server import SmtpServer
 from tests.monitor.ingest.test_replay import episode, kmon
 
 __all__ = ["episode"]
@@ -180,3 +187,89 @@ async def test_quotes_chart_and_its_usage_errors(
         assert len(result.stderr.strip().splitlines()) == 1
     missing = await kmon("--config", str(config), "signals", "chart", "999999", "-o", str(out))
     assert missing.exit_code == 1 and "no signal with id 999999" in missing.stderr
+
+
+# --- in alerts ------------------------------------------------------------------------
+
+NOW = datetime(2025, 6, 19, 15, 40, tzinfo=KST)
+
+
+async def enqueued(ctx: PollContext, alerts: AlertSettings, row: SignalRow) -> None:
+    async with ctx.sessionmaker.begin() as session:
+        fresh = await session.get(SignalRow, row.id)
+        assert fresh is not None
+        assert await enqueue(session, [fresh], alerts, now=NOW) == 1
+
+
+async def test_the_naver_email_alert_arrives_with_its_chart_inline(
+    charted: tuple[Path, PollContext], smtp_starttls: SmtpServer
+) -> None:
+    _, ctx = charted
+    alerts = AlertSettings.model_validate(
+        {
+            "channels": {"mail": smtp_starttls.email_config()},
+            "routes": [
+                {"name": "moves", "match": {"kinds": ["policy_move"]}, "channels": ["mail"]}
+            ],
+        }
+    )
+    row = await policy_move(ctx, "2025-06-18")
+    await enqueued(ctx, alerts, row)
+    mail_channel = build_channel("mail", alerts.channels["mail"], None)  # type: ignore[arg-type]
+    outcomes: list[MessageOutcome] = []
+    dispatcher = Dispatcher(
+        ctx.sessionmaker, {"mail": mail_channel}, alerts, lambda: NOW, observers=[outcomes.append]
+    )
+    await dispatcher.run_once()
+    # (The episode's own console deliveries find no console channel here.)
+    [outcome] = [o for o in outcomes if o.channel == "mail"]
+    assert (outcome.status, outcome.chart_failures) == ("sent", 0)
+    [delivery] = smtp_starttls.deliveries
+    assert len(delivery.data) <= SIZE_CAP
+    mail = delivery.message()
+    assert mail.get_content_type() == "multipart/alternative"
+    plain, related = mail.get_payload()  # type: ignore[misc]
+    assert plain.get_content_type() == "text/plain"
+    assert related.get_content_type() == "multipart/related"
+    html_part, image = related.get_payload()
+    assert image.get_content_type() == "image/png"
+    cid = image["Content-ID"].strip("<>")
+    page = html_part.get_content()
+    assert f'src="cid:{cid}"' in page
+    assert 'alt="Chart: 035420' in page
+    png = image.get_content()
+    assert Image.open(io.BytesIO(png)).size == (800, 420)
+    # The text part is the one a mail without the chart has.
+    async with ctx.sessionmaker() as session:
+        fresh = await session.get(SignalRow, row.id)
+    assert fresh is not None
+    words = AlertMessage(key="k", route="moves", signals=(alert_signal(fresh),))
+    without = render_email(words, EmailConfig.model_validate(smtp_starttls.email_config()))
+    plain_without = without.get_body(preferencelist=("plain",))
+    assert plain_without is not None
+    assert plain.get_content() == plain_without.get_content()
+    assert "+15.25%" in plain.get_content()
+
+
+def test_charts_past_the_size_cap_are_left_out_and_said() -> None:
+    signal = AlertSignal(
+        id=7,
+        kind="policy_move",
+        rule_id="policy-move",
+        severity="critical",
+        subject=NAVER,
+        title="NAVER +15.25%",
+        event_time=NOW,
+    )
+    chart = ChartImage(7, NAVER, b"\x89PNG" + bytes(200_000), "Chart: 035420")
+    config = EmailConfig.model_validate(
+        {"type": "email", "host": "127.0.0.1", "sender": "k@example.kr", "recipients": ["a@b.kr"]}
+    )
+    message = AlertMessage(key="k", route="r", signals=(signal,), charts=(chart,))
+    kept = render_email(message, config, size_cap=400_000)
+    assert any(p.get_content_type() == "image/png" for p in kept.walk())
+    small = render_email(message, config, size_cap=100_000)
+    assert not any(p.get_content_type() == "image/png" for p in small.walk())
+    html_part = small.get_body(preferencelist=("html",))
+    assert html_part is not None and "1 chart(s) left out" in html_part.get_content()
+    assert len(small.as_bytes()) <= 100_000
