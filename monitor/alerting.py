@@ -60,31 +60,52 @@ Wait = Annotated[
 
 
 class SlackConfig(BaseModel):
-    """A Slack incoming webhook. The URL is a credential: it is never shown or logged."""
+    """A Slack channel: an incoming webhook (``webhook_url``), or a bot (``token`` and
+    ``channel``), which can also upload charts. The webhook URL and the token are
+    credentials: they are never shown or logged. ``api_url`` is Slack's Web API."""
 
     # A validation error must not print the webhook URL it was given.
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     type: Literal["slack"]
-    webhook_url: SecretStr
+    webhook_url: SecretStr | None = None
+    token: SecretStr | None = None
+    channel: str | None = Field(default=None, min_length=1, max_length=80)
+    api_url: str = "https://slack.com/api/"
     timeout: float = Field(default=10.0, gt=0, le=120)
     username: str | None = Field(default=None, min_length=1, max_length=80)
 
     @field_validator("webhook_url")
     @classmethod
-    def _https_url(cls, value: SecretStr) -> SecretStr:
+    def _https_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
         # Messages must not echo the value: it is a secret.
-        url = value.get_secret_value().strip()
-        try:
-            parts = urlsplit(url)
-            host = parts.hostname
-        except ValueError:
-            raise ValueError("must be an https:// webhook URL") from None
-        if parts.scheme not in ("http", "https") or not host or CONTROL.search(url) or " " in url:
-            raise ValueError("must be an https:// webhook URL")
-        if parts.scheme == "http" and not is_loopback_host(host):
-            raise ValueError("must use https:// (plain http:// only for a loopback host)")
-        return SecretStr(url)
+        return SecretStr(_web_url(value.get_secret_value(), "webhook URL"))
+
+    @field_validator("api_url")
+    @classmethod
+    def _https_api(cls, value: str) -> str:
+        return _web_url(value, "Slack API URL")
+
+    @field_validator("token")
+    @classmethod
+    def _one_line_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (
+            CONTROL.search(value.get_secret_value()) or " " in value.get_secret_value()
+        ):
+            raise ValueError("must be one word (a bot token, xoxb-…)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SlackConfig:
+        if self.token is not None and not self.channel:
+            raise ValueError("a Slack token needs a channel (an id such as C0123456789)")
+        if self.token is None and self.channel is not None:
+            raise ValueError("a Slack channel needs a token (a webhook posts to its own)")
+        if self.token is None and self.webhook_url is None:
+            raise ValueError("needs webhook_url, or token and channel")
+        return self
 
     @field_validator("username")
     @classmethod
@@ -92,6 +113,20 @@ class SlackConfig(BaseModel):
         if value is not None and CONTROL.search(value):
             raise ValueError("must be one line without control characters")
         return value
+
+
+def _web_url(text: str, what: str) -> str:
+    url = text.strip()
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise ValueError(f"must be an https:// {what}") from None
+    if parts.scheme not in ("http", "https") or not host or CONTROL.search(url) or " " in url:
+        raise ValueError(f"must be an https:// {what}")
+    if parts.scheme == "http" and not is_loopback_host(host):
+        raise ValueError("must use https:// (plain http:// only for a loopback host)")
+    return url
 
 
 Security = Literal["starttls", "tls", "none"]

@@ -1,4 +1,4 @@
-"""Slack: one alert message posted to an incoming webhook.
+"""Slack: one alert message posted to an incoming webhook, or by a bot with its charts.
 
 Rendering (:func:`render_slack`) is a pure function from an :class:`AlertMessage` to
 the documented webhook JSON: Block Kit ``blocks`` plus a plain ``text`` fallback that
@@ -32,6 +32,11 @@ more" in the closing context line. Lengths are counted in UTF-16 code units, the
 stricter of the two ways a "character" may be counted, so emoji cannot push a text
 over a limit.
 
+Charts need a bot (``token`` and ``channel``): an incoming webhook can only post
+JSON, never upload a file, so a webhook channel sends the message as it always has,
+without images. With a token, :class:`BotPoster` uploads each chart with slack_sdk's
+``files_upload_v2`` and posts the message with an image block per uploaded file.
+
 Why aiohttp rather than slack_sdk's ``AsyncWebhookClient``: that client accepts a
 session, but applies its timeout only to sessions it creates itself, logs the
 webhook URL (a credential) at debug level and has retry handlers of its own, while
@@ -40,6 +45,7 @@ kmon's outbox already owns retries. A POST of documented JSON is a few lines.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -47,6 +53,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import structlog
 
 from adapters.errors import AuthError, FetchError, PermanentError, TransientError
 from adapters.http import parse_retry_after
@@ -63,6 +70,8 @@ from monitor.alerts.message import (
     web_url,
 )
 from monitor.severity import most_severe
+
+log = structlog.get_logger("kmon.alerts")
 
 __all__ = [
     "MAX_BLOCKS",
@@ -353,18 +362,29 @@ def _fallback_text(message: AlertMessage) -> str:
 
 
 class SlackChannel:
-    """Posts each message to a Slack incoming webhook through the shared session."""
+    """Posts each message to Slack through the shared session: to an incoming webhook,
+    or, with a bot token, with ``chat.postMessage`` after uploading its charts."""
 
     def __init__(self, name: str, config: SlackConfig, session: aiohttp.ClientSession) -> None:
         self.name = name
         self._config = config
         self._session = session
+        self._bot: BotPoster | None = None
+        if config.token is not None and config.channel is not None:
+            self._bot = BotPoster(config, session)
+            self.shows_charts = True
+            return
+        assert config.webhook_url is not None  # SlackConfig asks for one or the other
+        self.shows_charts = False  # a webhook cannot upload a file
         host = urlsplit(config.webhook_url.get_secret_value()).hostname or "?"
         # What errors may name: the host, never the path (which is the secret).
         self._where = f"slack webhook ({host})"
 
     async def send(self, message: AlertMessage) -> Sent:
         """Post ``message``; raise TransientError / PermanentError as the answer says."""
+        if self._bot is not None:
+            return await self._bot.send(message)
+        assert self._config.webhook_url is not None
         payload = render_slack(message)
         if self._config.username:
             payload["username"] = self._config.username
@@ -411,6 +431,153 @@ class SlackChannel:
 
     async def close(self) -> None:
         """Nothing to release: the HTTP session belongs to the caller."""
+
+
+# Web API errors after which the same message can never go through as it is.
+_BOT_AUTH_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "missing_scope",
+        "no_permission",
+        "ekm_access_denied",
+    }
+)
+_BOT_PERMANENT_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_blocks",
+        "msg_too_long",
+        "no_text",
+        "too_many_attachments",
+        "invalid_arguments",
+        "restricted_action",
+        "msg_blocks_too_long",
+        "invalid_blocks_format",
+    }
+)
+
+
+class BotPoster:
+    """A Slack bot's way in: charts uploaded with slack_sdk's ``files_upload_v2`` (the
+    external-upload flow: files.getUploadURLExternal, the bytes to the URL it gives,
+    files.completeUploadExternal), then the message with ``chat.postMessage``, each
+    chart an image block naming its uploaded file.
+
+    An upload that fails is logged and counted (``Sent.image_failures``) and the
+    message goes out without that image: a chart never holds back an alert. slack_sdk
+    runs on the daemon's shared session with its own retries switched off (kmon's
+    outbox owns retries) and each call bounded by ``timeout`` here, since the client
+    applies its own timeout only to sessions it creates.
+    """
+
+    def __init__(self, config: SlackConfig, session: aiohttp.ClientSession) -> None:
+        from slack_sdk.web.async_client import AsyncWebClient
+
+        assert config.token is not None and config.channel is not None
+        self._config = config
+        self._channel = config.channel
+        self._client = AsyncWebClient(
+            token=config.token.get_secret_value(),
+            base_url=config.api_url,
+            timeout=int(max(1, config.timeout)),
+            session=session,
+            retry_handlers=[],
+        )
+        host = urlsplit(config.api_url).hostname or "?"
+        self._where = f"slack api ({host})"
+
+    async def send(self, message: AlertMessage) -> Sent:
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
+        failures = 0
+        images: list[dict[str, Any]] = []
+        for chart in message.charts:
+            try:
+                async with asyncio.timeout(self._config.timeout):
+                    done = await self._client.files_upload_v2(
+                        file=chart.png,
+                        filename=chart.filename,
+                        title=chart.caption,
+                        alt_txt=chart.caption,
+                    )
+                file_id = str((done.get("file") or {}).get("id") or "")
+                if not file_id:
+                    raise SlackClientError("no file id in the answer")
+            except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                failures += 1
+                log.warning(
+                    "chart_upload_failed",
+                    channel=self._channel,
+                    signal=chart.signal_id,
+                    error=_slack_reason(exc),
+                )
+                continue
+            images.append(
+                {
+                    "type": "image",
+                    "slack_file": {"id": file_id},
+                    "alt_text": chart.caption[:2000],
+                    "title": {"type": "plain_text", "text": chart.caption[:MAX_HEADER_TEXT]},
+                }
+            )
+        payload = render_slack(message)
+        blocks = list(payload.get("blocks", []))
+        room = MAX_BLOCKS - len(blocks)
+        payload["blocks"] = blocks + images[: max(0, room)]
+        if self._config.username:
+            payload["username"] = self._config.username
+        try:
+            async with asyncio.timeout(self._config.timeout):
+                answer = await self._client.chat_postMessage(channel=self._channel, **payload)
+        except SlackApiError as exc:
+            raise _bot_error(exc, self._where) from None
+        except TimeoutError:
+            raise TransientError(
+                "timeout", f"{self._where}: no answer within {self._config.timeout:g}s"
+            ) from None
+        except (SlackClientError, aiohttp.ClientError, OSError) as exc:
+            raise TransientError(
+                "client", f"{self._where}: request failed ({_slack_reason(exc)})"
+            ) from None
+        ts = str(answer.get("ts") or "")
+        extra = {"ts": ts} if ts else {}
+        if images:
+            extra["files"] = ",".join(i["slack_file"]["id"] for i in images)
+        return Sent(detail=f"200 ok {ts}".strip(), extra=extra, image_failures=failures)
+
+
+def _slack_reason(exc: BaseException) -> str:
+    from slack_sdk.errors import SlackApiError
+
+    if isinstance(exc, SlackApiError):
+        return one_line(str(exc.response.get("error") or "error"), _REASON_MAX)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return one_line(f"{type(exc).__name__}: {exc}", _REASON_MAX)
+
+
+def _bot_error(exc: Any, where: str) -> FetchError:
+    """The error family member for a Web API answer with ``ok: false``."""
+    status = int(getattr(exc.response, "status_code", 0) or 0)
+    code = one_line(str(exc.response.get("error") or "error"), _REASON_MAX)
+    what = f"{where}: {code}"
+    if status == 429 or code == "ratelimited":
+        headers = getattr(exc.response, "headers", {}) or {}
+        retry_after = parse_retry_after(headers.get("Retry-After"), now=datetime.now(UTC))
+        if retry_after is not None:
+            what += f" (retry after {retry_after:g}s)"
+        return TransientError("ratelimited", what, http_status=429, retry_after=retry_after)
+    if code in _BOT_AUTH_ERRORS:
+        return AuthError(f"slack_{code}", what, http_status=status or None)
+    if code in _BOT_PERMANENT_ERRORS:
+        return PermanentError(f"slack_{code}", what, http_status=status or None)
+    return TransientError(f"slack_{code}", what, http_status=status or None)
 
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> str:

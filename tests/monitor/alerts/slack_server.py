@@ -22,6 +22,14 @@ answers with it instead of ``200 ok`` (the payload is still recorded and checked
 A hanging fault holds the request until the server closes. ``wait_for(n)`` returns
 once ``n`` POSTs have arrived, without sleeping.
 
+The same server plays the Web API a bot uses (under ``/api/``, :data:`BOT_TOKEN`):
+``files.getUploadURLExternal`` hands out an upload URL on this server, the bytes
+POSTed there are kept (:attr:`SlackWebhookServer.uploads`), ``files.completeUploadExternal``
+checks that the file was uploaded first, and ``chat.postMessage`` checks its blocks as
+the webhook does and that every image block names a completed file. Each call is
+recorded in order (:attr:`SlackWebhookServer.api_calls`); ``fail_api(method, error)``
+answers the next call of a method with ``ok: false`` (or a bare HTTP status).
+
 PYTEST_DONT_REWRITE: test modules import their helpers from here.
 """
 
@@ -40,9 +48,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 __all__ = [
+    "BOT_TOKEN",
     "HANG",
     "WEBHOOK_PATH",
     "WEBHOOK_SECRET",
+    "ApiCall",
     "Fault",
     "Received",
     "SlackWebhookServer",
@@ -58,6 +68,7 @@ __all__ = [
 # The secret part of a webhook URL, to check that it never reaches an error message.
 WEBHOOK_SECRET = "test-secret-token-4f2a"
 WEBHOOK_PATH = f"/services/T0KMON000/B0KMON000/{WEBHOOK_SECRET}"
+BOT_TOKEN = "xoxb-test-kmon-bot-7c1d"
 
 # Documented limits (docs.slack.dev, Block Kit reference).
 MAX_BLOCKS = 50
@@ -145,10 +156,27 @@ class Received:
     answer: str
 
 
+@dataclass(frozen=True, slots=True)
+class ApiCall:
+    """One Web API call (or upload, ``method`` "upload"): its parameters (query, form
+    and JSON merged), whether it carried :data:`BOT_TOKEN`, and the answer given."""
+
+    method: str
+    params: dict[str, Any]
+    body: bytes
+    authorized: bool
+    answer: dict[str, Any]
+
+
 class SlackWebhookServer:
-    """Slack's webhook endpoint on 127.0.0.1: checks, records and answers POSTs."""
+    """Slack's webhook endpoint (and a bot's Web API) on 127.0.0.1: checks, records
+    and answers POSTs."""
 
     def __init__(self) -> None:
+        self.api_calls: list[ApiCall] = []
+        self.uploads: dict[str, bytes] = {}
+        self._completed: set[str] = set()
+        self._api_faults: dict[str, deque[str | int]] = {}
         self.received: list[Received] = []
         self._faults: deque[Fault] = deque()
         self._arrived = asyncio.Event()
@@ -175,6 +203,94 @@ class SlackWebhookServer:
         return str(self._server.make_url(path))
 
     @property
+    def api_url(self) -> str:
+        """The Web API base URL, for ``api_url`` in the settings."""
+        return self.url_for("/api/")
+
+    def fail_api(self, method: str, *errors: str | int) -> None:
+        """Answer the next calls of ``method`` ("upload" for the upload URL) with
+        ``{"ok": false, "error": …}``, or with a bare HTTP status for an int."""
+        self._api_faults.setdefault(method, deque()).extend(errors)
+
+    def api_methods(self) -> list[str]:
+        """The methods called, in order."""
+        return [c.method for c in self.api_calls]
+
+    async def _api(self, request: web.Request, method: str, file_id: str = "") -> web.Response:
+        body = await request.read()
+        params: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/x-www-form-urlencoded":
+            params.update(dict(await request.post()))
+        elif request.content_type == "application/json" and body:
+            parsed = json.loads(body)
+            if isinstance(parsed, dict):
+                params.update(parsed)
+        authorized = request.headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
+        faults = self._api_faults.get(method)
+        fault = faults.popleft() if faults else None
+        status = 200
+        if method == "upload":
+            answer: dict[str, Any] = {"ok": True}
+        elif not authorized:
+            answer = {"ok": False, "error": "invalid_auth"}
+        else:
+            answer = self._answer(method, params)
+        if isinstance(fault, int):
+            status, answer = fault, {"ok": False, "error": f"http_{fault}"}
+        elif fault is not None:
+            answer = {"ok": False, "error": fault}
+        if method == "upload" and status == 200 and fault is None:
+            self.uploads[file_id] = body
+        self.api_calls.append(ApiCall(method, params, body, authorized, answer))
+        self._arrived.set()
+        if method == "upload":
+            text = "OK" if answer.get("ok") else str(answer.get("error"))
+            return web.Response(status=status if answer.get("ok") else max(status, 500), text=text)
+        return web.json_response(answer, status=status)
+
+    def _answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method == "files.getUploadURLExternal":
+            if not params.get("filename") or not str(params.get("length", "")).isdigit():
+                return {"ok": False, "error": "invalid_arguments"}
+            file_id = f"F{len(self.uploads) + len(self.api_calls):08d}"
+            return {
+                "ok": True,
+                "file_id": file_id,
+                "upload_url": self.url_for(f"/upload/{file_id}"),
+            }
+        if method == "files.completeUploadExternal":
+            files = json.loads(str(params.get("files", "[]")))
+            ids = [f.get("id") for f in files if isinstance(f, dict)]
+            if not ids or any(i not in self.uploads for i in ids):
+                return {"ok": False, "error": "file_not_found"}
+            self._completed.update(ids)
+            return {
+                "ok": True,
+                "files": [
+                    {"id": i, "name": f"{i}.png", "title": f.get("title")}
+                    for i, f in zip(ids, files, strict=True)
+                ],
+            }
+        if method == "chat.postMessage":
+            message = {k: v for k, v in params.items() if k != "channel"}
+            problems = slack_problems(message)
+            for block in message.get("blocks") or []:
+                if isinstance(block, dict) and block.get("type") == "image":
+                    file_id = (block.get("slack_file") or {}).get("id")
+                    if file_id not in self._completed:
+                        problems.append(f"image block names {file_id!r}, not an uploaded file")
+            if not params.get("channel"):
+                return {"ok": False, "error": "channel_not_found"}
+            if problems:
+                return {"ok": False, "error": "invalid_blocks", "problems": problems}
+            return {
+                "ok": True,
+                "channel": params["channel"],
+                "ts": f"1750208000.{len(self.api_calls):06d}",
+            }
+        return {"ok": False, "error": "unknown_method"}
+
+    @property
     def payloads(self) -> list[Any]:
         """The payloads answered ``200 ok``, in order."""
         return [r.payload for r in self.received if r.status == 200]
@@ -191,6 +307,10 @@ class SlackWebhookServer:
         return self.received[:count]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/api/"):
+            return await self._api(request, request.path.removeprefix("/api/"))
+        if request.path.startswith("/upload/"):
+            return await self._api(request, "upload", request.path.removeprefix("/upload/"))
         body = await request.read()
         payload: Any = None
         problems: list[str]

@@ -9,23 +9,27 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
+import aiohttp
 import pytest
 from PIL import Image
 from sqlalchemy import select
+from structlog.testing import capture_logs
 
-from monitor.alerting import AlertSettings, EmailConfig
+from monitor.alerting import AlertSettings, EmailConfig, SlackConfig
 from monitor.alerts.channels import build_channel
 from monitor.alerts.charting import CHART_KINDS, signal_chart, ticker_chart
 from monitor.alerts.dispatch import Dispatcher, MessageOutcome
 from monitor.alerts.email import SIZE_CAP, render_email
-from monitor.alerts.message import AlertMessage, AlertSignal, ChartImage
+from monitor.alerts.message import AlertMessage, AlertSignal, ChartImage, shows_charts
 from monitor.alerts.outbox import alert_signal, enqueue
+from monitor.alerts.slack import SlackChannel
 from monitor.chart import relative_move, render
 from monitor.db.quotes import insert_quotes
 from monitor.db.schema import SignalRow
 from monitor.ingest.context import PollContext
 from monitor.timefmt import KST
 from tests.episode import INTRADAY_0618, KOSPI, NAVER, intraday_quotes
+from tests.monitor.alerts.slack_server import BOT_TOKEN, SlackWebhookServer
 from tests.monitor.alerts.smtp_server import SmtpServer
 from tests.monitor.ingest.test_replay import episode, kmon
 
@@ -273,3 +277,108 @@ def test_charts_past_the_size_cap_are_left_out_and_said() -> None:
     html_part = small.get_body(preferencelist=("html",))
     assert html_part is not None and "1 chart(s) left out" in html_part.get_content()
     assert len(small.as_bytes()) <= 100_000
+
+
+def bot_settings(slack_server: SlackWebhookServer) -> AlertSettings:
+    return AlertSettings.model_validate(
+        {
+            "channels": {
+                "desk": {
+                    "type": "slack",
+                    "token": BOT_TOKEN,
+                    "channel": "C0KMONDESK",
+                    "api_url": slack_server.api_url,
+                }
+            },
+            "routes": [
+                {"name": "moves", "match": {"kinds": ["policy_move"]}, "channels": ["desk"]}
+            ],
+        }
+    )
+
+
+async def dispatch_to_slack(
+    ctx: PollContext, slack_server: SlackWebhookServer, http: aiohttp.ClientSession
+) -> MessageOutcome:
+    alerts = bot_settings(slack_server)
+    await enqueued(ctx, alerts, await policy_move(ctx, "2025-06-18"))
+    desk = build_channel("desk", alerts.channels["desk"], http)
+    outcomes: list[MessageOutcome] = []
+    dispatcher = Dispatcher(
+        ctx.sessionmaker, {"desk": desk}, alerts, lambda: NOW, observers=[outcomes.append]
+    )
+    await dispatcher.run_once()
+    [outcome] = [o for o in outcomes if o.channel == "desk"]
+    return outcome
+
+
+async def test_a_slack_bot_uploads_the_chart_and_the_message_shows_it(
+    charted: tuple[Path, PollContext],
+    slack_server: SlackWebhookServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    _, ctx = charted
+    outcome = await dispatch_to_slack(ctx, slack_server, http)
+    assert (outcome.status, outcome.chart_failures) == ("sent", 0)
+    assert slack_server.api_methods() == [
+        "files.getUploadURLExternal",
+        "upload",
+        "files.completeUploadExternal",
+        "chat.postMessage",
+    ]
+    calls = slack_server.api_calls
+    assert all(c.authorized for c in calls if c.method != "upload")
+    assert all(c.answer["ok"] for c in calls), [c.answer for c in calls]
+    file_id = calls[0].answer["file_id"]
+    assert Image.open(io.BytesIO(slack_server.uploads[file_id])).size == (800, 420)
+    post = calls[-1].params
+    assert post["channel"] == "C0KMONDESK"
+    images = [b for b in post["blocks"] if b["type"] == "image"]
+    assert [i["slack_file"]["id"] for i in images] == [file_id]
+    assert "035420" in images[0]["alt_text"]
+    assert "+15.25%" in post["text"]
+    assert slack_server.received == []  # nothing through a webhook
+
+
+async def test_a_failed_upload_still_sends_the_text_once(
+    charted: tuple[Path, PollContext],
+    slack_server: SlackWebhookServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    _, ctx = charted
+    slack_server.fail_api("upload", 500)
+    with capture_logs() as logs:
+        outcome = await dispatch_to_slack(ctx, slack_server, http)
+    assert (outcome.status, outcome.chart_failures) == ("sent", 1)
+    assert slack_server.api_methods() == [
+        "files.getUploadURLExternal",
+        "upload",
+        "chat.postMessage",
+    ]
+    post = slack_server.api_calls[-1]
+    assert post.answer["ok"]
+    assert [b for b in post.params["blocks"] if b["type"] == "image"] == []
+    assert "+15.25%" in post.params["text"]
+    failed = [e for e in logs if e["event"] == "chart_upload_failed"]
+    assert len(failed) == 1 and BOT_TOKEN not in str(failed[0])
+
+
+async def test_a_refused_upload_url_is_one_failure_too(
+    charted: tuple[Path, PollContext],
+    slack_server: SlackWebhookServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    _, ctx = charted
+    slack_server.fail_api("files.getUploadURLExternal", "not_allowed_token_type")
+    outcome = await dispatch_to_slack(ctx, slack_server, http)
+    assert (outcome.status, outcome.chart_failures) == ("sent", 1)
+    assert slack_server.api_methods() == ["files.getUploadURLExternal", "chat.postMessage"]
+
+
+def test_a_webhook_channel_draws_no_chart(slack_server: SlackWebhookServer) -> None:
+    config = SlackConfig.model_validate({"type": "slack", "webhook_url": slack_server.url})
+    assert not shows_charts(SlackChannel("hook", config, None))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs a channel"):
+        SlackConfig.model_validate({"type": "slack", "token": BOT_TOKEN})
+    with pytest.raises(ValueError, match="needs webhook_url, or token and channel"):
+        SlackConfig.model_validate({"type": "slack"})
