@@ -199,7 +199,8 @@ class Dispatcher:
     PostgreSQL database). ``channels`` are built and closed by the caller.
 
     ``names`` maps tickers to display names for move titles. ``observers`` are called
-    with every :class:`MessageOutcome` (metrics).
+    with every :class:`MessageOutcome` (metrics). ``chart_within``: how long a chart
+    is waited for before its alert goes without it.
     """
 
     def __init__(
@@ -213,6 +214,7 @@ class Dispatcher:
         names: Mapping[str, str] | None = None,
         observers: Sequence[Callable[[MessageOutcome], None]] = (),
         crash_delay: float = CRASH_RETRY,
+        chart_within: float = RENDER_TIMEOUT,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.channels = dict(channels)
@@ -222,6 +224,7 @@ class Dispatcher:
         self.names = dict(names or {})
         self.observers = list(observers)
         self.crash_delay = crash_delay
+        self.chart_within = chart_within
         self._wake = asyncio.Event()
         # Set while :meth:`run` waits between rounds (tests await it instead of sleeping).
         self.idle = asyncio.Event()
@@ -492,7 +495,7 @@ class Dispatcher:
                 )
             if chart is None:
                 return None
-            rendered = await render_async(chart, within=RENDER_TIMEOUT)
+            rendered = await render_async(chart, within=self.chart_within)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

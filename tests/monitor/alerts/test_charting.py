@@ -382,3 +382,37 @@ def test_a_webhook_channel_draws_no_chart(slack_server: SlackWebhookServer) -> N
         SlackConfig.model_validate({"type": "slack", "token": BOT_TOKEN})
     with pytest.raises(ValueError, match="needs webhook_url, or token and channel"):
         SlackConfig.model_validate({"type": "slack"})
+
+
+async def test_a_chart_past_its_time_leaves_the_alert_in_words(
+    charted: tuple[Path, PollContext], smtp_starttls: SmtpServer
+) -> None:
+    _, ctx = charted
+    alerts = AlertSettings.model_validate(
+        {
+            "channels": {"mail": smtp_starttls.email_config()},
+            "routes": [
+                {"name": "moves", "match": {"kinds": ["policy_move"]}, "channels": ["mail"]}
+            ],
+        }
+    )
+    await enqueued(ctx, alerts, await policy_move(ctx, "2025-06-18"))
+    mail_channel = build_channel("mail", alerts.channels["mail"], None)  # type: ignore[arg-type]
+    outcomes: list[MessageOutcome] = []
+    dispatcher = Dispatcher(
+        ctx.sessionmaker,
+        {"mail": mail_channel},
+        alerts,
+        lambda: NOW,
+        observers=[outcomes.append],
+        chart_within=0.0,
+    )
+    with capture_logs() as logs:
+        await dispatcher.run_once()
+    [outcome] = [o for o in outcomes if o.channel == "mail"]
+    assert (outcome.status, outcome.chart_failures) == ("sent", 1)
+    assert [e["event"] for e in logs].count("chart_failed") == 1
+    [delivery] = smtp_starttls.deliveries
+    mail = delivery.message()
+    assert not any(part.get_content_type() == "image/png" for part in mail.walk())
+    assert "+15.25%" in str(mail.get_body(preferencelist=("plain",)))
