@@ -415,4 +415,5 @@ async def test_a_chart_past_its_time_leaves_the_alert_in_words(
     [delivery] = smtp_starttls.deliveries
     mail = delivery.message()
     assert not any(part.get_content_type() == "image/png" for part in mail.walk())
-    assert "+15.25%" in str(mail.get_body(preferencelist=("plain",)))
+    plain = mail.get_body(preferencelist=("plain",))
+    assert plain is not None and "+15.25%" in plain.get_content()
