@@ -9,9 +9,9 @@ daily closes otherwise. When quotes are wanted and fewer than two are stored, th
 daily closes of the last :data:`FALLBACK_SESSIONS` sessions are drawn instead, and the
 chart says so.
 
-Events. A ``policy_move`` marks the news its rule counted; any other kind marks the
-items linked to the signal (news, and disclosures once they are linked the same
-way), else the signal's own time. Which kinds carry a chart is :data:`CHART_KINDS`.
+Events. A ``policy_move`` marks the news its rule counted, a ``disclosure_move`` the
+filings its rule counted; any other kind marks the items linked to the signal, else
+the signal's own time. Which kinds carry a chart is :data:`CHART_KINDS`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,13 @@ from monitor.chart import Chart, ChartEvent, ChartSeries
 from monitor.db.quotes import list_bars, list_quotes
 from monitor.db.schema import SignalRow
 from monitor.db.signals import get_signal
-from monitor.rules.explanation import MatchedMove, MoveExplanation, PolicyMoveExplanation, parse
+from monitor.rules.explanation import (
+    DisclosureMoveExplanation,
+    MatchedMove,
+    MoveExplanation,
+    PolicyMoveExplanation,
+    parse,
+)
 from monitor.timefmt import KST
 
 __all__ = [
@@ -41,8 +47,7 @@ __all__ = [
     "ticker_chart",
 ]
 
-# Kinds whose alerts carry a chart; ``disclosure_move`` is drawn like a ``move``,
-# its disclosures marked as the items linked to it.
+# Kinds whose alerts carry a chart.
 CHART_KINDS = frozenset({"move", "policy_move", "disclosure_move"})
 INDEX = "KOSPI"
 INTRADAY_SESSIONS = 2
@@ -174,6 +179,14 @@ def _events_of(row: SignalRow, linked: list[tuple[datetime, str]]) -> tuple[Char
         news = [ChartEvent(n.event_time, n.title) for n in lead.news if n.event_time is not None]
         if news:
             return tuple(news)
+    if isinstance(exp, DisclosureMoveExplanation) and (counted := exp.lead(row.rule_id)):
+        filings = [
+            ChartEvent(f.event_time, f.report_nm or f.corp_name)
+            for f in counted.filings
+            if f.event_time is not None
+        ]
+        if filings:
+            return tuple(filings)
     if linked:
         return tuple(ChartEvent(at, title) for at, title in linked)
     return (ChartEvent(row.event_time, row.headline),)
@@ -182,7 +195,7 @@ def _events_of(row: SignalRow, linked: list[tuple[datetime, str]]) -> tuple[Char
 def _move_of(row: SignalRow) -> tuple[float, float | None] | None:
     """The change % and points beyond the index the signal's rule measured."""
     exp = parse(row.kind, row.explanation) if row.explanation else None
-    if isinstance(exp, PolicyMoveExplanation):
+    if isinstance(exp, PolicyMoveExplanation | DisclosureMoveExplanation):
         quote = exp.move
         lead = exp.lead(row.rule_id)
         matched = lead.matched if lead else MatchedMove()
