@@ -26,10 +26,10 @@ explanation of the quote's signals (:func:`not_claimed`).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from adapters.records import DailyBar, Quote
 from monitor import market
@@ -546,6 +546,36 @@ def _about(rule: JoinedRule, news: NewsFacts, ticker: str, ruleset: Ruleset) -> 
     return None
 
 
+_Joined = TypeVar("_Joined", JoinedRule, DisclosureMoveRule)
+
+
+def _moves_held(
+    kind: type[_Joined], move: MoveFacts, ruleset: Ruleset, calendar: Calendar
+) -> Iterator[tuple[_Joined, MatchedMove, NewsWindow]]:
+    """Each rule of ``kind`` whose move the quote makes, with the move as matched and the
+    window its news (or filings) must fall in."""
+    for rule in ruleset.rules.values():
+        if not isinstance(rule, kind):
+            continue
+        spec = _move_spec(rule, ruleset)
+        if not _applies(spec, move.quote.ticker, ruleset):
+            continue
+        seen = _check_move(spec, move)
+        if seen is None:
+            continue
+        start, end, day = news_window(
+            move.quote.as_of, rule.window.trading_days_before, rule.window.same_session, calendar
+        )
+        window = NewsWindow(
+            start=start,
+            end=end,
+            session=day,
+            trading_days_before=rule.window.trading_days_before,
+            same_session=rule.window.same_session,
+        )
+        yield rule, seen, window
+
+
 def evaluate_joined(
     move: MoveFacts,
     news: Sequence[NewsFacts],
@@ -556,19 +586,9 @@ def evaluate_joined(
     makes after news of the rule's news rules about the ticker, inside its window."""
     quote = move.quote
     matched: list[JoinedMatch] = []
-    day: date | None = None
-    for rule in ruleset.rules.values():
-        if not isinstance(rule, JoinedRule):
-            continue
-        spec = _move_spec(rule, ruleset)
-        if not _applies(spec, quote.ticker, ruleset):
-            continue
-        seen = _check_move(spec, move)
-        if seen is None:
-            continue
-        start, end, day = news_window(
-            quote.as_of, rule.window.trading_days_before, rule.window.same_session, calendar
-        )
+    for rule, seen, window in _moves_held(JoinedRule, move, ruleset, calendar):
+        start, end = window.start, window.end
+        assert start is not None and end is not None
         wanted = set(rule.news)
         found: list[JoinedNews] = []
         for item in sorted(news, key=lambda n: (n.event_time, n.item_id)):
@@ -591,18 +611,13 @@ def evaluate_joined(
                 )
             )
         if found:
-            window = NewsWindow(
-                start=start,
-                end=end,
-                session=day,
-                trading_days_before=rule.window.trading_days_before,
-                same_session=rule.window.same_session,
-            )
             matched.append(JoinedMatch(rule.id, rule.severity, seen, window, tuple(found)))
-    if not matched or day is None:
+    if not matched:
         return []
     # The most severe rule names the signal; ties go to the first in the ruleset.
     lead = max(matched, key=lambda m: SEVERITY_RANK[m.severity])
+    day = lead.window.session
+    assert day is not None
     return [
         Signal(
             kind="policy_move",
@@ -716,19 +731,9 @@ def evaluate_disclosure_move(
     move the quote makes after a filing of the same company, inside its window."""
     quote = move.quote
     matched: list[DisclosureMoveMatch] = []
-    day: date | None = None
-    for rule in ruleset.rules.values():
-        if not isinstance(rule, DisclosureMoveRule):
-            continue
-        spec = _move_spec(rule, ruleset)
-        if not _applies(spec, quote.ticker, ruleset):
-            continue
-        seen = _check_move(spec, move)
-        if seen is None:
-            continue
-        start, end, day = news_window(
-            quote.as_of, rule.window.trading_days_before, rule.window.same_session, calendar
-        )
+    for rule, seen, window in _moves_held(DisclosureMoveRule, move, ruleset, calendar):
+        start, end = window.start, window.end
+        assert start is not None and end is not None
         wanted = set(rule.disclosures)
         found = [
             JoinedFiling(
@@ -746,17 +751,12 @@ def evaluate_disclosure_move(
             and any(not wanted or r in wanted for r in f.rule_ids)
         ]
         if found:
-            window = NewsWindow(
-                start=start,
-                end=end,
-                session=day,
-                trading_days_before=rule.window.trading_days_before,
-                same_session=rule.window.same_session,
-            )
             matched.append(DisclosureMoveMatch(rule.id, rule.severity, seen, window, tuple(found)))
-    if not matched or day is None:
+    if not matched:
         return []
     lead = max(matched, key=lambda m: SEVERITY_RANK[m.severity])
+    day = lead.window.session
+    assert day is not None
     return [
         Signal(
             kind="disclosure_move",
