@@ -64,9 +64,13 @@ def signal_tickers(row: SignalRow) -> list[str]:
 
 
 def signal_score(row: SignalRow) -> float | None:
-    """The relevance score of a stored news signal (None: not scored)."""
+    """The relevance score of a stored signal: None for kinds that are not scored (moves,
+    source health); a news signal stored before scores counts as 0, so that a route with
+    ``min_score`` does not take what it cannot judge."""
     score = row.explanation.get("score") if isinstance(row.explanation, dict) else None
-    return score if isinstance(score, int | float) and not isinstance(score, bool) else None
+    if isinstance(score, int | float) and not isinstance(score, bool):
+        return score
+    return 0.0 if row.kind == "news" else None
 
 
 async def enqueue(

@@ -14,7 +14,7 @@ import click
 from monitor.cli.common import ROW_ID, State, fail, format_option, query, to_json, when
 from monitor.cli.output import Format, clip, render
 from monitor.kinds import SIGNAL_KINDS
-from monitor.severity import SEVERITIES
+from monitor.severity import SEVERITIES, SEVERITY_RANK
 from monitor.timefmt import kst, kst_iso, utcnow
 
 RULE_KINDS = ("news", "move", "joined", "source_health", "disclosure", "disclosure_move")
@@ -115,7 +115,7 @@ def rules_eval(
     cases = []
     for file in files:
         try:
-            with file.open(encoding="utf-8") as handle:
+            with file.open(encoding="utf-8-sig") as handle:  # a BOM is no label
                 cases += read_labelled(handle, str(file))
         except OSError as exc:
             fail(f"rules eval: {file}: {exc.strerror or exc}", code=2)
@@ -202,6 +202,11 @@ def _print_eval(figures: dict[str, Any], min_score: int) -> None:
 @click.option("--summary", default="", help="A summary to match besides TEXT (the title).")
 @click.option("--source", help="The source name, for rules limited to sources.")
 @click.option("--language", help="ko or en (default: Korean when TEXT has Hangul).")
+@click.option(
+    "--source-type",
+    type=click.Choice(["news", "government"]),
+    help="The source's type, for rules and weights that take source_types.",
+)
 @rules_file_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_obj
@@ -211,6 +216,7 @@ def rules_test(
     summary: str,
     source: str | None,
     language: str | None,
+    source_type: str | None,
     rules_file: Path | None,
     fmt: str,
 ) -> None:
@@ -220,20 +226,27 @@ def rules_test(
     Exit status 0 when a rule fires (on any line), 1 when none does (like grep).
     """
     from monitor.rules.match import tag
-    from monitor.rules.score import score_news
+    from monitor.rules.score import score_news, severity_of
 
     ruleset = _load(state, rules_file)
+    seen = {"source": source, "language": language, "source_type": source_type}
     if text == "-":
         any_fired = False
         for raw in sys.stdin:
             line = raw.strip()
             if not line:
                 continue
-            tagging = tag(line, summary, ruleset, source=source, language=language)
+            tagging = tag(line, summary, ruleset, **seen)
             fired = tagging.news_rules_fired
             any_fired = any_fired or bool(fired)
             points = (
-                score_news(tagging, [f.rule_id for f in fired], ruleset, source=source).points
+                score_news(
+                    tagging,
+                    [f.rule_id for f in fired],
+                    ruleset,
+                    source=source,
+                    source_type=source_type,
+                ).points
                 if fired
                 else None
             )
@@ -250,10 +263,14 @@ def rules_test(
             else:
                 click.echo(f"none\t\t\t{line}")
         sys.exit(0 if any_fired else 1)
-    tagging = tag(text, summary, ruleset, source=source, language=language)
+    tagging = tag(text, summary, ruleset, **seen)
     fired = tagging.news_rules_fired
     score = (
-        score_news(tagging, [f.rule_id for f in fired], ruleset, source=source) if fired else None
+        score_news(
+            tagging, [f.rule_id for f in fired], ruleset, source=source, source_type=source_type
+        )
+        if fired
+        else None
     )
     if fmt == "json":
         record = {
@@ -284,6 +301,10 @@ def rules_test(
             click.echo(f"fires {f.rule_id} [{severity}]: {f.explanation}")
         if score is not None:
             click.echo(f"score: {score.describe()}")
+            lead = max(
+                (ruleset.rules[f.rule_id].severity for f in fired), key=SEVERITY_RANK.__getitem__
+            )
+            click.echo(f"signal severity: {severity_of(score.points, ruleset, lead)}")
         if not fired:
             click.echo("no news rule fires" + ("" if tagging.themes else " (no theme matched)"))
     sys.exit(0 if fired else 1)

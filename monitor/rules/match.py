@@ -38,13 +38,15 @@ without a space between two Hangul words cannot know where a space might go: wri
 with the space.
 
 The library is ``ahocorasick-rs`` (its DFA): on the synthetic news corpus of
-``bench/match_rules.py`` it scans at about 180 MB/s against 82 MB/s for
-``pyahocorasick`` (3.5 MB/s for one alternation regex of the same 590 patterns), and
-it returns (pattern, start, end) for all overlapping matches in one call, offsets in
-characters, so no Python code runs per character. The whole of :meth:`Matcher.find`
-(folding, scan, boundaries, hits) does about 40 MB/s on texts of news length: the
-Python work per text and per hit is most of it. :meth:`Matcher.find_all` scans a batch
-of texts at once.
+``bench/match_rules.py`` it scanned at about 180 MB/s against 82 MB/s for
+``pyahocorasick`` (3.5 MB/s for one alternation regex of the same 590 patterns) with
+the first ruleset, and it returns (pattern, start, end) for all overlapping matches in
+one call, offsets in characters, so no Python code runs per character. The Python work
+per candidate (word ends, overlaps, offsets, the hit) is most of the cost of
+:meth:`Matcher.find`, so it grows with how many everyday words are patterns: the
+widened default ruleset (anchors and market words) makes it about 14 MB/s on that
+corpus, against 40–55 MB/s before (docs/benchmarks.md). :meth:`Matcher.find_all` scans
+a batch of texts at once.
 
 :func:`tag` evaluates the news rules of a :class:`~monitor.rules.model.Ruleset` in
 file order over one item's title and summary.
@@ -731,26 +733,16 @@ def tag(
                 themes.setdefault(owner, []).extend(found)
             else:  # a generic or an anchor's near term: part -1 is the whole of it
                 other.setdefault((kind, owner, k, -1), []).extend(found)
-    anchors = (
-        _anchors_holding(ruleset, index, themes, entities, other)
-        if ruleset.anchors and (other or entities)
-        else {}
-    )
+    _keep_fields(themes, ruleset)  # a title-only theme found in a summary is not there
+    anchors = _anchors_holding(ruleset, index, themes, entities, other) if ruleset.anchors else {}
     for (kind, owner, _, part), found in other.items():
         if kind == _GENERIC or (kind == _GENERIC_NEAR and part == -1):
             generic = ruleset.themes[owner].generic
             if generic is not None and generic.requires in anchors:
                 themes.setdefault(owner, []).extend(found)
-    for theme_id in list(themes):
-        fields = ruleset.themes[theme_id].fields
-        found = themes[theme_id]
-        if len(fields) < 2:
-            found = [h for h in found if h.field in fields]
-            if not found:
-                del themes[theme_id]
-                continue
+    _keep_fields(themes, ruleset)
+    for found in themes.values():
         found.sort(key=lambda h: (h.field != "title", h.start))
-        themes[theme_id] = found
     tickers: set[str] = set()
     sectors: set[str] = set()
     for entity_id in entities:
@@ -775,6 +767,18 @@ def tag(
             if explanation is not None:
                 fired.append(FiredRule(rule.id, explanation))
     return Tagging(themes, entities, frozenset(tickers), frozenset(sectors), fired, anchors)
+
+
+def _keep_fields(themes: dict[str, list[Hit]], ruleset: Ruleset) -> None:
+    """Drop the hits of themes looked for in some fields only, outside them."""
+    for theme_id in list(themes):
+        fields = ruleset.themes[theme_id].fields
+        if len(fields) < 2:
+            kept = [h for h in themes[theme_id] if h.field in fields]
+            if kept:
+                themes[theme_id] = kept
+            else:
+                del themes[theme_id]
 
 
 # A sentence ends at . ! ? or 。 before a space, or at a line break. A title is one
@@ -907,7 +911,7 @@ def _apply_context(
         in_title = context.title and any(h.field == "title" for h in requires)
         kept = []
         for hit in entities[entity_id]:
-            if rejects and _close(hit, rejects, context.within, words):
+            if rejects and _close(hit, rejects, context.within, words, context.rejects_before):
                 continue
             if context.requires and not (
                 _close(hit, requires, context.within, words)
@@ -921,13 +925,18 @@ def _apply_context(
             del entities[entity_id]
 
 
-def _close(hit: Hit, others: Sequence[Hit], within: int, words: _WordPositions) -> bool:
-    """Whether one of ``others`` stands within ``within`` words of ``hit``, in the same
-    field and sentence (``others`` come in text order: one bisect, not a scan)."""
+def _close(
+    hit: Hit, others: Sequence[Hit], within: int, words: _WordPositions, before: bool = False
+) -> bool:
+    """Whether one of ``others`` stands within ``within`` words of ``hit`` (with
+    ``before``, in front of it), in the same field and sentence (``others`` come in text
+    order: one bisect, not a scan)."""
     field_name, sentence, number = words.where(hit)
     places = words.places(others)
     at = bisect_left(places, (field_name or "", sentence, number - within))
-    return at < len(places) and places[at] <= (field_name or "", sentence, number + within)
+    # In front of the hit: up to the word before its own.
+    last = number - 1 if before else number + within
+    return at < len(places) and places[at] <= (field_name or "", sentence, last)
 
 
 def _anchors_holding(
@@ -951,8 +960,9 @@ def _anchors_holding(
                 if not wanted.isdisjoint(index.entity_refs[entity_id]):
                     found += hits
         for theme_id in anchor.themes:
-            # A theme's own terms only: its generic ones may need this very anchor.
-            found += [h for h in themes.get(theme_id, ()) if h.term_id == theme_id]
+            # A theme's own terms and near terms only: its generic ones (added after this)
+            # may need this very anchor.
+            found += themes.get(theme_id, ())
         if found:
             holding[anchor.id] = sorted(found, key=lambda h: (h.field != "title", h.start))
     return holding

@@ -120,6 +120,7 @@ def _check_term(value: str) -> str:
 
 
 Id = Annotated[str, AfterValidator(_check_id)]
+Points = Annotated[int, Field(ge=0, le=100)]
 Sector = Annotated[str, AfterValidator(_check_sector)]
 TickerCode = Annotated[str, BeforeValidator(_ticker_text), AfterValidator(_check_ticker)]
 Term = Annotated[str, AfterValidator(_check_term)]
@@ -163,12 +164,15 @@ class EntityContext(_Strict):
     of ``rejects`` there is someone (or something) else; with ``requires`` given, a
     mention needs one of them there (or anywhere in the title, with ``title: true``)
     to count. The actor 하정우 and the AI official share a name: the official is named
-    with AI, 수석, 대통령실 …; the actor with 영화, 주연, 개봉 ….
+    with AI, 수석, 대통령실 …; the actor with 영화, 주연, 개봉 …. ``rejects_before``: a
+    reject counts only before the mention ("Japan's government", not "the government
+    fines a Chinese app").
     """
 
     within: int = Field(default=8, ge=1, le=50)
     requires: list[Term] = Field(default_factory=list)
     rejects: list[Term] = Field(default_factory=list)
+    rejects_before: bool = False
     title: bool = True
 
     @model_validator(mode="after")
@@ -288,6 +292,8 @@ class Theme(_Strict):
     def _has_terms(self) -> Theme:
         if not (self.terms or self.near or self.generic):
             raise ValueError("a theme needs terms, near or generic")
+        if len(set(self.fields)) != len(self.fields):
+            raise ValueError("fields lists a field twice")
         return self
 
 
@@ -511,17 +517,18 @@ class Scoring(_Strict):
     ``max_extra_themes``; the points of
     every anchor of ``anchors`` that holds; of every reference of ``entities`` (an id,
     ``sector:TAG`` or ``kind:KIND``) that a named entity answers to; of the item's
-    source in ``sources``. The sum is capped at 100. A score of ``warning`` or more
-    makes the signal at least a warning, ``critical`` or more critical.
+    source in ``sources`` and of its type in ``source_types``. The sum is capped at 100.
+    A score of ``warning`` or more makes the signal at least a warning, ``critical`` or
+    more critical. A user's file sets only the weights it names (:meth:`over`).
     """
 
-    title: int = Field(default=15, ge=0, le=100)
-    extra_theme: int = Field(default=10, ge=0, le=100)
+    title: Points = 15
+    extra_theme: Points = 5
     max_extra_themes: int = Field(default=2, ge=0, le=10)
-    anchors: dict[str, int] = Field(default_factory=dict)
-    entities: dict[str, int] = Field(default_factory=dict)
-    sources: dict[str, int] = Field(default_factory=dict)
-    source_types: dict[Literal["news", "government"], int] = Field(default_factory=dict)
+    anchors: dict[str, Points] = Field(default_factory=dict)
+    entities: dict[str, Points] = Field(default_factory=dict)
+    sources: dict[str, Points] = Field(default_factory=dict)
+    source_types: dict[Literal["news", "government"], Points] = Field(default_factory=dict)
     warning: int = Field(default=60, ge=0, le=101)
     critical: int = Field(default=101, ge=0, le=101)
 
@@ -529,11 +536,18 @@ class Scoring(_Strict):
     def _bands_in_order(self) -> Scoring:
         if self.critical < self.warning:
             raise ValueError("critical is below warning")
-        for name in ("anchors", "entities", "sources"):
-            for key, points in getattr(self, name).items():
-                if not 0 <= points <= 100:
-                    raise ValueError(f"{name}.{key}: points must be from 0 to 100")
         return self
+
+    def over(self, earlier: Scoring) -> Scoring:
+        """This file's weights over ``earlier``'s: the fields it sets replace theirs, and
+        its mappings add to (or replace by key) the earlier ones."""
+        update: dict[str, Any] = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                value = {**getattr(earlier, name), **value}
+            update[name] = value
+        return earlier.model_copy(update=update)
 
 
 class RulesFile(_Strict):
@@ -698,8 +712,8 @@ def merge_rules(files: Sequence[tuple[RulesFile, YamlDocument]]) -> Ruleset:
     disabled: dict[str, _Origin] = {}
     for parsed, doc in files:
         if parsed.scoring is not None:
-            # Weights go together: a file's scoring replaces the one before as a whole.
-            scoring = (parsed.scoring, _Origin(doc, ("scoring",)))
+            merged = parsed.scoring if scoring is None else parsed.scoring.over(scoring[0])
+            scoring = (merged, _Origin(doc, ("scoring",)))
         lists: list[tuple[str, Sequence[Entity | Anchor | Theme | Rule], dict[str, Any]]] = [
             ("entities", parsed.entities, entities),
             ("anchors", parsed.anchors, anchors),

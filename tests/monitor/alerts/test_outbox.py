@@ -74,8 +74,8 @@ async def test_a_route_with_min_score_takes_news_that_scores_enough(sessionmaker
         {"desk", "log"},
         {"desk", "log"},
         {"log"},
-        {"desk", "log"},  # no score to judge: min_score does not hold it back
-        {"desk", "log"},  # moves are not scored
+        {"log"},  # news without a score (stored before scores) counts as 0
+        {"desk", "log"},  # moves are not scored: min_score does not hold them back
     ]
 
 

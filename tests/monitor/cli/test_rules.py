@@ -194,3 +194,21 @@ def test_eval_refuses_a_bad_line_with_its_place(tmp_path: Path) -> None:
     empty = tmp_path / "empty.tsv"
     empty.write_text("# nothing\n", encoding="utf-8")
     assert kmon("rules", "eval", str(empty)).exit_code == 2
+
+
+def test_eval_reads_a_file_that_starts_with_a_bom(tmp_path: Path) -> None:
+    path = tmp_path / "bom.tsv"
+    path.write_text("\ufeff+\t정부, GPU 1만장 확보\n-\t오늘의 날씨\n", encoding="utf-8")
+    report = json.loads(kmon("rules", "eval", str(path), "--format", "json").output)
+    assert (report["positives"], report["true_positives"]) == (1, 1)
+
+
+def test_test_shows_the_severity_the_score_earns_and_takes_a_source_type() -> None:
+    plain = kmon("rules", "test", "과기정통부, AI 기본법 시행령 입법예고")
+    assert "signal severity: warning" in plain.output
+    official = kmon(
+        "rules", "test", "과기정통부, AI 기본법 시행령 입법예고", "--source-type", "government",
+        "--format", "json",
+    )  # fmt: skip
+    parts = dict(json.loads(official.output)["score_parts"])
+    assert parts["a government source"] == 10

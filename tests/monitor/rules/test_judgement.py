@@ -48,7 +48,7 @@ def test_the_sets_are_what_the_docs_say() -> None:
     _, days = evaluate("day.heldout*.tsv")
     assert tuning["positives"] + tuning["negatives"] >= 2000  # type: ignore[operator]
     assert held_out["positives"] + held_out["negatives"] >= 500  # type: ignore[operator]
-    assert days["positives"] + days["negatives"] >= 600  # type: ignore[operator]
+    assert days["positives"] + days["negatives"] >= 590  # type: ignore[operator]
     # Every theme and every trap class is in the held-out headlines.
     classes = set(held_out["by_class"])  # type: ignore[arg-type]
     assert {"policy-move", "ai-stock-market", "sovereign-ai", "ai-basic-act"} <= classes

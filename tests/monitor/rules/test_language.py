@@ -355,3 +355,60 @@ def test_near_terms_in_a_long_text_full_of_their_parts(tmp_path: Path) -> None:
     backwards = " ".join(["bans x Seoul."] * 3000)
     assert fired(ruleset, "news", backwards) == ["seoul-any"]
     assert fired(ruleset, "news", backwards + ". Seoul bans it.") == ["seoul", "seoul-any"]
+
+
+def test_rejects_before_counts_only_words_in_front_of_the_name(tmp_path: Path) -> None:
+    ruleset = rules(
+        tmp_path,
+        """
+        entities:
+          - id: gov
+            kind: body
+            name_en: Government
+            aliases: [government]
+            context: {within: 2, rejects: [Japan's, Chinese], rejects_before: true}
+        """,
+    )
+    assert "gov" not in tag("Japan's government to fund chips", "", ruleset).entities
+    # After the name, a foreign word is what the government acts on.
+    assert "gov" in tag("government fines Chinese AI app", "", ruleset).entities
+
+
+def test_a_users_scoring_sets_only_the_weights_it_names(tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text(textwrap.dedent(SCORED).lstrip("\n"), encoding="utf-8")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("scoring:\n  sources: {yonhap: 7}\n  title: 5\n", encoding="utf-8")
+    merged = merge_rules([parse_rules_file(base), parse_rules_file(mine)])
+    weights = merged.scoring
+    assert (weights.title, weights.extra_theme, weights.warning) == (5, 5, 70)
+    assert weights.sources == {"korea-kr": 10, "yonhap": 7}
+    assert weights.anchors == {"korea-policy": 20}
+
+
+def test_score_points_are_checked_where_they_are_written(tmp_path: Path) -> None:
+    with pytest.raises(RulesError) as caught:
+        rules(tmp_path, "scoring:\n  source_types: {government: -500}\n")
+    assert ":2: scoring.source_types.government: " in str(caught.value)
+
+
+def test_an_anchor_that_holds_by_a_theme_alone(tmp_path: Path) -> None:
+    ruleset = rules(
+        tmp_path,
+        """
+        anchors:
+          - {id: tech, themes: [quantum]}
+        themes:
+          - id: quantum
+            name_en: Quantum
+            near: [{all: [양자, 컴퓨터], within: 2}]
+          - id: chips
+            name_en: Chips
+            generic: {requires: tech, terms: [반도체]}
+        rules:
+          - {id: chips, kind: news, themes: {any: [chips]}}
+        """,
+    )
+    # The anchor's theme is found by its near term, with no entity named.
+    assert fired(ruleset, "양자 컴퓨터에 쓸 반도체 개발") == ["chips"]
+    assert fired(ruleset, "반도체 개발") == []
