@@ -26,7 +26,7 @@ explanation of the quote's signals (:func:`not_claimed`).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol, TypeVar
@@ -612,26 +612,43 @@ def evaluate_joined(
             )
         if found:
             matched.append(JoinedMatch(rule.id, rule.severity, seen, window, tuple(found)))
+    return _session_signal(
+        "policy_move",
+        matched,
+        move,
+        lambda rules: PolicyMoveExplanation(
+            move=_quote_facts(quote), rules=rules, not_claimed=not_claimed(move, ruleset)
+        ),
+    )
+
+
+_Match = TypeVar("_Match", JoinedMatch, DisclosureMoveMatch)
+
+
+def _session_signal(
+    kind: SignalKind,
+    matched: Sequence[_Match],
+    move: MoveFacts,
+    explain: Callable[[tuple[_Match, ...]], Explanation],
+) -> list[Signal]:
+    """One signal of ``kind`` for the quote's session, named by the most severe of the
+    rules that held (ties: the first in the ruleset), or none when none held."""
     if not matched:
         return []
-    # The most severe rule names the signal; ties go to the first in the ruleset.
     lead = max(matched, key=lambda m: SEVERITY_RANK[m.severity])
     day = lead.window.session
     assert day is not None
+    quote = move.quote
     return [
         Signal(
-            kind="policy_move",
+            kind=kind,
             rule_id=lead.rule_id,
             severity=lead.severity,
             subject=quote.ticker,
             event_time=_utc(quote.as_of),
-            explanation=PolicyMoveExplanation(
-                move=_quote_facts(quote),
-                rules=tuple(matched),
-                not_claimed=not_claimed(move, ruleset),
-            ),
+            explanation=explain(tuple(matched)),
             # No rule id: one alert per ticker per session, whichever rule met it first.
-            dedup_key=f"policy_move:{quote.ticker}:{day.isoformat()}",
+            dedup_key=f"{kind}:{quote.ticker}:{day.isoformat()}",
         )
     ]
 
@@ -752,27 +769,14 @@ def evaluate_disclosure_move(
         ]
         if found:
             matched.append(DisclosureMoveMatch(rule.id, rule.severity, seen, window, tuple(found)))
-    if not matched:
-        return []
-    lead = max(matched, key=lambda m: SEVERITY_RANK[m.severity])
-    day = lead.window.session
-    assert day is not None
-    return [
-        Signal(
-            kind="disclosure_move",
-            rule_id=lead.rule_id,
-            severity=lead.severity,
-            subject=quote.ticker,
-            event_time=_utc(quote.as_of),
-            explanation=DisclosureMoveExplanation(
-                move=_quote_facts(quote),
-                rules=tuple(matched),
-                not_claimed=not_claimed(move, ruleset),
-            ),
-            # One alert per ticker per session, as for a policy move.
-            dedup_key=f"disclosure_move:{quote.ticker}:{day.isoformat()}",
-        )
-    ]
+    return _session_signal(
+        "disclosure_move",
+        matched,
+        move,
+        lambda rules: DisclosureMoveExplanation(
+            move=_quote_facts(quote), rules=rules, not_claimed=not_claimed(move, ruleset)
+        ),
+    )
 
 
 # --- source health ------------------------------------------------------------------
