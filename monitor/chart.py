@@ -128,6 +128,11 @@ def _nums(values: Sequence[datetime]) -> list[float]:
 
 
 @cache
+def available() -> bool:
+    """Whether the ``charts`` extra (matplotlib and its Korean font) is installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("matplotlib", _FONT_PACKAGE))
+
+
 def hangul_font() -> Path:
     """The path of the NanumGothic font file (raises LookupError when not installed)."""
     spec = importlib.util.find_spec(_FONT_PACKAGE)

@@ -153,7 +153,9 @@ def dockerignore() -> list[str]:
 def test_the_image_is_multi_stage_non_root_and_checks_health() -> None:
     builder, final = dockerfile_stages(CONTAINER / "Dockerfile")
     assert builder.base == final.base == "python:3.11-slim"
-    assert any('".[postgres]"' in run for run in builder.all("RUN"))
+    # The driver and the charts by default (EXTRAS; --build-arg EXTRAS=postgres is slimmer).
+    assert builder.all("ARG") == ["EXTRAS=postgres,charts"]
+    assert any('".[${EXTRAS}]"' in run for run in builder.all("RUN"))
     # The final stage takes the virtualenv from the builder and nothing else.
     assert final.all("COPY") == [f"--from={builder.name} /opt/kmon /opt/kmon"]
     assert not any(re.search(r"apt-get|gcc|build-essential", r) for r in final.all("RUN"))

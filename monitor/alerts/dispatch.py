@@ -57,6 +57,7 @@ from monitor.alerts.message import (
 )
 from monitor.alerts.outbox import DIGEST_HELD, HELD_THROTTLE, alert_signal
 from monitor.chart import RENDER_TIMEOUT, render_async
+from monitor.chart import available as chart_available
 from monitor.db.schema import Delivery, SignalRow
 from monitor.schedule import EQUAL_JITTER, Uniform, retry_seconds
 from monitor.timefmt import utcnow
@@ -234,6 +235,7 @@ class Dispatcher:
         self._held_until: dict[str, datetime] = {}
         # Charts drawn this round, shared by the channels that show them.
         self._charts: dict[tuple[int, bool], asyncio.Task[ChartImage | None]] = {}
+        self._charts_available: bool | None = None
 
     def wake(self) -> None:
         """Start a round now: call after a transaction that enqueued deliveries commits."""
@@ -463,6 +465,15 @@ class Dispatcher:
             if outcome.status == "retry":
                 paused_until = outcome.next_attempt_at
 
+    def _charts_on(self) -> bool:
+        """Whether charts can be drawn here; without the ``charts`` extra, alerts go out
+        in words, and one line says so."""
+        if self._charts_available is None:
+            self._charts_available = chart_available()
+            if not self._charts_available:
+                log.info("charts_off", reason="matplotlib is not installed (the charts extra)")
+        return self._charts_available
+
     async def _charted(self, message: AlertMessage) -> tuple[AlertMessage, int]:
         """``message`` with a chart per ticker of its move signals, and how many could
         not be drawn (logged; the message goes out without them)."""
@@ -471,7 +482,7 @@ class Dispatcher:
             if signal.kind in CHART_KINDS:
                 firsts.setdefault(signal.subject, signal)
         wanted = list(firsts.values())[:CHARTS_MAX]
-        if not wanted:
+        if not wanted or not self._charts_on():
             return message, 0
         tasks = []
         for signal in wanted:

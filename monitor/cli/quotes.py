@@ -281,7 +281,10 @@ def quotes_chart(
     """A chart of TICKER over a range, the index rebased beside it: quotes when the
     range is one or two sessions, daily closes otherwise."""
     from monitor.alerts.charting import ticker_chart
-    from monitor.chart import render_async
+    from monitor.chart import available, render_async
+
+    if not available():
+        fail("charts need the charts extra: pip install 'kmon[charts]'", code=2)
     from monitor.cli.charts import chart_names, check_output, write_png
 
     check_output(output)

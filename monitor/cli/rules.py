@@ -527,7 +527,10 @@ def signals_chart(state: State, signal_id: int, output: str) -> None:
     """The chart a move alert carries: the ticker over the signal's session, the KOSPI
     beside it and the news marked."""
     from monitor.alerts.charting import CHART_KINDS, signal_chart
-    from monitor.chart import render_async
+    from monitor.chart import available, render_async
+
+    if not available():
+        fail("charts need the charts extra: pip install 'kmon[charts]'", code=2)
     from monitor.cli.charts import chart_names, check_output, write_png
     from monitor.db import signals as repo
 

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from monitor.cli.main import main
@@ -212,3 +213,19 @@ def test_test_shows_the_severity_the_score_earns_and_takes_a_source_type() -> No
     )  # fmt: skip
     parts = dict(json.loads(official.output)["score_parts"])
     assert parts["a government source"] == 10
+
+
+def test_chart_commands_say_in_one_line_when_the_charts_extra_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # What a slim install (no matplotlib) finds: the charts extra is absent.
+    monkeypatch.setattr("monitor.chart.available", lambda: False)
+    for args in (
+        ("signals", "chart", "1", "-o", str(tmp_path / "a.png")),
+        ("quotes", "chart", "035420", "--since", "30d", "-o", str(tmp_path / "b.png")),
+    ):
+        result = CliRunner().invoke(main, list(args))
+        assert result.exit_code == 2, result.output
+        expected = "charts need the charts extra: pip install 'kmon[charts]'"
+        assert result.output.strip().endswith(expected)
+        assert result.output.count("\n") == 1
