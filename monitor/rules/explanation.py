@@ -354,18 +354,11 @@ def _matched_json(matched: MatchedMove) -> JSON:
 
 
 def _joined_json(rule: JoinedMatch) -> JSON:
-    w = rule.window
     return {
         "rule_id": rule.rule_id,
         "severity": rule.severity,
         "matched": _matched_json(rule.matched),
-        "window": {
-            "start": _iso(w.start),
-            "end": _iso(w.end),
-            "session": _iso(w.session),
-            "trading_days_before": w.trading_days_before,
-            "same_session": w.same_session,
-        },
+        "window": _window_json(rule.window),
         "news": [
             {
                 "item_id": n.item_id,
@@ -614,18 +607,11 @@ def _matched(value: object) -> MatchedMove:
 
 
 def _joined(rule: Mapping[str, Any]) -> JoinedMatch:
-    w = _dict(rule.get("window"))
     return JoinedMatch(
         rule_id=_text(rule.get("rule_id")),
         severity=_text(rule.get("severity")),
         matched=_matched(rule.get("matched")),
-        window=NewsWindow(
-            start=_time(w.get("start")),
-            end=_time(w.get("end")),
-            session=_day(w.get("session")),
-            trading_days_before=_int(w.get("trading_days_before")),
-            same_session=w.get("same_session") is True,
-        ),
+        window=_window(rule.get("window")),
         news=tuple(
             JoinedNews(
                 item_id=_text(n.get("item_id")),
