@@ -734,7 +734,13 @@ def tag(
             else:  # a generic or an anchor's near term: part -1 is the whole of it
                 other.setdefault((kind, owner, k, -1), []).extend(found)
     _keep_fields(themes, ruleset)  # a title-only theme found in a summary is not there
-    anchors = _anchors_holding(ruleset, index, themes, entities, other) if ruleset.anchors else {}
+    # An anchor holds by what was found: with nothing found (most items) none can.
+    found_any = themes or entities or other
+    anchors = (
+        _anchors_holding(ruleset, index, themes, entities, other)
+        if ruleset.anchors and found_any
+        else {}
+    )
     for (kind, owner, _, part), found in other.items():
         if kind == _GENERIC or (kind == _GENERIC_NEAR and part == -1):
             generic = ruleset.themes[owner].generic
