@@ -204,6 +204,34 @@ class SchedulerSettings(BaseModel):
     grace_period: Seconds = 10.0
 
 
+class ReplicaSettings(BaseModel):
+    """Several ``kmon run`` processes on one PostgreSQL database (docs/operations.md).
+
+    ``lease``: how long a claimed source or task stays reserved for the replica that
+    claimed it, on the database's clock; a replica that dies holding it is replaced
+    after that. It must outlast the longest poll (``http.total_timeout`` and the
+    store). ``heartbeat``: how often each replica says it is alive. ``claim_jitter``:
+    up to this many seconds, at random, that a replica waits before claiming a due
+    source, so that replicas firing at one due time do not all race for every row.
+    ``name``: this replica's id (default: host, pid and a random suffix).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    lease: Seconds = 120.0
+    heartbeat: Seconds = 10.0
+    claim_jitter: float = Field(default=0.5, ge=0, le=60, description="seconds")
+    name: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[\w.:@-]+$")
+
+    @model_validator(mode="after")
+    def _lease_outlasts_heartbeat(self) -> ReplicaSettings:
+        if self.lease < 2 * self.heartbeat:
+            raise ValueError(
+                f"lease {self.lease:g}s must be at least twice the heartbeat ({self.heartbeat:g}s)"
+            )
+        return self
+
+
 class HealthSettings(BaseModel):
     """The daemon's HTTP endpoints: /healthz, /readyz and /metrics (``kmon run`` only)."""
 
@@ -313,6 +341,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    replicas: ReplicaSettings = Field(default_factory=ReplicaSettings)
     quotes: QuoteSettings = Field(default_factory=QuoteSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)

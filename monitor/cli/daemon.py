@@ -23,7 +23,7 @@ def run(state: State, migrate: bool) -> None:
 
     from monitor.service.daemon import install_signal_handlers
     from monitor.service.health import HealthServerError
-    from monitor.service.run import run_service
+    from monitor.service.run import AnotherRun, run_service
 
     settings = state.settings
 
@@ -36,6 +36,8 @@ def run(state: State, migrate: bool) -> None:
         run_async(main_loop)
     except HealthServerError as exc:
         fail(str(exc))
+    except AnotherRun as exc:
+        fail(str(exc), code=2)
 
 
 @click.command()

@@ -22,6 +22,7 @@ from monitor.cli import (
     items,
     market,
     quotes,
+    replicas,
     rules,
     sources,
 )
@@ -64,5 +65,6 @@ for command in (
     rules.rules,
     rules.signals,
     alerts.alerts,
+    replicas.replicas,
 ):
     main.add_command(command)

@@ -39,7 +39,7 @@ class SourceState:
     source_type: str = "news"
 
 
-def _state(row: Source) -> SourceState:
+def source_state(row: Source) -> SourceState:
     return SourceState(
         id=row.id,
         name=row.name,
@@ -127,7 +127,7 @@ async def load_sources(
         query = query.where(Source.name.in_(list(names)))
     if due_at is not None:
         query = query.where(or_(Source.next_check_at.is_(None), Source.next_check_at <= due_at))
-    return [_state(row) for row in (await session.scalars(query)).all()]
+    return [source_state(row) for row in (await session.scalars(query)).all()]
 
 
 _ITEMS = Base.metadata.tables["items"]
@@ -224,6 +224,9 @@ _RECORD_SUCCESS = (
         last_success_at=_bind("p_now", "last_success_at"),
         last_polled_at=_bind("p_now", "last_polled_at"),
         next_check_at=_bind("p_next", "next_check_at"),
+        # The poll is over: its lease (monitor/db/leases.py) goes with it.
+        lease_owner=None,
+        lease_until=None,
     )
 )
 _RECORD_FAILURE = (
@@ -236,6 +239,9 @@ _RECORD_FAILURE = (
         last_error_at=_bind("p_now", "last_error_at"),
         last_polled_at=_bind("p_now", "last_polled_at"),
         next_check_at=_bind("p_next", "next_check_at"),
+        # The poll is over: its lease (monitor/db/leases.py) goes with it.
+        lease_owner=None,
+        lease_until=None,
     )
 )
 

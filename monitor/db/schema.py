@@ -95,6 +95,10 @@ class Source(Base):
     budget_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # news, or government: a ministry's or the government portal's own releases.
     source_type: Mapped[str] = mapped_column(String(16), default="news", server_default="news")
+    # The replica polling the source now, and until when its claim holds (the
+    # database's clock); both empty between polls (monitor/db/leases.py).
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Item(Base):
@@ -283,3 +287,34 @@ class Delivery(Base):
     message_key: Mapped[str | None] = mapped_column(String(64))
     response: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TaskLease(Base):
+    """A timed task that one replica runs at a time: the quote cycle, the daily bars.
+
+    ``lease_owner``/``lease_until``: the replica running it now, until when (the
+    database's clock); ``next_run_at``: when it is due next, set by the run that did it.
+    """
+
+    __tablename__ = "task_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_owner: Mapped[str | None] = mapped_column(String(64))
+
+
+class ReplicaRow(Base):
+    """A process running the daemon on this database, and its last heartbeat."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -130,6 +130,11 @@ class PollContext:
     bars: MoveFactsReader = field(default_factory=MoveFactsReader)
     # What the config says of each dart source (its key, tickers, budget), by name.
     dart_sources: dict[str, SourceConfig] = field(default_factory=dict)
+    # This process as a holder of leases (monitor/db/leases.py): its id, how long a
+    # claim holds, and how long at most to wait at random before claiming.
+    replica: str = "local"
+    lease: float = 120.0
+    claim_jitter: float = 0.0
 
     def wake_dispatcher(self) -> None:
         """After a commit that wrote deliveries: send them now, not at the idle poll."""

@@ -12,6 +12,7 @@ Quotes that make no sense are rejected with a logged reason (:func:`check_quote`
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -404,6 +405,10 @@ class BarsJob:
 
     def __init__(self, ctx: PollContext, cfg: QuoteSettings) -> None:
         self.ctx, self.cfg = ctx, cfg
+        # Claimed per ticker list (monitor/service/daemon.py): after a ticker is added
+        # the refresh is due at once, instead of after the next close.
+        followed = ",".join(sorted(t.code for t in cfg.tickers)) + f"/{cfg.bar_days}"
+        self.lease_key = f"bars:{hashlib.sha256(followed.encode()).hexdigest()[:12]}"
 
     def first_run(self, now: datetime) -> datetime:
         return now

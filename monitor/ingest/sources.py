@@ -53,6 +53,9 @@ class PollOutcome:
     error_key: str | None = None
     error: str | None = None
     warnings: tuple[str, ...] = ()
+    # When the poll started (its clock's "now"): how late it was is this less the
+    # source's due time.
+    started_at: datetime | None = None
 
 
 def internal_error(exc: Exception) -> TransientError:
@@ -168,6 +171,7 @@ async def record_poll(
             duration=time.perf_counter() - started,
             http_status=http_status,
             warnings=warnings,
+            started_at=now,
         )
         return outcome, []
     status, next_check = after_failure(ctx, source, error, now)
@@ -192,6 +196,7 @@ async def record_poll(
         http_status=error.http_status,
         error_key=error.key,
         error=str(error),
+        started_at=now,
     )
     return outcome, signals
 
@@ -206,6 +211,10 @@ def log_poll(source: SourceState, outcome: PollOutcome) -> None:
         "duration_ms": round(outcome.duration * 1000, 1),
         "next_check_at": outcome.next_check_at.isoformat(),
     }
+    if outcome.started_at is not None and source.next_check_at is not None:
+        # Seconds from the due time to the poll (scheduler, claim jitter, host queue).
+        late = (outcome.started_at - source.next_check_at).total_seconds()
+        fields["late"] = round(max(0.0, late), 3)
     if outcome.warnings:
         fields["warnings"] = list(outcome.warnings)
     if outcome.error_key:

@@ -28,16 +28,17 @@ from monitor.alerts.channels import build_channel
 from monitor.alerts.dispatch import Dispatcher
 from monitor.alerts.message import Channel
 from monitor.config import POLLED_KINDS, Settings
-from monitor.db import SchemaNotCurrent, migrate, repo
+from monitor.db import SchemaNotCurrent, leases, migrate, repo
 from monitor.db import quotes as quotes_repo
 from monitor.db.engine import make_engine, make_sessionmaker
+from monitor.db.repo import SourceState
 from monitor.ingest.context import HostLimiter, PollContext
 from monitor.ingest.feeds import poll_source
 from monitor.ingest.quotes import provider_urls
 from monitor.ingest.sources import PollOutcome
 from monitor.rules.engine import RulesEngine
 from monitor.rules.model import load_rules
-from monitor.timefmt import utcnow
+from monitor.service.replica import DatabaseClock, read_offset, replica_id
 
 log = structlog.get_logger("kmon.daemon")
 
@@ -73,10 +74,13 @@ async def open_runtime(
     settings: Settings,
     *,
     migrate_schema: bool = False,
-    clock: Callable[[], datetime] = utcnow,
+    clock: Callable[[], datetime] | None = None,
+    replica: str | None = None,
 ) -> AsyncIterator[PollContext]:
     """Rules, engine, schema check, source sync and the shared HTTP session; closed on exit.
 
+    ``clock`` defaults to the database's (:class:`DatabaseClock`); ``replica`` is the
+    id this process claims leases under (a fresh one by default).
     Raises :class:`monitor.rules.model.RulesError` for a rules file that cannot be used.
     """
     # The rules first: a broken rules file stops the start before anything is opened.
@@ -90,6 +94,10 @@ async def open_runtime(
     try:
         await check_schema(engine, upgrade=migrate_schema)
         sessionmaker = make_sessionmaker(engine)
+        if clock is None:
+            clock = DatabaseClock()
+            await read_offset(sessionmaker, clock)
+        several = engine.dialect.name == "postgresql"
         async with sessionmaker.begin() as session:
             await repo.sync_sources(session, settings.sources, now=clock())
             await quotes_repo.sync_quote_sources(
@@ -120,6 +128,10 @@ async def open_runtime(
                 clock=clock,
                 rules=rules,
                 dart_sources=settings.dart_sources(),
+                replica=replica or replica_id(settings.replicas),
+                lease=settings.replicas.lease,
+                # Only where several replicas can race for a row (one process on SQLite).
+                claim_jitter=settings.replicas.claim_jitter if several else 0.0,
             )
             if channels is not None:
                 ctx.alerts = settings.alerts
@@ -156,20 +168,53 @@ async def alert_channels(
 
 
 async def poll_once(ctx: PollContext, names: Sequence[str] | None = None) -> list[PollOutcome]:
-    """Burst mode: poll the named sources, or every due one, concurrently, once."""
-    async with ctx.sessionmaker() as session:
+    """Burst mode: poll the named sources, or every due one, concurrently, once.
+
+    The sources are claimed first, in one statement (monitor/db/leases.py): one that a
+    running daemon is polling right now is left to it, as a ``held`` outcome when it
+    was named.
+    """
+    now = ctx.clock()
+    held: list[PollOutcome] = []
+    async with ctx.sessionmaker.begin() as session:
         if names:
             states = await repo.load_sources(session, names=names, kind=POLLED_KINDS)
             missing = sorted(set(names) - {s.name for s in states})
             if missing:
                 raise UnknownSource(f"no enabled source named {', '.join(missing)}")
+            claimed = await leases.claim_sources(
+                session, owner=ctx.replica, ttl=ctx.lease, now=now, ids=[s.id for s in states]
+            )
+            taken = {s.name for s in claimed}
+            for state in states:
+                if state.name not in taken:
+                    holder = await leases.holder(session, state.id, now=now)
+                    held.append(_held(state, holder, now))
         else:
-            states = await repo.load_sources(session, due_at=ctx.clock(), kind=POLLED_KINDS)
-    return list(await asyncio.gather(*(poll_source(ctx, s) for s in states)))
+            claimed = await leases.claim_sources(
+                session, owner=ctx.replica, ttl=ctx.lease, now=now, due_by=now, kinds=POLLED_KINDS
+            )
+    return held + list(await asyncio.gather(*(poll_source(ctx, s) for s in claimed)))
+
+
+def _held(state: SourceState, holder: leases.Holder | None, now: datetime) -> PollOutcome:
+    by = holder.owner if holder is not None and holder.owner else "another replica"
+    return PollOutcome(
+        source=state.name,
+        status="held",
+        new_item_ids=[],
+        next_check_at=state.next_check_at or now,
+        duration=0.0,
+        error=f"being polled by {by}",
+    )
 
 
 class TimedTask(Protocol):
-    """A job that decides its own next run (the quote cycle on the KRX clock …)."""
+    """A job that decides its own next run (the quote cycle on the KRX clock …).
+
+    One replica runs it per due time: it is claimed under ``lease_key`` (its name by
+    default; a key that changes with the task's settings makes a changed task due).
+    """
 
     name: str
 
@@ -183,6 +228,9 @@ class TimedTask(Protocol):
 # After a task crashed (a bug, a database outage) it is tried again this much later.
 TASK_RETRY = timedelta(minutes=1)
 TASK_MIN_GAP = timedelta(seconds=1)
+# A source or task whose due time is at most this far ahead is due: a scheduler fires
+# a little early at times, and waiting that little again would only add a round trip.
+DUE_SLACK = timedelta(seconds=1)
 
 
 class _NoSkipWarnings(logging.Filter):
@@ -225,6 +273,8 @@ class Daemon:
         self._skips: dict[str, int] = {}
         # Set once shutdown has begun waiting for running polls.
         self.draining = asyncio.Event()
+        # The id and interval of each source with a job, by name.
+        self._sources: dict[str, tuple[int, float]] = {}
 
     async def arm(self) -> int:
         """Add a job for each enabled source, first run at its stored next check."""
@@ -234,6 +284,7 @@ class Daemon:
         for task in self.tasks:
             self._schedule_task(task, task.first_run(now))
         for state in states:
+            self._sources[state.name] = (state.id, state.interval)
             first = state.next_check_at or now
             self.scheduler.add_job(
                 self._poll_job,
@@ -268,7 +319,7 @@ class Daemon:
         at: datetime | None = None
         with self._tracked(f"task:{task.name}"):
             try:
-                at = await task.run()
+                at = await self._run_leased(task)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -278,6 +329,38 @@ class Daemon:
             # A run time that is already due would be refused while this run is still
             # the job's one instance, and the task would drop off the schedule.
             self._schedule_task(task, max(at, self.ctx.clock() + TASK_MIN_GAP))
+
+    async def _run_leased(self, task: TimedTask) -> datetime:
+        """Run ``task`` if this replica claims it; when to try next either way."""
+        ctx = self.ctx
+        key = getattr(task, "lease_key", task.name)
+        now = ctx.clock()
+        async with ctx.sessionmaker.begin() as session:
+            claim = await leases.claim_task(
+                session, key, owner=ctx.replica, ttl=ctx.lease, now=now, due_by=now + DUE_SLACK
+            )
+        if not claim.claimed:
+            if claim.owner is not None:
+                # Another replica runs it: look again when its lease would end.
+                log.debug("task_held", task=task.name, holder=claim.owner)
+                return now + timedelta(seconds=claim.remaining) + TASK_MIN_GAP
+            # Done already by another replica for this due time.
+            return claim.next_run_at or task.first_run(now)
+        try:
+            at = await task.run()
+        except BaseException:
+            # Due as it was: whichever replica comes next runs it.
+            with contextlib.suppress(Exception):
+                async with ctx.sessionmaker.begin() as session:
+                    await leases.finish_task(
+                        session, key, owner=ctx.replica, now=ctx.clock(), next_run_at=None
+                    )
+            raise
+        async with ctx.sessionmaker.begin() as session:
+            await leases.finish_task(
+                session, key, owner=ctx.replica, now=ctx.clock(), next_run_at=at
+            )
+        return at
 
     @contextlib.contextmanager
     def _tracked(self, job_id: str) -> Iterator[None]:
@@ -318,20 +401,42 @@ class Daemon:
             await self._poll_named(name)
 
     async def _poll_named(self, name: str) -> None:
+        ctx = self.ctx
         try:
-            async with self.ctx.sessionmaker() as session:
-                states = await repo.load_sources(session, names=[name])
-            if not states:
+            source_id, interval = self._sources[name]
+            if ctx.claim_jitter:
+                # Replicas fire at the same due times: a random head start spreads who
+                # claims first, and the others find the row taken in one statement.
+                await asyncio.sleep(ctx.uniform(0.0, ctx.claim_jitter))
+            now = ctx.clock()
+            holder: leases.Holder | None = None
+            async with ctx.sessionmaker.begin() as session:
+                claimed = await leases.claim_sources(
+                    session,
+                    owner=ctx.replica,
+                    ttl=ctx.lease,
+                    now=now,
+                    ids=[source_id],
+                    due_by=now + DUE_SLACK,
+                )
+                if not claimed:
+                    holder = await leases.holder(session, source_id, now=now)
+            if not claimed:
+                if holder is None:
+                    return  # disabled meanwhile
+                if holder.owner is None:
+                    # Fired early (a coalesced run), or polled already by another
+                    # replica for this due time: wait for the stored next check.
+                    at = holder.next_check_at or now + timedelta(seconds=interval)
+                else:
+                    # Being polled by another replica: look again when it should have
+                    # finished, or when its lease runs out if it died.
+                    log.debug("poll_skipped", source=name, holder=holder.owner)
+                    at = now + timedelta(seconds=min(holder.remaining, interval)) + TASK_MIN_GAP
+                self._reschedule(name, interval, max(at, now + TASK_MIN_GAP))
                 return
-            state = states[0]
-            if state.next_check_at and state.next_check_at > self.ctx.clock() + timedelta(
-                seconds=1
-            ):
-                # Fired early (e.g. a coalesced run): wait for the stored time.
-                self._reschedule(name, state.interval, state.next_check_at)
-                return
-            outcome = await poll_source(self.ctx, state)
-            self._reschedule(name, state.interval, outcome.next_check_at)
+            outcome = await poll_source(ctx, claimed[0])
+            self._reschedule(name, interval, outcome.next_check_at)
         except asyncio.CancelledError:
             raise
         except Exception:

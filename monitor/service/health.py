@@ -1,8 +1,9 @@
 """The daemon's HTTP endpoints for supervisors and scrapers.
 
 ``/healthz``  200 whenever the event loop answers (liveness).
-``/readyz``   200 when the database answers, its migrations are current and the
-              scheduler runs; else 503. The JSON body names each check's state.
+``/readyz``   200 when the database answers, its migrations are current, the
+              scheduler runs and the replica's heartbeat is written; else 503.
+              The JSON body names each check's state.
 ``/metrics``  Prometheus text (or OpenMetrics, if the scraper asks for it).
 """
 
@@ -46,10 +47,14 @@ class Readiness:
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
         scheduler_running: Callable[[], bool],
+        heartbeat_ok: Callable[[], bool] | None = None,
         timeout: float = READY_TIMEOUT,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.scheduler_running = scheduler_running
+        # A replica whose heartbeat cannot be written is not ready: its leases run out
+        # and the other replicas take its work.
+        self.heartbeat_ok = heartbeat_ok
         self.timeout = timeout
         self.heads = migrate.head_revisions()
         self._was_ready: bool | None = None
@@ -76,6 +81,8 @@ class Readiness:
                 f"this kmon needs {', '.join(sorted(self.heads))}"
             )
         checks["scheduler"] = "ok" if self.scheduler_running() else "not running"
+        if self.heartbeat_ok is not None:
+            checks["heartbeat"] = "ok" if self.heartbeat_ok() else "cannot be written"
         ready = all(state == "ok" for state in checks.values())
         if ready != self._was_ready:
             # One line when readiness flips, not one per probe.

@@ -32,8 +32,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from monitor.alerts import admin
 from monitor.config import POLLED_KINDS
@@ -41,6 +42,7 @@ from monitor.db import repo
 from monitor.db import signals as signals_repo
 from monitor.ingest.quotes import QuoteCycle
 from monitor.ingest.sources import SOURCE_STATUSES, PollOutcome
+from monitor.service.replica import Replica
 from monitor.timefmt import utcnow
 
 log = structlog.get_logger("kmon.metrics")
@@ -55,7 +57,7 @@ REFRESH_TIMEOUT = 2.0
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-def _version() -> str:
+def kmon_version() -> str:
     try:
         return importlib.metadata.version("kmon")
     except importlib.metadata.PackageNotFoundError:
@@ -124,7 +126,7 @@ class Metrics:
             self.quote_cycles.labels(outcome)
         Gauge("kmon_up", "1 while the daemon serves its metrics.", registry=self.registry).set(1)
         Info("kmon_build", "The running kmon.", registry=self.registry).info(
-            {"version": _version(), "python": platform.python_version()}
+            {"version": kmon_version(), "python": platform.python_version()}
         )
         ProcessCollector(registry=self.registry)
         self.registry.register(_SourceFreshness(self))
@@ -370,3 +372,32 @@ class AlertMetrics:
         self.deliveries.labels(channel, outcome).inc(deliveries)
         if chart_failures:
             self.chart_failures.labels(channel).inc(chart_failures)
+
+
+def watch_replica(registry: CollectorRegistry, replica: Replica, engine: AsyncEngine) -> None:
+    """This replica's leases and heartbeat, and the statements it sends the database."""
+    held = Gauge(
+        "kmon_replica_leases",
+        "Leases this replica holds (at its last heartbeat), by kind: sources or tasks.",
+        ["replica", "kind"],
+        registry=registry,
+    )
+    held.labels(replica.id, "sources").set_function(lambda: replica.sources_held)
+    held.labels(replica.id, "tasks").set_function(lambda: replica.tasks_held)
+    Gauge(
+        "kmon_replica_heartbeat_ok",
+        "1 while this replica's heartbeat is written, 0 from a failed one to the next.",
+        ["replica"],
+        registry=registry,
+    ).labels(replica.id).set_function(lambda: 1.0 if replica.healthy else 0.0)
+    statements = Counter(
+        "kmon_db_statements",
+        "Statements this process sent to the database (round trips, near enough).",
+        ["replica"],
+        registry=registry,
+    ).labels(replica.id)
+
+    def count(*_: object) -> None:
+        statements.inc()
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)

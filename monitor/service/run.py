@@ -15,15 +15,26 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator, Callable
 
+import structlog
 from apscheduler.schedulers.base import STATE_RUNNING
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor.config import Settings
 from monitor.ingest.context import PollContext
 from monitor.ingest.quotes import QuoteCycle, quote_tasks
 from monitor.service.daemon import Daemon, open_runtime, serve
 from monitor.service.health import Readiness, serving
-from monitor.service.metrics import AlertMetrics, Metrics
+from monitor.service.metrics import AlertMetrics, Metrics, kmon_version, watch_replica
+from monitor.service.replica import AnotherRun, Replica, single_sqlite_run
+
+__all__ = ["AnotherRun", "dispatching", "run_service"]
 from monitor.service.sdnotify import Notifier
+
+
+def engine_of(ctx: PollContext) -> AsyncEngine:
+    bind = ctx.sessionmaker.kw["bind"]
+    assert isinstance(bind, AsyncEngine)
+    return bind
 
 
 @contextlib.asynccontextmanager
@@ -60,11 +71,31 @@ async def run_service(
     migrate_schema: bool = False,
     notifier: Notifier | None = None,
 ) -> None:
-    """Serve until ``stop`` is set, then shut everything down cleanly."""
+    """Serve until ``stop`` is set, then shut everything down cleanly.
+
+    Raises :class:`AnotherRun` at once when another daemon holds the SQLite file.
+    """
+    with single_sqlite_run(settings.database.url.get_secret_value()):
+        await _serve(settings, stop=stop, migrate_schema=migrate_schema, notifier=notifier)
+
+
+async def _serve(
+    settings: Settings, *, stop: asyncio.Event, migrate_schema: bool, notifier: Notifier | None
+) -> None:
     notifier = notifier or Notifier.from_environ()
     watchdog = asyncio.create_task(notifier.watchdog(), name="systemd-watchdog")
     try:
-        async with open_runtime(settings, migrate_schema=migrate_schema) as ctx:
+        async with (
+            open_runtime(settings, migrate_schema=migrate_schema) as ctx,
+            Replica(
+                ctx.sessionmaker,
+                settings.replicas,
+                replica=ctx.replica,
+                clock=ctx.clock,
+                version=kmon_version(),
+            ).running() as replica,
+        ):
+            structlog.contextvars.bind_contextvars(replica=replica.id)
             # What start-up allocated (modules, rules, the automaton) lives as long as the
             # process: out of the collector's sight, full collections stop the loop for a
             # few milliseconds instead of tens (bench/alert_dispatch.py: 60 → 7 ms).
@@ -79,6 +110,7 @@ async def run_service(
                 if settings.health.enabled:
                     channels = settings.alerts.channels if ctx.dispatcher is not None else {}
                     metrics = Metrics(channels=channels)
+                    watch_replica(metrics.registry, replica, engine_of(ctx))
                     await metrics.seed(ctx.sessionmaker)
                     ctx.observers.append(metrics.observe)
                     quote_observers.append(metrics.observe_quotes)
@@ -92,6 +124,7 @@ async def run_service(
                     readiness = Readiness(
                         ctx.sessionmaker,
                         scheduler_running=lambda: daemon.scheduler.state == STATE_RUNNING,
+                        heartbeat_ok=lambda: replica.healthy,
                     )
                     await stack.enter_async_context(
                         serving(settings.health, readiness=readiness, metrics=metrics)
@@ -108,7 +141,11 @@ async def run_service(
                         on_ready=ready,
                         on_stopping=lambda: notifier.notify("STOPPING=1", "STATUS=stopping"),
                     )
+                    # Drained: what this replica held is the others' at once, not
+                    # after the lease (the dispatcher still sends the last alerts).
+                    await replica.release()
     finally:
+        structlog.contextvars.unbind_contextvars("replica")
         watchdog.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watchdog
