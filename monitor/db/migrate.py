@@ -7,6 +7,7 @@ from pathlib import Path
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -61,6 +62,9 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     the database as it was."""
     if engine.dialect.name != "sqlite":
         async with engine.begin() as conn:
+            # Replicas starting together each upgrade: one at a time, and the later
+            # ones find the database at head (the lock ends with the transaction).
+            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('kmon migrate'))"))
             await conn.run_sync(_upgrade, revision)
         return
     # SQLite's DDL is transactional, but its Python driver begins a transaction only

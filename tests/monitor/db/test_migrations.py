@@ -71,3 +71,24 @@ async def _revisions(url: str) -> set[str]:
         return await migrate.current_revisions(engine)
     finally:
         await engine.dispose()
+
+
+async def test_replicas_upgrading_at_once_on_postgresql_both_succeed(
+    postgres_ready: str,
+) -> None:
+    """Three replicas start together on a fresh database, each running the upgrade."""
+    from sqlalchemy.engine import make_url
+
+    from tests.pg import recreate_database
+
+    url = make_url(postgres_ready)
+    fresh = url.set(database=f"{url.database}_upgrade").render_as_string(hide_password=False)
+    await recreate_database(fresh)
+    engines = [make_engine(fresh, null_pool=True) for _ in range(3)]
+    try:
+        await asyncio.gather(*(migrate.upgrade(e) for e in engines))
+        assert await migrate.current_revisions(engines[0]) == migrate.head_revisions()
+    finally:
+        for e in engines:
+            await e.dispose()
+        await recreate_database(fresh, create=False)
