@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -285,7 +285,7 @@ class Daemon:
             self._schedule_task(task, task.first_run(now))
         for state in states:
             self._sources[state.name] = (state.id, state.interval)
-            first = state.next_check_at or now
+            first = self._local(state.next_check_at or now)
             self.scheduler.add_job(
                 self._poll_job,
                 trigger=self._trigger(state.interval, first),
@@ -296,6 +296,12 @@ class Daemon:
             )
         self.scheduler.start()
         return len(states)
+
+    def _local(self, at: datetime) -> datetime:
+        """``at`` (a time of the context's clock, the database's) on this machine's
+        clock, which is what APScheduler fires by."""
+        offset = getattr(self.ctx.clock, "offset", None)
+        return at - offset if isinstance(offset, timedelta) else at
 
     @staticmethod
     def _trigger(interval: float, start: datetime) -> IntervalTrigger:
@@ -308,7 +314,7 @@ class Daemon:
     def _schedule_task(self, task: TimedTask, at: datetime) -> None:
         self.scheduler.add_job(
             self._task_job,
-            trigger=DateTrigger(run_date=at, timezone="UTC"),
+            trigger=DateTrigger(run_date=self._local(at), timezone="UTC"),
             args=[task],
             id=f"task:{task.name}",
             name=task.name,
@@ -445,6 +451,7 @@ class Daemon:
 
     def _reschedule(self, name: str, interval: float, at: datetime) -> None:
         if self.scheduler.running:
+            at = self._local(at)
             self.scheduler.modify_job(name, trigger=self._trigger(interval, at), next_run_time=at)
 
     async def shutdown(self) -> None:
@@ -480,11 +487,12 @@ async def serve(
     stop: asyncio.Event,
     on_ready: Callable[[], None] | None = None,
     on_stopping: Callable[[], None] | None = None,
+    on_drained: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run ``daemon``'s schedule until ``stop`` is set, then shut it down cleanly.
 
     ``on_ready`` is called once the schedule is armed, ``on_stopping`` when ``stop``
-    is set, before running polls are drained.
+    is set, before running polls are drained, ``on_drained`` once they are.
     """
     try:
         jobs = await daemon.arm()
@@ -497,6 +505,8 @@ async def serve(
             on_stopping()
     finally:
         await daemon.shutdown()
+        if on_drained is not None:
+            await on_drained()
     log.info("daemon_stopped")
 
 

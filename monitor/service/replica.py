@@ -186,6 +186,16 @@ class Replica:
             forgotten = await leases.forget_replicas(
                 session, before=self.clock() - FORGET_AFTER, now=self.clock()
             )
+            # Earlier daemons of this host that died (a crash, then a restart by the
+            # supervisor): their leases go now instead of after their end. The others'
+            # expire, since only this host can tell that its own pids are gone.
+            host = socket.gethostname()
+            for other in await leases.list_replicas(session, now=self.clock()):
+                mine = other.host == host and other.stopped_at is None and other.id != self.id
+                if mine and (other.pid == os.getpid() or not _alive(other.pid)):
+                    released = await leases.release_all(session, other.id)
+                    await leases.stopped(session, other.id, now=self.clock())
+                    log.info("replica_gone", replica=other.id, pid=other.pid, released=released)
         self.healthy = True
         log.info("replica_registered", replica=self.id, forgotten=forgotten)
 
@@ -257,6 +267,17 @@ class Replica:
             log.warning("replica_release_failed", replica=self.id, error=_first_line(exc))
             return
         log.info("replica_stopped", replica=self.id, released=released)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (of any user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _is_pg(session: AsyncSession) -> bool:

@@ -140,10 +140,10 @@ async def _serve(
                         stop=stop,
                         on_ready=ready,
                         on_stopping=lambda: notifier.notify("STOPPING=1", "STATUS=stopping"),
+                        # Drained: what this replica held is the others' at once, not
+                        # after the lease (the dispatcher still sends the last alerts).
+                        on_drained=replica.release,
                     )
-                    # Drained: what this replica held is the others' at once, not
-                    # after the lease (the dispatcher still sends the last alerts).
-                    await replica.release()
     finally:
         structlog.contextvars.unbind_contextvars("replica")
         watchdog.cancel()

@@ -196,3 +196,40 @@ async def test_a_second_run_on_one_sqlite_file_is_refused_and_a_dead_one_does_no
         assert await second.stop() == 0
     finally:
         await second.close()
+
+
+async def test_a_restarted_daemon_takes_back_what_a_dead_one_of_its_host_held(
+    db_url: str, http_server: FakeSource
+) -> None:
+    import socket
+    import sys
+
+    from monitor.db import leases
+    from monitor.timefmt import utcnow
+
+    gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await gone.wait()
+    dead_pid = gone.pid
+    http_server.serve("/x", rss(entries(1)))
+    settings = settings_for(db_url, SourceConfig(name="x", url=http_server.url("/x")))
+    async with open_runtime(settings, replica="new") as ctx:
+        now = utcnow()
+        async with ctx.sessionmaker.begin() as session:
+            for name, host, pid in (("dead", socket.gethostname(), dead_pid),
+                                    ("elsewhere", "other-host", dead_pid)):  # fmt: skip
+                await leases.register(session, name, host=host, pid=pid, version="t", now=now)
+            await leases.claim_sources(session, owner="dead", ttl=600, now=now, due_by=now)
+            await leases.claim_task(
+                session, "quotes", owner="elsewhere", ttl=600, now=now, due_by=now
+            )
+        replica = Replica(
+            ctx.sessionmaker, ReplicaSettings(), replica="new", clock=ctx.clock, version="t"
+        )
+        await replica.register()
+        async with ctx.sessionmaker() as session:
+            views = {v.id: v for v in await leases.list_replicas(session, now=now)}
+        # The dead pid of this host: released at once. Another host's: left to expire.
+        assert (views["dead"].sources, views["dead"].stopped_at is not None) == (0, True)
+        assert (views["elsewhere"].tasks, views["elsewhere"].stopped_at) == (["quotes"], None)
+        [outcome] = await poll_once(ctx)
+        assert outcome.status == "ok"

@@ -175,7 +175,7 @@ async def test_ready_watchdog_endpoints_and_stopping(
     assert not any(line.get("event") == "systemd_notify_failed" for line in logs.lines)
 
     # The leases go back as soon as the polls have drained; the endpoints close last.
-    assert [line["event"] for line in logs.lines[-3:-1]] == ["daemon_stopped", "replica_stopped"]
+    assert [line["event"] for line in logs.lines[-3:-1]] == ["replica_stopped", "daemon_stopped"]
     code, out = await kmon("health", env={**env, "KMON_HEALTH__PORT": str(started["port"])})
     assert code == 1
     assert out.startswith(f"not ready: cannot reach {base}/readyz: ")
