@@ -32,6 +32,13 @@ def sources_list(state: State, fmt: Format) -> None:
     budgets = {name: s.daily_budget for name, s in state.settings.dart_sources().items()}
     today = utcnow().astimezone(KST).date()
 
+    now = utcnow()
+
+    def polling(row: Source) -> str | None:
+        """The replica polling the source right now, if any."""
+        live = row.lease_until is not None and row.lease_until > now
+        return row.lease_owner if live else None
+
     def budget(row: Source) -> str:
         if row.name not in budgets:
             return ""
@@ -50,6 +57,7 @@ def sources_list(state: State, fmt: Format) -> None:
             "last_error": s.last_error,
             "url": s.url,
             "budget": budget(s) or None,
+            "polling": polling(s),
         }
         for s in rows
     ]
@@ -63,6 +71,7 @@ def sources_list(state: State, fmt: Format) -> None:
             "next check (KST)": kst(s.next_check_at) if s.enabled else "",
             "last error": clip(s.last_error, 50) if s.error_count else "",
             **({"budget today": budget(s)} if budgets else {}),
+            **({"polled by": polling(s) or ""} if any(polling(r) for r in rows) else {}),
         }
         for s in rows
     ]
