@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.rules.match import compile_ruleset, fold_text, spacing_variants, tag
+from monitor.rules.match import Matcher, compile_ruleset, fold_text, spacing_variants, tag
 from monitor.rules.model import Ruleset, load_rules, merge_rules, parse_rules_file
 
 
@@ -144,6 +144,19 @@ def main() -> None:
         help="also time find() and tag() on the labelled headlines of tests/fixtures/judgement",
     )
     parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="also time a first-stage matcher without the words only some items need "
+        "(context words, generic terms, all but one part of each near term), and count the "
+        "items that would need the rest",
+    )
+    parser.add_argument(
+        "--hyperscan",
+        action="store_true",
+        help="also compile the patterns with their word boundaries for Hyperscan (the "
+        "hyperscan package, if installed) and time its scan with a callback per match",
+    )
+    parser.add_argument(
         "--compare",
         type=Path,
         help="a rules file on its own (no defaults under it): its automaton and find() on "
@@ -247,6 +260,12 @@ def main() -> None:
         results.append((name, size / t_find, len(titles) / t_find))
         results.append(("headlines: tag(), title only", size / t_tag, len(titles) / t_tag))
 
+    notes: list[str] = []
+    if args.stages:
+        results += _stages(ruleset, items, texts, nbytes, args.rounds, notes)
+    if args.hyperscan:
+        results += _hyperscan(matcher, texts, nbytes, args.rounds, notes)
+
     if args.compare is not None:
         folded = [fold_text(t)[0] for t in texts]
         for label, rules in (
@@ -291,12 +310,174 @@ def main() -> None:
         f"{slow / len(texts):.0%} of texts on the slow folding path; {hits:,} hits, "
         f"{fired:,} news rules fired; best of {args.rounds} rounds"
     )
+    for note in notes:
+        print(note)
     print()
     print("| what | MB/s | items/s |")
     print("|---|---|---|")
     for name, rate, per_item in results:
         items_s = f"{per_item:,.0f}" if per_item is not None else ""
         print(f"| {name} | {rate / 1e6:.1f} | {items_s} |")
+
+
+def _stages(
+    ruleset: Ruleset,
+    items: list[tuple[str, str]],
+    texts: list[str],
+    nbytes: int,
+    rounds: int,
+    notes: list[str],
+) -> list[tuple[str, float, float | None]]:
+    """A two-stage scan, measured without being built: every text scanned for the
+    first stage's terms, the second stage's scanned only in the items whose first
+    stage calls for it (a name whose context decides it, the trigger part of a near
+    term, a generic term's anchor holding)."""
+    index = compile_ruleset(ruleset)
+    written: dict[str, list[str]] = {}
+    groups: dict[str, str] = {}
+    for entries, _, _ in index.matcher._patterns:
+        for term_id, term, group in entries:
+            if term not in written.setdefault(term_id, []):
+                written[term_id].append(term)
+            groups[term_id] = group
+    # Per near term, the part whose shortest alternative is longest: short words
+    # ("AI", "to") are everywhere.
+    trigger = {
+        key: max(
+            range(len(spec.parts())),
+            key=lambda n, s=spec: (min(len(spacing_variants(a)[0]) for a in s.parts()[n]), -n),
+        )
+        for key, spec in index.near.items()
+    }
+    lazy_kinds = ("ctx+", "ctx-", "gen", "gnear")
+
+    def first(term_id: str) -> bool:
+        role = index.roles.get(term_id)
+        if role is None:
+            return True
+        if role[0] in lazy_kinds:
+            return False
+        if role[0] in ("near", "anear"):
+            return trigger[role[:3]] == role[3]
+        return True
+
+    one = Matcher.build({k: v for k, v in written.items() if first(k)}, groups=groups)
+    two = Matcher.build({k: v for k, v in written.items() if not first(k)}, groups=groups)
+    needing = 0
+    for title, summary in items:
+        roles = [index.roles.get(h.term_id) for h in one.find(title) + one.find(summary)]
+        anchors = tag(title, summary, ruleset).anchors
+        if (
+            any(r is not None and r[0] == "entity" and r[1] in index.contextual for r in roles)
+            or any(r is not None and r[0] in ("near", "anear") for r in roles)
+            or any(
+                t.generic is not None and t.generic.requires in anchors
+                for t in ruleset.themes.values()
+            )
+        ):
+            needing += 1
+    notes.append(
+        f"stages: first {len(one)} patterns, second {len(two)}; {needing / len(items):.0%} "
+        f"of the items would need the second"
+    )
+    t_one = best_time(lambda: [one.find(t) for t in texts], rounds)
+    t_two = best_time(lambda: [two.find(t) for t in texts], rounds)
+    return [
+        ("stages: first stage, Matcher.find", nbytes / t_one, len(items) / t_one),
+        ("stages: second stage, Matcher.find (every text)", nbytes / t_two, len(items) / t_two),
+    ]
+
+
+def _hyperscan(
+    matcher: Matcher, texts: list[str], nbytes: int, rounds: int, notes: list[str]
+) -> list[tuple[str, float, float | None]]:
+    """The matcher's patterns as Hyperscan regexes carrying their word boundaries
+    (consumed, as Hyperscan has no lookaround; a chain of any number of particles, as
+    it refuses the patterns with {1,4}), leftmost start of match: its compile time and
+    a scan with a Python callback per match, the least that path would cost before any
+    hit is made."""
+    try:
+        import hyperscan  # type: ignore[import-not-found]
+    except ImportError:
+        notes.append("hyperscan is not installed: its figures are skipped")
+        return []
+    from monitor.rules import match
+
+    keys = _keys(matcher)
+    # The letters and digits below U+1100 (match._is_word), as ranges of code points.
+    word_chars = [c for c in range(0x1100) if chr(c).isalnum() or chr(c) == "_"]
+    runs: list[list[int]] = []
+    for c in word_chars:
+        if runs and runs[-1][1] == c - 1:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c])
+    word = "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in runs)
+    hangul = "".join(
+        f"\\x{{{a:x}}}-\\x{{{b:x}}}"
+        for a, b in (
+            (0x1100, 0x11FF),
+            (0x3130, 0x318F),
+            (0xA960, 0xA97F),
+            (0xAC00, 0xD7A3),
+            (0xD7B0, 0xD7FF),
+        )
+    )
+    particle = "(?:" + "|".join(sorted(match.PARTICLES, key=len, reverse=True)) + ")"
+    left = {match._HANGUL: f"(?:^|[^{hangul}])", match._WORD: f"(?:^|[^{word}])"}
+    right = {
+        match._HANGUL: f"{particle}*(?:[^{hangul}]|$)",
+        match._WORD: f"(?:e?s)?(?:[^{word}]|$)",
+    }
+
+    def expression(key: str) -> bytes:
+        body = "".join(c if c.isalnum() or ord(c) > 127 else "\\" + c for c in key)
+        head, tail = match._char_class(key[0]), match._char_class(key[-1])
+        return (left.get(head, "") + body + right.get(tail, "")).encode()
+
+    start = time.perf_counter()
+    database = hyperscan.Database()
+    database.compile(
+        expressions=[expression(k) for k in keys],
+        ids=list(range(len(keys))),
+        elements=len(keys),
+        flags=[hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_UTF8] * len(keys),
+    )
+    compiled = time.perf_counter() - start
+    size = len(hyperscan.dumpb(database))
+    encoded = [fold_text(t)[0].encode() for t in texts]
+    found: list[tuple[int, int, int]] = []
+
+    def on_match(pattern: int, start: int, end: int, flags: int, context: object) -> None:
+        found.append((pattern, start, end))
+
+    def scan() -> None:
+        found.clear()
+        for data in encoded:
+            database.scan(data, match_event_handler=on_match)
+
+    t_scan = best_time(scan, rounds)
+    notes.append(
+        f"hyperscan {version('hyperscan')}: {len(keys)} patterns compiled in {compiled:.1f} s "
+        f"({size / 1e6:.1f} MB serialised); {len(found):,} matches"
+    )
+    return [
+        (
+            "hyperscan, boundaries in the patterns: scan + a callback per match",
+            nbytes / t_scan,
+            None,
+        )
+    ]
+
+
+def _keys(matcher: Matcher) -> list[str]:
+    """The matcher's patterns (the folded terms with their spacing variants), in order."""
+    keys: dict[str, None] = {}
+    for entries, _, _ in matcher._patterns:
+        for _, term, _ in entries:
+            for key in spacing_variants(term):
+                keys.setdefault(key, None)
+    return list(keys)
 
 
 def _all_terms(ruleset: Ruleset) -> list[str]:
