@@ -157,6 +157,12 @@ def main() -> None:
         "hyperscan package, if installed) and time its scan with a callback per match",
     )
     parser.add_argument(
+        "--vectorised",
+        action="store_true",
+        help="also time a rough numpy pass over each text's candidates (the word-start "
+        "check and the easy word ends only), beside the matcher's whole Python pass",
+    )
+    parser.add_argument(
         "--compare",
         type=Path,
         help="a rules file on its own (no defaults under it): its automaton and find() on "
@@ -265,6 +271,8 @@ def main() -> None:
         results += _stages(ruleset, items, texts, titles, nbytes, args.rounds, notes)
     if args.hyperscan:
         results += _hyperscan(matcher, texts, nbytes, args.rounds, notes)
+    if args.vectorised:
+        results += _vectorised(matcher, texts, nbytes, args.rounds, notes)
 
     if args.compare is not None:
         folded = [fold_text(t)[0] for t in texts]
@@ -490,6 +498,61 @@ def _hyperscan(
             None,
         ),
         ("beside it: the matcher's automaton, scan only", nbytes / t_automaton, None),
+    ]
+
+
+def _vectorised(
+    matcher: Matcher, texts: list[str], nbytes: int, rounds: int, notes: list[str]
+) -> list[tuple[str, float, float | None]]:
+    """Part of the matcher's per-candidate checks as numpy operations on one text's
+    candidates: only what the array part could do (the class of the character before
+    and after each), less than the Python pass does (no particles, plurals, overlaps,
+    offsets or hits), to see what numpy's cost per call leaves."""
+    try:
+        import numpy as np
+    except ImportError:
+        notes.append("numpy is not installed: the vectorised figures are skipped")
+        return []
+    automaton = matcher._automaton
+    assert automaton is not None
+    patterns = matcher._patterns
+    head = np.array([p[1] for p in patterns], dtype=np.int8)
+    tail = np.array([p[2] for p in patterns], dtype=np.int8)
+    folded = [fold_text(t)[0] for t in texts]
+
+    def checks(text: str) -> object:
+        found = automaton.find_matches_as_indexes(text, overlapping=True)
+        if not found:
+            return None
+        table = np.array(found, dtype=np.int64)
+        code = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        # Hangul syllables 1, ASCII 2, the rest 0: rougher than the matcher's classes.
+        kind = np.where((code >= 0xAC00) & (code <= 0xD7A3), 1, np.where(code < 0x80, 2, 0))
+        index, start, end = table[:, 0], table[:, 1], table[:, 2]
+        before = np.where(start > 0, kind[np.maximum(start - 1, 0)], 0)
+        after = np.where(end < len(text), kind[np.minimum(end, len(text) - 1)], 0)
+        starts_word = ~((head[index] != 0) & (before == head[index]))
+        ends_plainly = (after == 0) | (tail[index] == 0)
+        return starts_word & ends_plainly
+
+    t_numpy = best_time(lambda: [checks(f) for f in folded], rounds)
+    t_python = best_time(lambda: [matcher._scan(f) for f in folded], rounds)
+    t_lists = best_time(
+        lambda: [automaton.find_matches_as_indexes(f, overlapping=True) for f in folded], rounds
+    )
+    t_arrays = best_time(
+        lambda: [
+            np.array(automaton.find_matches_as_indexes(f, overlapping=True), dtype=np.int64)
+            for f in folded
+        ],
+        rounds,
+    )
+    notes.append(f"numpy {version('numpy')}")
+    return [
+        ("vectorised: automaton + a part of the checks in numpy, per text", nbytes / t_numpy, None),
+        ("beside it: automaton + the whole Python pass (_scan)", nbytes / t_python, None),
+        ("beside it: the automaton alone", nbytes / t_lists, None),
+        ("beside it: the automaton, its candidates made an array", nbytes / t_arrays, None),
     ]
 
 

@@ -46,10 +46,12 @@ per candidate (word ends, overlaps, offsets, the hit) is most of the cost of
 :meth:`Matcher.find`, so it grows with how many everyday words are patterns: the
 widened default ruleset (anchors and market words) makes it about 14 MB/s on that
 corpus, against 40–55 MB/s before (docs/benchmarks.md). Hyperscan with the word ends
-in its patterns and a two-stage scan (everyday words only where an item needs them) were
-measured against this loop and not taken: the first compiles for minutes and calls
-Python per match, the second skips almost nothing in everyday text (docs/benchmarks.md,
-"Rule matching"). :meth:`Matcher.find_all` scans a batch of texts at once.
+in its patterns, numpy over the candidates and a two-stage scan (everyday words only
+where an item needs them) were measured against this loop and not taken: Hyperscan
+compiles for minutes and calls Python per match, numpy costs more per call than the
+checks per text, and two stages skip almost nothing in everyday text
+(docs/benchmarks.md, "Rule matching"). :meth:`Matcher.find_all` scans a batch of texts
+at once.
 
 :func:`tag` evaluates the news rules of a :class:`~monitor.rules.model.Ruleset` in
 file order over one item's title and summary.
