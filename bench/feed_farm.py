@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import random
 import resource
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -76,26 +79,25 @@ _VERBS = ("발표", "확대", "추진", "검토", "합의", "철회", "강화", 
 _TAGS = ("[속보]", "[단독]", "[종합]", "", "", "")
 
 
-def _entries(feed: int, count: int, base: datetime) -> list[Any]:
-    """``count`` Korean entries with distinct guids, dates spread over two days."""
+def _entries(feed: int, count: int, base: datetime, topical: float | None) -> list[Any]:
+    """``count`` entries with distinct guids, dates spread over two days.
+
+    ``topical`` None: the one-template Korean headlines of the earlier figures (about a
+    third on topic, near-duplicates of each other); a share in 0..1: that share of
+    on-topic policy news, the rest everyday news (bench/farm_text.py).
+    """
+    from bench.farm_text import news_text
     from tests.feeds import Entry
 
     rng = random.Random(feed)
     out = []
     for i in range(count):
         article = feed * 100_000 + i
-        org, topic, verb = rng.choice(_ORGS), rng.choice(_TOPICS), rng.choice(_VERBS)
-        tag = rng.choice(_TAGS)
-        amount = rng.randint(1, 99)
-        title = f'{tag} {org}, {topic} {amount}조원 지원 {verb}…"시장 영향 주목"'.strip()
-        description = (
-            f"<p>{org}는 {rng.randint(1, 28)}일 <b>{topic}</b> 관련 대책을 {verb}했다고 "
-            f"밝혔다.&nbsp;업계는 &quot;환영&quot;한다는 입장이지만 일부에서는 "
-            f"실효성에 의문을 제기했다.</p><p>정부는 {amount}조원 규모의 예산을 "
-            f"투입해 {topic} 경쟁력을 높이겠다는 계획이다. "
-            f"<a href='https://news.example.kr/tag/{article % 97}'>관련 기사</a></p>"
-            f'<img src="https://img.example.kr/{article}.jpg">'
-        )
+        if topical is None:
+            title, description = _legacy_text(rng, article)
+        else:
+            text = news_text(rng, rng.random() < topical, article)
+            title, description = text.title, text.description
         published = base - timedelta(seconds=rng.randint(0, 2 * 86400))
         url = f"https://news{feed % 40}.example.kr/article/{article}"
         out.append(
@@ -110,25 +112,49 @@ def _entries(feed: int, count: int, base: datetime) -> list[Any]:
     return out
 
 
-def build_farm(feeds: int, items: int) -> list[tuple[bytes, str]]:
+def _legacy_text(rng: random.Random, article: int) -> tuple[str, str]:
+    org, topic, verb = rng.choice(_ORGS), rng.choice(_TOPICS), rng.choice(_VERBS)
+    tag = rng.choice(_TAGS)
+    amount = rng.randint(1, 99)
+    title = f'{tag} {org}, {topic} {amount}조원 지원 {verb}…"시장 영향 주목"'.strip()
+    description = (
+        f"<p>{org}는 {rng.randint(1, 28)}일 <b>{topic}</b> 관련 대책을 {verb}했다고 "
+        f"밝혔다.&nbsp;업계는 &quot;환영&quot;한다는 입장이지만 일부에서는 "
+        f"실효성에 의문을 제기했다.</p><p>정부는 {amount}조원 규모의 예산을 "
+        f"투입해 {topic} 경쟁력을 높이겠다는 계획이다. "
+        f"<a href='https://news.example.kr/tag/{article % 97}'>관련 기사</a></p>"
+        f'<img src="https://img.example.kr/{article}.jpg">'
+    )
+    return title, description
+
+
+def build_farm(feeds: int, items: int, topical: float | None) -> list[tuple[bytes, str]]:
     """(body, ETag) of each feed; RSS 2.0 with ``+0900`` dates (see tests/feeds.py)."""
     from tests.feeds import rss
 
     base = datetime(2026, 10, 5, 3, 0, tzinfo=UTC)
-    return [(rss(_entries(n, items, base)), f'"farm-{n}-v1"') for n in range(feeds)]
+    return [(rss(_entries(n, items, base, topical)), f'"farm-{n}-v1"') for n in range(feeds)]
 
 
-def serve_farm(conn: Connection, feeds: int, items: int, lifetime: float) -> None:
-    """Child process: serve the farm on 127.0.0.1, send the port, stop when told or due."""
+def farm_name(topical: float | None) -> str:
+    return "legacy" if topical is None else f"t{round(topical * 100)}"
+
+
+def serve_farm(
+    conn: Connection, feeds: int, items: int, shares: list[float | None], lifetime: float
+) -> None:
+    """Child process: serve one farm per share on 127.0.0.1 (``/t10/feed/7.xml``), send
+    the port and the bytes of each farm, stop when told or due."""
     from aiohttp import web
 
     from bench.loopback import serve_until_told
 
-    farm = build_farm(feeds, items)
+    farms = {farm_name(share): build_farm(feeds, items, share) for share in shares}
 
     async def feed(request: web.Request) -> web.StreamResponse:
+        farm = farms.get(request.match_info["farm"])
         n = int(request.match_info["n"])
-        if not 0 <= n < len(farm):
+        if farm is None or not 0 <= n < len(farm):
             return web.Response(status=404)
         body, etag = farm[n]
         if request.headers.get("If-None-Match") == etag:
@@ -139,9 +165,13 @@ def serve_farm(conn: Connection, feeds: int, items: int, lifetime: float) -> Non
         )
 
     app = web.Application()
-    app.router.add_get("/feed/{n}.xml", feed)
-    size = sum(len(b) for b, _ in farm)
-    serve_until_told(app, conn, lifetime, backlog=4096, announce=lambda port: (port, size))
+    app.router.add_get("/{farm}/feed/{n}.xml", feed)
+    sizes = {name: sum(len(b) for b, _ in farm) for name, farm in farms.items()}
+    serve_until_told(app, conn, lifetime, backlog=4096, announce=lambda port: (port, sizes))
+
+
+def feed_url(port: int, share: float | None, n: int) -> str:
+    return f"http://{HOST}:{port}/{farm_name(share)}/feed/{n}.xml"
 
 
 # ------------------------------------------------------------------ the kmon side
@@ -181,7 +211,7 @@ async def _one_run(db_url: str, port: int, args: argparse.Namespace) -> RunFigur
         http=HttpSettings(per_host_limit=args.per_host_limit),
         log_format="json",
         sources=[
-            SourceConfig(name=name, url=f"http://{HOST}:{port}/feed/{n}.xml", interval=600)
+            SourceConfig(name=name, url=feed_url(port, args.topical, n), interval=600)
             for n, name in enumerate(names)
         ],
         **extra,
@@ -277,72 +307,380 @@ def _run_child(target: Any, *args: Any) -> Any:
     return payload
 
 
+# ------------------------------------------------------- whole processes: kmon poll
+
+
+@dataclass(frozen=True)
+class ProcessFigures:
+    """One child process: wall seconds (start-up included), CPU seconds, peak RSS (MB)."""
+
+    wall: float
+    cpu: float
+    rss_mb: float
+    items: int  # new items it stored (kmon) or delivered (rss2email)
+
+
+def run_process(argv: list[str], env: dict[str, str], log: Path) -> tuple[ProcessFigures, str]:
+    """Run ``argv`` to its end: its figures (``wait4``'s rusage is the child's own) and
+    its standard output; standard error goes to ``log``."""
+    with open(log, "ab") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=err)
+        out = proc.stdout.read() if proc.stdout else b""
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-5:]
+        raise SystemExit(f"{' '.join(argv[:4])} … exited {proc.returncode}: " + "\n".join(tail))
+    # Linux reports ru_maxrss in KiB.
+    figures = ProcessFigures(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, 0)
+    return figures, out.decode()
+
+
+def kmon_config(path: Path, db_url: str, port: int, share: float, args: Any, rules: bool) -> None:
+    """A kmon.yaml naming the farm's feeds (JSON is YAML): quotes off, alerts as built in
+    (the console channel, log lines), one source per feed."""
+    config = {
+        "database": {"url": db_url},
+        "http": {"per_host_limit": args.per_host_limit},
+        "log_format": "json",
+        "quotes": {"enabled": False},
+        "rules": {"enabled": rules},
+        "sources": [
+            {"name": f"farm-{n:04d}", "url": feed_url(port, share, n), "interval": 600}
+            for n in range(args.feeds)
+        ],
+    }
+    path.write_text(json.dumps(config), encoding="utf-8")
+
+
+def _new_items(out: str, args: Any, status: str) -> int:
+    """New items of a ``kmon poll``'s lines (``farm-0001: ok (50 new)``), every feed checked."""
+    lines = [line for line in out.splitlines() if line.startswith("farm-")]
+    wrong = [line for line in lines if f": {status} (" not in line]
+    if len(lines) != args.feeds or wrong:
+        raise SystemExit(f"kmon poll: {len(lines)} polls, not all {status}: {wrong[:3]}")
+    return sum(int(line.rsplit("(", 1)[1].split()[0]) for line in lines)
+
+
+def kmon_cycles(
+    scratch: Path, backend: str, pg_url: str, port: int, share: float, rules: bool, args: Any
+) -> tuple[ProcessFigures, ProcessFigures | None]:
+    """``kmon poll --migrate`` over a new database (every item new), then, with rules on,
+    ``kmon poll`` naming every feed (every feed answers 304): the two processes' figures."""
+    if backend == "sqlite":
+        db = scratch / "kmon.db"
+        for leftover in scratch.glob("kmon.db*"):
+            leftover.unlink()
+        db_url = f"sqlite+aiosqlite:///{db}"
+    else:
+        asyncio.run(fresh_postgres(pg_url))
+        db_url = pg_url
+    config = scratch / "kmon.yaml"
+    kmon_config(config, db_url, port, share, args, rules)
+    # Settings gives KMON_* variables precedence over the file: none of the machine's
+    # configuration (a real database URL above all) may leak into the benchmark.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KMON_")}
+    kmon = [sys.executable, "-m", "monitor", "--config", str(config), "poll"]
+    log = scratch / "kmon.log"
+    first, out = run_process([*kmon, "--migrate"], env, log)
+    first = ProcessFigures(first.wall, first.cpu, first.rss_mb, _new_items(out, args, "ok"))
+    if first.items != args.feeds * args.items:
+        raise SystemExit(f"first cycle stored {first.items}, expected {args.feeds * args.items}")
+    unchanged = None
+    if rules:
+        names = [f"farm-{n:04d}" for n in range(args.feeds)]
+        unchanged, out = run_process([*kmon, *names], env, log)
+        _new_items(out, args, "not_modified")
+    return first, unchanged
+
+
+# ----------------------------------------------------------------- the peer: rss2email
+
+RSS2EMAIL = "rss2email==3.14"
+
+
+def rss2email_command(venv: Path) -> Path:
+    """``r2e`` of a scratch virtualenv holding rss2email 3.14, made on first use."""
+    r2e = venv / "bin" / "r2e"
+    if not r2e.exists():
+        print(f"installing {RSS2EMAIL} into {venv} …", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", RSS2EMAIL], check=True
+        )
+    return r2e
+
+
+def rss2email_config(path: Path, maildir: Path, port: int, share: float, args: Any) -> None:
+    """rss2email's config for the farm: every entry a message in a local maildir, no
+    pause between feeds of one server (all of them are on 127.0.0.1)."""
+    lines = [
+        "[DEFAULT]",
+        "from = bench@localhost",
+        "to = desk@localhost",
+        "email-protocol = maildir",
+        f"maildir-path = {maildir}",
+        "maildir-mailbox = INBOX",
+        "same-server-fetch-interval = 0",
+        "",
+    ]
+    for n in range(args.feeds):
+        lines += [f"[feed.farm-{n:04d}]", f"url = {feed_url(port, share, n)}", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def rss2email_cycles(
+    scratch: Path, r2e: Path, port: int, share: float, args: Any
+) -> tuple[ProcessFigures, ProcessFigures]:
+    """``r2e run`` on a new feed database (every entry mailed), then ``r2e run`` again
+    (every feed answers 304)."""
+    maildir = scratch / "mail"
+    shutil.rmtree(maildir, ignore_errors=True)
+    maildir.mkdir()  # rss2email makes the mailbox, not the folder it is in
+    data = scratch / "r2e.json"
+    data.unlink(missing_ok=True)
+    config = scratch / "r2e.cfg"
+    rss2email_config(config, maildir, port, share, args)
+    r2e_run = [str(r2e), "-c", str(config), "-d", str(data), "run"]
+    log = scratch / "r2e.log"
+    env = dict(os.environ)
+
+    def delivered() -> int:
+        return sum(1 for _ in (maildir / "INBOX" / "new").iterdir()) if maildir.exists() else 0
+
+    first, _ = run_process(r2e_run, env, log)
+    first = ProcessFigures(first.wall, first.cpu, first.rss_mb, delivered())
+    if first.items != args.feeds * args.items:
+        raise SystemExit(f"rss2email delivered {first.items}, expected {args.feeds * args.items}")
+    unchanged, _ = run_process(r2e_run, env, log)
+    if delivered() != first.items:
+        raise SystemExit("rss2email's second cycle delivered again")
+    return first, unchanged
+
+
+# ------------------------------------------------------------------ the table
+
+
+ROWS = (
+    ("first10", "first cycle, rules on, 10 % on topic"),
+    ("first100", "first cycle, rules on, 100 % on topic"),
+    ("first_off", "first cycle, rules off (10 % farm)"),
+    ("unchanged", "unchanged cycle (every feed 304)"),
+)
+
+
+def _median(figures: list[ProcessFigures]) -> ProcessFigures:
+    return ProcessFigures(
+        statistics.median(f.wall for f in figures),
+        statistics.median(f.cpu for f in figures),
+        max(f.rss_mb for f in figures),
+        figures[0].items,
+    )
+
+
+def _cell(row: str, f: ProcessFigures | None) -> str:
+    if f is None:
+        return "—"
+    if row == "unchanged":
+        return f"{f.wall:.2f} s"
+    return f"{f.items / f.wall:,.0f}/s ({f.wall:.1f} s)"
+
+
+def _ratio(row: str, kmon: ProcessFigures | None, peer: ProcessFigures | None) -> str:
+    """How many times faster kmon is than the peer (wall time over the same work)."""
+    if kmon is None or peer is None:
+        return "—"
+    return f"×{peer.wall / kmon.wall:.2f}"
+
+
+def process_mode(args: Any, port: int) -> None:
+    backends: list[tuple[str, str]] = []
+    if not args.skip_sqlite:
+        backends.append(("sqlite", ""))
+    if not args.skip_pg:
+        shown = make_url(args.pg_url).render_as_string(hide_password=True)
+        problem = postgres_problem(args.pg_url)
+        if problem is None:
+            backends.append(("postgresql", args.pg_url))
+        else:
+            print(f"postgresql: skipped, {shown} not reachable ({problem})")
+    share = args.topical if args.topical is not None else 0.1
+    results: dict[str, dict[str, list[ProcessFigures]]] = {}
+    with tempfile.TemporaryDirectory(prefix="kmon-farm-") as tmp:
+        scratch = Path(tmp)
+        for run in range(args.runs):
+            for backend, url in backends:
+                got = results.setdefault(backend, {})
+                first, unchanged = kmon_cycles(scratch, backend, url, port, share, True, args)
+                got.setdefault("first10", []).append(first)
+                got.setdefault("unchanged", []).append(unchanged)  # type: ignore[arg-type]
+                first, _ = kmon_cycles(scratch, backend, url, port, 1.0, True, args)
+                got.setdefault("first100", []).append(first)
+                first, _ = kmon_cycles(scratch, backend, url, port, share, False, args)
+                got.setdefault("first_off", []).append(first)
+                print(f"run {run + 1} {backend}: " + _run_line(got), flush=True)
+            if args.peer == "rss2email":
+                r2e = rss2email_command(args.peer_venv)
+                first, unchanged = rss2email_cycles(scratch, r2e, port, share, args)
+                got = results.setdefault("rss2email", {})
+                got.setdefault("first10", []).append(first)
+                got.setdefault("unchanged", []).append(unchanged)
+                print(f"run {run + 1} rss2email: " + _run_line(got), flush=True)
+        if any(b == "postgresql" for b, _ in backends):
+            asyncio.run(fresh_postgres(args.pg_url, drop_only=True))
+    _print_table(results)
+
+
+def _run_line(got: dict[str, list[ProcessFigures]]) -> str:
+    return "; ".join(f"{row} {_cell(row, runs[-1])}" for row, runs in got.items())
+
+
+def _print_table(results: dict[str, dict[str, list[ProcessFigures]]]) -> None:
+    medians = {
+        who: {row: _median(runs) for row, runs in rows.items()} for who, rows in results.items()
+    }
+    # rss2email has no rules: the same first cycle stands beside each of kmon's.
+    peer = medians.get("rss2email", {})
+    peer_rows = {"first10": "first10", "first100": "first10", "first_off": "first10"}
+    columns = [c for c in ("sqlite", "postgresql") if c in medians]
+    head = ["", *(f"kmon {c}" for c in columns)]
+    if peer:
+        head += ["rss2email", *(f"{c} vs rss2email" for c in columns)]
+    table = [head]
+    for row, label in ROWS:
+        cells = [label, *(_cell(row, medians[c].get(row)) for c in columns)]
+        if peer:
+            theirs = peer.get(peer_rows.get(row, row))
+            cells += [_cell(row, theirs)]
+            cells += [_ratio(row, medians[c].get(row), theirs) for c in columns]
+        table.append(cells)
+    rss = ["peak RSS (largest process)"]
+    cpu = ["CPU s, first cycle 10 % / unchanged"]
+    for who in [*columns, *(["rss2email"] if peer else [])]:
+        rss.append(f"{max(f.rss_mb for f in medians[who].values()):.0f} MB")
+        cpu.append(f"{medians[who]['first10'].cpu:.1f} / {medians[who]['unchanged'].cpu:.2f}")
+    if peer:
+        theirs_rss = max(f.rss_mb for f in peer.values())
+        rss += [f"×{max(f.rss_mb for f in medians[c].values()) / theirs_rss:.2f}" for c in columns]
+        cpu += ["" for _ in columns]
+    table += [rss, cpu]
+    print()
+    print("| " + " | ".join(table[0]) + " |")
+    print("|" + "---|" * len(table[0]))
+    for cells in table[1:]:
+        print("| " + " | ".join(cells) + " |")
+    print(
+        "(medians of the runs; items/s = new items over the process's wall time, start-up "
+        "included; kmon vs rss2email: rss2email's wall time over kmon's, ×2 = twice as fast; "
+        "RSS: kmon's over rss2email's)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--feeds", type=int, default=1000)
     ap.add_argument("--items", type=int, default=50)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--per-host-limit", type=int, default=100)
     ap.add_argument("--pg-url", default=DEFAULT_PG_URL)
     ap.add_argument("--skip-pg", action="store_true")
     ap.add_argument("--skip-sqlite", action="store_true")
-    ap.add_argument("--no-rules", action="store_true", help="store items without tagging them")
-    ap.add_argument("--lifetime", type=float, default=900, help="server stops after this (s)")
+    ap.add_argument(
+        "--topical",
+        type=float,
+        default=None,
+        help="share of on-topic items, 0..1 (whole processes: 0.1 unless given; "
+        "--in-process: the earlier one-template farm unless given)",
+    )
+    ap.add_argument(
+        "--in-process",
+        action="store_true",
+        help="the earlier mode: open_runtime and poll_once in one spawned process",
+    )
+    ap.add_argument("--no-rules", action="store_true", help="--in-process: rules off")
+    ap.add_argument("--peer", choices=["rss2email"], help="run the peer on the same farm")
+    ap.add_argument(
+        "--peer-venv",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "kmon-bench-rss2email-3.14",
+        help="scratch virtualenv for the peer (made on first use)",
+    )
+    ap.add_argument("--lifetime", type=float, default=3600, help="server stops after this (s)")
     args = ap.parse_args()
     if not args.skip_pg and "bench" not in (make_url(args.pg_url).database or ""):
         ap.error("--pg-url: the database is dropped and recreated; its name must contain 'bench'")
+    if args.topical is not None and not 0 <= args.topical <= 1:
+        ap.error("--topical: a share between 0 and 1")
+    if args.in_process:
+        shares = [args.topical]
+    else:
+        shares = sorted({args.topical if args.topical is not None else 0.1, 1.0})
 
     ctx = multiprocessing.get_context("spawn")
     ours, theirs = ctx.Pipe()
     server = ctx.Process(
-        target=serve_farm, args=(theirs, args.feeds, args.items, args.lifetime), daemon=True
+        target=serve_farm,
+        args=(theirs, args.feeds, args.items, shares, args.lifetime),
+        daemon=True,
     )
     server.start()
     try:
-        port, total_bytes = ours.recv()
+        port, sizes = ours.recv()
+        farms = ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in sizes.items())
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         print(
-            f"farm: {args.feeds} feeds × {args.items} items on {HOST}:{port} "
-            f"({total_bytes / 1e6:.1f} MB of feed XML), server pid {server.pid}; "
-            f"per_host_limit={args.per_host_limit}; {args.runs} runs per database; "
-            f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+            f"farm: {args.feeds} feeds × {args.items} items on {HOST}:{port} ({farms} of "
+            f"feed XML), server pid {server.pid}; per_host_limit={args.per_host_limit}; "
+            f"{args.runs} runs; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; "
+            f"load average {load}"
         )
-        backends: list[tuple[str, str]] = []
-        if not args.skip_sqlite:
-            backends.append(("sqlite", ""))
-        if not args.skip_pg:
-            shown = make_url(args.pg_url).render_as_string(hide_password=True)
-            problem = postgres_problem(args.pg_url)
-            if problem is None:
-                backends.append(("postgresql", args.pg_url))
-            else:
-                print(f"postgresql: skipped, {shown} not reachable ({problem})")
-        for backend, url in backends:
-            runs, rss_mb = _run_child(kmon_side, backend, url, port, args)
-            rates = [r.items / r.first_cycle for r in runs]
-            print(
-                f"{backend:<10}: first cycle {statistics.median(rates):>8,.0f} new items/s "
-                f"({statistics.median(r.first_cycle for r in runs):.2f} s for "
-                f"{runs[0].items:,} items, {runs[0].signals:,} signals); 304 cycle "
-                f"{statistics.median(r.not_modified_cycle for r in runs):.3f} s; "
-                f"peak RSS {rss_mb:.0f} MB"
-            )
-            print(
-                "            runs: "
-                + ", ".join(f"{r:,.0f}/s" for r in rates)
-                + " | 304: "
-                + ", ".join(f"{r.not_modified_cycle:.3f}s" for r in runs)
-                + " | kmon CPU s, 1st (event loop thread) / 304: "
-                + ", ".join(
-                    f"{r.first_cpu:.2f} ({r.first_loop_cpu:.2f}) / {r.not_modified_cpu:.2f}"
-                    for r in runs
-                )
-            )
+        if args.in_process:
+            in_process_mode(args, port)
+        else:
+            process_mode(args, port)
+        print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         ours.send("stop")
         server.join(timeout=10)
         if server.is_alive():
             server.terminate()
             server.join()
+
+
+def in_process_mode(args: Any, port: int) -> None:
+    backends: list[tuple[str, str]] = []
+    if not args.skip_sqlite:
+        backends.append(("sqlite", ""))
+    if not args.skip_pg:
+        shown = make_url(args.pg_url).render_as_string(hide_password=True)
+        problem = postgres_problem(args.pg_url)
+        if problem is None:
+            backends.append(("postgresql", args.pg_url))
+        else:
+            print(f"postgresql: skipped, {shown} not reachable ({problem})")
+    for backend, url in backends:
+        runs, rss_mb = _run_child(kmon_side, backend, url, port, args)
+        rates = [r.items / r.first_cycle for r in runs]
+        print(
+            f"{backend:<10}: first cycle {statistics.median(rates):>8,.0f} new items/s "
+            f"({statistics.median(r.first_cycle for r in runs):.2f} s for "
+            f"{runs[0].items:,} items, {runs[0].signals:,} signals); 304 cycle "
+            f"{statistics.median(r.not_modified_cycle for r in runs):.3f} s; "
+            f"peak RSS {rss_mb:.0f} MB"
+        )
+        print(
+            "            runs: "
+            + ", ".join(f"{r:,.0f}/s" for r in rates)
+            + " | 304: "
+            + ", ".join(f"{r.not_modified_cycle:.3f}s" for r in runs)
+            + " | kmon CPU s, 1st (event loop thread) / 304: "
+            + ", ".join(
+                f"{r.first_cpu:.2f} ({r.first_loop_cpu:.2f}) / {r.not_modified_cpu:.2f}"
+                for r in runs
+            )
+        )
 
 
 if __name__ == "__main__":
