@@ -80,7 +80,7 @@ def poll(state: State, sources: tuple[str, ...], migrate: bool) -> None:
 
     Exit status 1 if any poll failed.
     """
-    from monitor.service.daemon import UnknownSource, open_runtime, poll_once
+    from monitor.service.runtime import UnknownSource, open_runtime, poll_once
 
     settings = state.settings
 

@@ -128,7 +128,7 @@ def quotes_list(
 def quotes_poll(state: State, bars: bool, migrate: bool) -> None:
     """One quote cycle now, whatever the market clock says; exit 1 if tickers are missing."""
     from monitor.ingest.quotes import poll_quotes, refresh_bars
-    from monitor.service.daemon import open_runtime
+    from monitor.service.runtime import open_runtime
 
     settings = state.settings
 
@@ -184,7 +184,7 @@ def quotes_backfill(
     """
     from monitor import market
     from monitor.ingest.backfill import backfill_bars
-    from monitor.service.daemon import open_runtime
+    from monitor.service.runtime import open_runtime
 
     if until is not None and until <= since:
         fail(f"--until {until} is not after --since {since}", code=2)

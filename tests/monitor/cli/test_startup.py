@@ -88,3 +88,12 @@ def test_market_status_loads_the_calendar_without_the_database(tmp_path: Path) -
     modules = loaded(tmp_path, "market", "status")
     assert "holidays.financial.korea_exchange" in modules
     assert not tops(modules) & (DAEMON | DATABASE)
+
+
+def test_poll_on_a_current_database_loads_neither_alembic_nor_the_scheduler(
+    tmp_path: Path, sqlite_config: Path
+) -> None:
+    modules = loaded(tmp_path, "poll")
+    assert "monitor.service.runtime" in modules  # the probe did run the poll
+    assert not tops(modules) & {"alembic", "apscheduler", "prometheus_client"}
+    assert "monitor.service.daemon" not in modules

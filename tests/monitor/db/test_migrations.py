@@ -19,8 +19,8 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor.cli.main import main
-from monitor.db import migrate
-from monitor.db.engine import make_engine
+from monitor.db import SCHEMA_HEADS, migrate
+from monitor.db.engine import make_engine, stored_revisions
 from monitor.db.schema import Base
 
 REPO = Path(__file__).resolve().parents[3]
@@ -92,3 +92,22 @@ async def test_replicas_upgrading_at_once_on_postgresql_both_succeed(
         for e in engines:
             await e.dispose()
         await recreate_database(fresh, create=False)
+
+
+def test_the_schema_heads_kmon_knows_are_alembics() -> None:
+    assert migrate.head_revisions() == SCHEMA_HEADS
+
+
+async def test_stored_revisions_of_a_fresh_and_a_migrated_database(
+    tmp_path: Path, db_url: str
+) -> None:
+    fresh = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}")
+    migrated = make_engine(db_url)
+    try:
+        assert await stored_revisions(fresh) is None
+        assert await stored_revisions(migrated) == SCHEMA_HEADS
+        async with migrated.connect() as conn:
+            assert await conn.run_sync(migrate.revisions_on) == SCHEMA_HEADS
+    finally:
+        await fresh.dispose()
+        await migrated.dispose()
