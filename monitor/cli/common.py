@@ -110,7 +110,11 @@ def run_async(func: Callable[[], Awaitable[T]]) -> T:
     from monitor.db import SchemaNotCurrent
     from monitor.rules import RulesError
 
-    gc.enable()  # see monitor.cli.main: only start-up runs without the collector
+    # See monitor.cli.main: only start-up runs without the collector. What start-up
+    # made (modules, classes, the settings) lives as long as the process: frozen, the
+    # collections during the work do not walk it again and again.
+    gc.freeze()
+    gc.enable()
     try:
         return asyncio.run(func())  # type: ignore[arg-type]
     except SchemaNotCurrent as exc:
