@@ -45,13 +45,16 @@ _pg_problem: list[str] = []
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """Tests see no KMON_* settings of the machine, and no ./kmon.yaml; logging set up
-    by a CLI test does not outlive it."""
+    """Tests see no KMON_* settings of the machine, no ./kmon.yaml and none of its state
+    or cache directories; logging set up by a CLI test does not outlive it."""
     for name in list(os.environ):
         if name.startswith("KMON_") and not name.startswith("KMON_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    # The rules cache of each test its own, never the machine's (monitor/service/rulecache.py).
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
     yield
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()

@@ -32,8 +32,8 @@ from monitor.ingest.feeds import poll_source
 from monitor.ingest.quotes import provider_urls
 from monitor.ingest.sources import PollOutcome
 from monitor.rules.engine import RulesEngine
-from monitor.rules.model import load_rules
 from monitor.service.replica import DatabaseClock, read_offset, replica_id
+from monitor.service.rulecache import cached_rules
 
 log = structlog.get_logger("kmon.daemon")
 
@@ -84,7 +84,7 @@ async def open_runtime(
     """
     # The rules first: a broken rules file stops the start before anything is opened.
     rules = (
-        RulesEngine(load_rules(settings.rules.file))
+        RulesEngine(cached_rules(settings.rules.file))
         if settings.rules.enabled
         else RulesEngine.off()
     )
