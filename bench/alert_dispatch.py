@@ -29,6 +29,13 @@ taken as soon as it returns, then ``PollContext.wake_dispatcher``.
   dispatcher is not running, then the dispatcher started: how fast it drains a
   backlog on its own.
 
+- flood: no producer; a first cycle of the feed farm (bench/feed_farm.py, every item
+  on topic, ``--flood-feeds`` × ``--flood-items``) runs through ``poll_once`` while the
+  dispatcher runs beside it on the same loop, as in ``kmon run``: each poll's commit
+  time is taken when it reports its outcome (right after its commit), and a signal's
+  latency is its receipt − the commit of the poll that stored it (the feed is read
+  from the item's link in the message).
+
 Latency = receipt at the stand-in − commit, per signal; deliveries/s = signals
 received / (last receipt − first commit), for the backlog / (last receipt −
 dispatcher start). For the backlog that is the dispatcher's drain rate; for the
@@ -79,7 +86,7 @@ DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/kmon_bench_alerts
 HOST = "127.0.0.1"
 WEBHOOK_PATH = "/services/T0KMON000/B0KMON000/bench-webhook"
 TOKEN = "kmon-bench-"
-MODES = ("paced", "burst", "backlog")
+MODES = ("paced", "burst", "backlog", "flood")
 # Signals per transaction when the backlog is written (not timed).
 BACKLOG_BATCH = 100
 
@@ -92,6 +99,8 @@ _TOKEN = re.compile(re.escape(TOKEN) + r"(\d+)")
 # The header says how many signals a message carries: "⚠️ WARNING · 20 signals", or
 # "… · kmon alert" for one.
 _HEADER_COUNT = re.compile(r"· (\d+) signals")
+# The feed farm's links: /article/<feed × 100,000 + n>.
+_ARTICLE = re.compile(r"/article/(\d+)")
 
 
 def serve_slack(conn: Connection, counters: Any, lifetime: float) -> None:
@@ -116,9 +125,11 @@ def serve_slack(conn: Connection, counters: Any, lifetime: float) -> None:
         # The fallback text lists every signal of the message, one line each.
         found = sorted({int(n) for n in _TOKEN.findall(text)})
         declared = int(match[1]) if (match := _HEADER_COUNT.search(header)) else 1
-        messages.append((received, found, declared))
+        articles = sorted({int(n) for n in _ARTICLE.findall(body.decode())})
+        messages.append((received, found, declared, articles))
         with counters.get_lock():
-            counters[0] += len(found)
+            # Farm items carry no token: their signals are counted as declared.
+            counters[0] += len(found) if found else declared
             counters[1] += 1
         return web.Response(text="ok")
 
@@ -394,6 +405,95 @@ async def one_run(backend: str, db_url: str, port: int, mode: str, counters: Any
     )
 
 
+async def flood_run(backend: str, db_url: str, port: int, counters: Any, args: Any) -> Run:
+    """A first cycle of the farm, every item on topic, with the dispatcher beside it."""
+    from sqlalchemy import func, select
+
+    from bench.feed_farm import feed_url
+    from monitor.config import DatabaseSettings, HttpSettings, Settings, SourceConfig
+    from monitor.db.schema import Delivery
+    from monitor.service.run import dispatching
+    from monitor.service.runtime import open_runtime, poll_once
+
+    settings = Settings(
+        database=DatabaseSettings(url=db_url),
+        http=HttpSettings(per_host_limit=100),
+        log_format="json",
+        sources=[
+            SourceConfig(name=f"farm-{n:04d}", url=feed_url(args.farm_port, 1.0, n))
+            for n in range(args.flood_feeds)
+        ],
+        quotes={"enabled": False},
+        alerts=alert_settings(port, args.max_per_message),
+    )
+    phases = Phases()
+    base = f"http://{HOST}:{port}"
+    commits: dict[int, float] = {}  # feed number → its poll's commit (monotonic)
+
+    def committed(outcome: Any) -> None:
+        commits.setdefault(int(outcome.source.removeprefix("farm-")), time.monotonic())
+
+    async with open_runtime(settings, migrate_schema=True) as ctx:
+        if ctx.dispatcher is None:
+            raise SystemExit("open_runtime built no dispatcher: alerts or rules are off")
+        async with ctx.http.post(base + "/reset") as resp:
+            resp.raise_for_status()
+        outcomes: list[MessageOutcome] = []
+        ctx.dispatcher.observers.append(outcomes.append)
+        ctx.observers.append(committed)
+        undo = instrument(ctx.dispatcher, phases)
+        try:
+            cpu, loop_cpu = _cpu(), time.thread_time()
+            async with dispatching(ctx, grace_period=60.0):
+                polls = await poll_once(ctx)
+                if any(o.status != "ok" for o in polls):
+                    raise SystemExit(f"flood: not every poll ok: {polls[:3]}")
+                async with ctx.sessionmaker() as session:
+                    expected = int(
+                        await session.scalar(select(func.count()).select_from(Delivery)) or 0
+                    )
+                await wait_for_deliveries(counters, expected, 300.0)
+            cpu, loop_cpu = _cpu() - cpu, time.thread_time() - loop_cpu
+        finally:
+            undo()
+        async with ctx.sessionmaker() as session:
+            statuses = dict(
+                (
+                    await session.execute(
+                        select(Delivery.status, func.count()).group_by(Delivery.status)
+                    )
+                ).all()
+            )
+        async with ctx.http.get(base + "/receipts") as resp:
+            messages = await resp.json()
+    if statuses != {"sent": expected} or any(o.status != "sent" for o in outcomes):
+        raise SystemExit(f"{backend} flood: deliveries by status {statuses}")
+    latencies = [
+        received - commits[article // 100_000]
+        for received, _, _, articles in messages
+        for article in articles
+    ]
+    if not latencies:
+        raise SystemExit(f"{backend} flood: no farm link in any message")
+    return Run(
+        backend=backend,
+        mode="flood",
+        signals=expected,
+        per_transaction=1,
+        latencies=latencies,
+        first_commit=min(commits.values()),
+        last_commit=max(commits.values()),
+        started=min(commits.values()),
+        last_receipt=max(m[0] for m in messages),
+        messages=len(messages),
+        lateness=[],
+        cpu=cpu,
+        loop_cpu=loop_cpu,
+        phases=phases,
+        statuses=statuses,
+    )
+
+
 def check(
     backend: str,
     mode: str,
@@ -407,7 +507,7 @@ def check(
     where = f"{backend} {mode}"
     receipts: dict[int, float] = {}
     twice: set[int] = set()
-    for received, found, declared in messages:
+    for received, found, declared, _ in messages:
         if len(found) != declared:
             raise SystemExit(
                 f"{where}: a message declares {declared} signals but lists {len(found)}"
@@ -563,7 +663,10 @@ def run_backend(
             if profiler is not None:
                 profiler.enable()
             try:
-                run = asyncio.run(one_run(backend, db_url, port, mode, counters, args))
+                if mode == "flood":
+                    run = asyncio.run(flood_run(backend, db_url, port, counters, args))
+                else:
+                    run = asyncio.run(one_run(backend, db_url, port, mode, counters, args))
             finally:
                 if profiler is not None:
                     profiler.disable()
@@ -592,8 +695,12 @@ def main() -> None:
         help="alerts.dispatch.max_per_message (default: the setting's default)",
     )
     ap.add_argument(
-        "--modes", default=",".join(MODES), help="comma-separated: paced, burst, backlog"
+        "--modes",
+        default="paced,burst,backlog",
+        help="comma-separated: paced, burst, backlog, flood (a first cycle of the feed farm)",
     )
+    ap.add_argument("--flood-feeds", type=int, default=1000, help="flood: feeds of the farm")
+    ap.add_argument("--flood-items", type=int, default=50, help="flood: items per feed")
     ap.add_argument("--pg-url", default=DEFAULT_PG_URL)
     ap.add_argument("--skip-pg", action="store_true")
     ap.add_argument("--skip-sqlite", action="store_true")
@@ -620,6 +727,22 @@ def main() -> None:
     ours, theirs = mp.Pipe()
     server = mp.Process(target=serve_slack, args=(theirs, counters, args.lifetime), daemon=True)
     server.start()
+    farm = None
+    if "flood" in args.modes:
+        from bench.feed_farm import serve_farm
+
+        farm_ours, farm_theirs = mp.Pipe()
+        farm = mp.Process(
+            target=serve_farm,
+            args=(farm_theirs, args.flood_feeds, args.flood_items, [1.0], args.lifetime),
+            daemon=True,
+        )
+        farm.start()
+        args.farm_port, sizes = farm_ours.recv()
+        print(
+            f"feed farm on {HOST}:{args.farm_port}: {args.flood_feeds} feeds × "
+            f"{args.flood_items} items, every item on topic ({sum(sizes.values()) / 1e6:.1f} MB)"
+        )
     try:
         with open(os.devnull, "w", encoding="utf-8") as devnull:
             # As the CLI would: JSON lines at INFO (one "delivery" line per message).
@@ -644,7 +767,9 @@ def main() -> None:
                 "transaction before the dispatcher starts; group_wait 0, no throttle, "
                 f"max_per_message {args.max_per_message or defaults.max_per_message}, "
                 f"batch {defaults.batch}; Python {sys.version.split()[0]}, "
-                f"{os.cpu_count()} CPUs" + ("; under cProfile" if args.profile else "")
+                f"{os.cpu_count()} CPUs; load average "
+                + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+                + ("; under cProfile" if args.profile else "")
             )
             if pg_note:
                 print(pg_note)
@@ -668,6 +793,9 @@ def main() -> None:
                 "all it declares, every delivery row 'sent'."
             )
     finally:
+        if farm is not None:
+            farm_ours.send("stop")
+            farm.join(timeout=10)
         ours.send("stop")
         server.join(timeout=10)
         if server.is_alive():
