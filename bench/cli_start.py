@@ -6,7 +6,11 @@ time and the peak RSS of that process, as GNU time (``/usr/bin/time``, Debian's
 ``time``) reports it: a child forked from this script would carry this script's own
 pages in its peak.
 ``items list`` reads a scratch SQLite database this script migrates and fills with
-``--items`` items first; ``rules test`` matches one headline against the default rules.
+``--items`` items first; ``rules test`` matches one headline against the default rules;
+``poll`` is ``kmon poll``'s start-up and shut-down on that database with no source due
+(settings, the rules, the engine and the schema check, the HTTP session, the alert
+dispatcher's round), once with the rules cache (monitor/service/rulecache.py) and once
+with ``KMON_RULES_CACHE=off``.
 
     .venv/bin/python bench/cli_start.py [--runs 15] [--items 2000]
 """
@@ -30,11 +34,12 @@ HEADLINE = "정부, 소버린 AI 전략 발표… 네이버·카카오 GPU 확�
 TIME = "/usr/bin/time"
 
 
-def measure(argv: list[str], env: dict[str, str], report: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one run of ``argv``."""
+def measure(argv: list[str], env: dict[str, str], report: Path) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (KiB) and CPU seconds (user + system) of one run of
+    ``argv``: on a shared machine the CPU time says more than the wall time."""
     started = time.perf_counter()
     proc = subprocess.run(
-        [TIME, "-o", str(report), "-f", "%M", *argv],
+        [TIME, "-o", str(report), "-f", "%M %U %S", *argv],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -43,7 +48,8 @@ def measure(argv: list[str], env: dict[str, str], report: Path) -> tuple[float, 
     elapsed = time.perf_counter() - started
     if proc.returncode not in (0, 1):  # `rules test` exits 1 when nothing fires
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.decode()}")
-    return elapsed, int(report.read_text().split()[-1])
+    rss, user, system = report.read_text().split()[-3:]
+    return elapsed, int(rss), float(user) + float(system)
 
 
 async def fill(url: str, count: int) -> None:
@@ -88,30 +94,44 @@ def main() -> None:
         db = Path(scratch) / "kmon.db"
         url = f"sqlite+aiosqlite:///{db}"
         config = Path(scratch) / "kmon.yaml"
-        config.write_text(f"database:\n  url: {url}\nsources: []\n", encoding="utf-8")
+        config.write_text(
+            f"database:\n  url: {url}\nsources: []\nquotes: {{enabled: false}}\n",
+            encoding="utf-8",
+        )
         asyncio.run(fill(url, args.items))
-        env = {**os.environ, "KMON_CONFIG": str(config)}
+        # The rules cache in the scratch directory: the first `kmon poll` below fills it.
+        env = {**os.environ, "KMON_CONFIG": str(config), "XDG_CACHE_HOME": scratch}
+        env.pop("CACHE_DIRECTORY", None)
+        no_cache = {**env, "KMON_RULES_CACHE": "off"}
         commands = {
-            "python3 -c pass": [sys.executable, "-c", "pass"],
-            "kmon --help": [kmon, "--help"],
-            "kmon items list --limit 20": [kmon, "items", "list", "--limit", "20"],
-            "kmon rules test TEXT": [kmon, "rules", "test", HEADLINE],
+            "python3 -c pass": ([sys.executable, "-c", "pass"], env),
+            "kmon --help": ([kmon, "--help"], env),
+            "kmon items list --limit 20": ([kmon, "items", "list", "--limit", "20"], env),
+            "kmon rules test TEXT": ([kmon, "rules", "test", HEADLINE], env),
+            "kmon poll (nothing due)": ([kmon, "poll"], env),
+            "  same, rules cache off": ([kmon, "poll"], no_cache),
         }
         report = Path(scratch) / "time.txt"
-        measure(commands["kmon --help"], env, report)  # warm the page cache and byte code
+        measure(commands["kmon --help"][0], env, report)  # warm the page cache and byte code
+        measure([kmon, "poll"], env, report)  # and the rules cache
         rows = []
-        for name, argv in commands.items():
-            runs = [measure(argv, env, report) for _ in range(args.runs)]
-            times = [t for t, _ in runs]
-            rows.append((name, statistics.median(times), min(times), max(times), runs[-1][1]))
+        for name, (argv, command_env) in commands.items():
+            runs = [measure(argv, command_env, report) for _ in range(args.runs)]
+            times = [t for t, _, _ in runs]
+            cpu = statistics.median(c for _, _, c in runs)
+            rows.append((name, statistics.median(times), min(times), max(times), runs[-1][1], cpu))
     bare = rows[0][1]
     print(
-        f"{args.runs} runs each, median wall time (min–max), peak RSS; "
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+        f"{args.runs} runs each, median wall time (min–max), peak RSS, median CPU; "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; load average "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
     )
-    for name, median, low, high, rss in rows:
+    for name, median, low, high, rss, cpu in rows:
         extra = "" if name.startswith("python3") else f"  (+{median - bare:.3f} s over bare)"
-        print(f"{name:<28} {median:6.3f} s ({low:.3f}–{high:.3f})  {rss / 1024:5.1f} MB{extra}")
+        print(
+            f"{name:<28} {median:6.3f} s ({low:.3f}–{high:.3f})  {rss / 1024:5.1f} MB  "
+            f"CPU {cpu:.2f} s{extra}"
+        )
 
 
 if __name__ == "__main__":
