@@ -331,8 +331,13 @@ def run_process(argv: list[str], env: dict[str, str], log: Path) -> tuple[Proces
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        tail = log.read_text(errors="replace").splitlines()[-5:]
-        raise SystemExit(f"{' '.join(argv[:4])} … exited {proc.returncode}: " + "\n".join(tail))
+        lines = out.decode(errors="replace").splitlines()
+        bad = [line for line in lines if ": ok (" not in line and ": not_modified (" not in line]
+        tail = log.read_text(errors="replace").splitlines()[-3:]
+        raise SystemExit(
+            f"{' '.join(argv[:4])} … exited {proc.returncode}; {len(bad)} of {len(lines)} "
+            "lines not ok: " + "\n".join([*bad[:5], *tail])
+        )
     # Linux reports ru_maxrss in KiB.
     figures = ProcessFigures(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, 0)
     return figures, out.decode()
@@ -341,8 +346,11 @@ def run_process(argv: list[str], env: dict[str, str], log: Path) -> tuple[Proces
 def kmon_config(path: Path, db_url: str, port: int, share: float, args: Any, rules: bool) -> None:
     """A kmon.yaml naming the farm's feeds (JSON is YAML): quotes off, alerts as built in
     (the console channel, log lines), one source per feed."""
+    database: dict[str, Any] = {"url": db_url}
+    if db_url.startswith("postgresql"):
+        database["pool_size"] = args.pg_pool_size
     config = {
-        "database": {"url": db_url},
+        "database": database,
         "http": {"per_host_limit": args.per_host_limit},
         "log_format": "json",
         "quotes": {"enabled": False},
@@ -585,6 +593,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--per-host-limit", type=int, default=100)
     ap.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    ap.add_argument(
+        "--pg-pool-size",
+        type=int,
+        default=25,
+        help="database.pool_size on PostgreSQL (overflow as many again); at the default of "
+        "10, polls of a 100 %% on-topic first cycle can wait longer than the pool's 30 s",
+    )
     ap.add_argument("--skip-pg", action="store_true")
     ap.add_argument("--skip-sqlite", action="store_true")
     ap.add_argument(
