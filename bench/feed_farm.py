@@ -347,11 +347,16 @@ def kmon_config(path: Path, db_url: str, port: int, share: float, args: Any, rul
     """A kmon.yaml naming the farm's feeds (JSON is YAML): quotes off, alerts as built in
     (the console channel, log lines), one source per feed."""
     database: dict[str, Any] = {"url": db_url}
+    in_flight = args.per_host_limit
     if db_url.startswith("postgresql"):
+        # No more polls in flight than the pool has connections (pool_size and as many
+        # again of overflow): a poll holds its connection from fetch to commit, and one
+        # that waits for a connection past the pool's 30 s fails.
         database["pool_size"] = args.pg_pool_size
+        in_flight = min(in_flight, 2 * args.pg_pool_size)
     config = {
         "database": database,
-        "http": {"per_host_limit": args.per_host_limit},
+        "http": {"per_host_limit": in_flight},
         "log_format": "json",
         "quotes": {"enabled": False},
         "rules": {"enabled": rules},
@@ -596,9 +601,9 @@ def main() -> None:
     ap.add_argument(
         "--pg-pool-size",
         type=int,
-        default=25,
-        help="database.pool_size on PostgreSQL (overflow as many again); at the default of "
-        "10, polls of a 100 %% on-topic first cycle can wait longer than the pool's 30 s",
+        default=10,
+        help="database.pool_size on PostgreSQL; per_host_limit there is at most twice it "
+        "(the pool's connections with overflow)",
     )
     ap.add_argument("--skip-pg", action="store_true")
     ap.add_argument("--skip-sqlite", action="store_true")
