@@ -416,9 +416,11 @@ async def flood_run(backend: str, db_url: str, port: int, counters: Any, args: A
     from monitor.service.run import dispatching
     from monitor.service.runtime import open_runtime, poll_once
 
+    # As bench/feed_farm.py has it: on PostgreSQL no more polls in flight than the
+    # pool's connections (10 and 10 of overflow), else polls wait past its 30 s.
     settings = Settings(
         database=DatabaseSettings(url=db_url),
-        http=HttpSettings(per_host_limit=100),
+        http=HttpSettings(per_host_limit=20 if backend == "postgresql" else 100),
         log_format="json",
         sources=[
             SourceConfig(name=f"farm-{n:04d}", url=feed_url(args.farm_port, 1.0, n))
