@@ -255,6 +255,9 @@ class RulesSettings(BaseModel):
 
     enabled: bool = True
     file: Path | None = None
+    # The story window holds at most this many headlines (the items that fired a news
+    # rule in the last 48 h), the earliest forgotten first: about a kilobyte each.
+    story_headlines: int = Field(default=10_000, ge=100, le=10_000_000)
 
 
 # Quote sources answer every few seconds; asking more often than this is abuse.
@@ -295,6 +298,9 @@ class QuoteSettings(BaseModel):
     )
     batch_size: int = Field(default=50, ge=1, le=200)
     bar_days: int = Field(default=260, ge=20, le=2000)
+    # Daily-bar figures cached for the move rules (one per ticker and day; the least
+    # recently used leave first, and each new day the days before the one before).
+    bar_figures_cached: int = Field(default=10_000, ge=10, le=1_000_000)
     naver_polling_url: str = "https://polling.finance.naver.com/api/realtime"
     naver_mobile_url: str = "https://m.stock.naver.com/api"
     naver_chart_url: str = "https://fchart.stock.naver.com/sise.nhn"

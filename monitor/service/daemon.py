@@ -34,6 +34,7 @@ from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.repo import SourceState
 from monitor.ingest.context import HostLimiter, PollContext
 from monitor.ingest.feeds import poll_source
+from monitor.ingest.moves import MoveFactsReader
 from monitor.ingest.quotes import provider_urls
 from monitor.ingest.sources import PollOutcome
 from monitor.rules.engine import RulesEngine
@@ -85,7 +86,7 @@ async def open_runtime(
     """
     # The rules first: a broken rules file stops the start before anything is opened.
     rules = (
-        RulesEngine(load_rules(settings.rules.file))
+        RulesEngine(load_rules(settings.rules.file), story_headlines=settings.rules.story_headlines)
         if settings.rules.enabled
         else RulesEngine.off()
     )
@@ -127,6 +128,7 @@ async def open_runtime(
                 host_limiter=HostLimiter(http.per_host_limit, http.per_host_hold),
                 clock=clock,
                 rules=rules,
+                bars=MoveFactsReader(settings.quotes.bar_figures_cached),
                 dart_sources=settings.dart_sources(),
                 replica=replica or replica_id(settings.replicas),
                 lease=settings.replicas.lease,
