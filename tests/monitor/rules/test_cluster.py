@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from monitor.rules import cluster
 from monitor.rules.cluster import (
     Headline,
     StoryClusters,
@@ -267,3 +268,14 @@ def test_prune_forgets_the_expired_and_keeps_the_rest() -> None:
     assert clusters.oldest() == T0 + timedelta(hours=5)
     held = set(clusters._members.values())
     assert {m for posting in clusters._by_feature.values() for m in posting} == held
+
+
+def test_the_shared_bigram_table_starts_afresh_past_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cluster, "VOCAB_MAX", 40)
+    clusters = StoryClusters()
+    for n in range(30):  # 11 bigrams a headline, nearly all new
+        clusters.assign(_distinct_headline(n), T0 + timedelta(minutes=n))
+        assert len(clusters._vocab) <= 40 + 11
+    assert len(clusters) == 30
