@@ -193,6 +193,9 @@ class HttpSettings(BaseModel):
     per_host_limit: int = Field(default=4, ge=1, le=1000)
     # A fetch running longer than this stops counting against its host's limit.
     per_host_hold: Seconds = 10.0
+    # Hosts whose per-host slots are kept at once, the least recently polled forgotten
+    # first: far more than the configured sources name.
+    limited_hosts: int = Field(default=1024, ge=1, le=1_000_000)
 
 
 class SchedulerSettings(BaseModel):

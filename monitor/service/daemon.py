@@ -125,7 +125,9 @@ async def open_runtime(
                     max_redirects=http.max_redirects,
                 ),
                 scheduling=settings.scheduler,
-                host_limiter=HostLimiter(http.per_host_limit, http.per_host_hold),
+                host_limiter=HostLimiter(
+                    http.per_host_limit, http.per_host_hold, http.limited_hosts
+                ),
                 clock=clock,
                 rules=rules,
                 bars=MoveFactsReader(settings.quotes.bar_figures_cached),
