@@ -75,8 +75,8 @@ import snowballstemmer
 WINDOW = timedelta(hours=48)
 # Headlines the window holds at most (by count as well as by time): past it the oldest
 # by event time leave first. A few hundred items a day fire a news rule in the default
-# feeds; a firehose of on-topic news would otherwise grow the window (about a kilobyte
-# a headline) for 48 h. What the bound costs in clustering is in docs/benchmarks.md.
+# feeds; a firehose of on-topic news would otherwise grow the window (about 3 KB a
+# headline) for 48 h. What the bound costs in clustering is in docs/benchmarks.md.
 MAX_HEADLINES = 10_000
 # Distinct bigram ints shared by the remembered headlines (StoryClusters._keep): the
 # table starts afresh past this many, so the shapes of old headlines are not kept.
