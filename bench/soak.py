@@ -174,6 +174,7 @@ def write_config(
         "database": {"url": db_url},
         "health": {"host": HOST, "port": health_port},
         "quotes": {"enabled": False},
+        "rules": {"story_headlines": args.story_headlines},
         "http": {"per_host_limit": args.per_host_limit},
         "log_format": "json",
         "sources": [
@@ -328,6 +329,12 @@ def main() -> None:
     ap.add_argument("--every", type=float, default=5, help="seconds between samples")
     ap.add_argument("--warm-up", type=float, default=5, help="minutes left out of the slope")
     ap.add_argument("--per-host-limit", type=int, default=100)
+    ap.add_argument(
+        "--story-headlines",
+        type=int,
+        default=10_000,
+        help="rules.story_headlines (10000000: as good as no bound, to compare)",
+    )
     ap.add_argument("--pg-url", help="PostgreSQL instead of SQLite (dropped and recreated)")
     ap.add_argument("--csv", type=Path, help="write every sample here")
     ap.add_argument("--keep", type=Path, help="keep the database and log in this folder")
@@ -370,7 +377,8 @@ def main() -> None:
         backend = "postgresql" if args.pg_url else "sqlite"
         print(
             f"soak: {args.feeds} feeds, {args.rate:,.0f} new items/s ({args.topical:.0%} on-topic),"
-            f" polled every {args.interval:g} s; {backend}; {args.minutes:g} min; "
+            f" polled every {args.interval:g} s; story window of {args.story_headlines:,};"
+            f" {backend}; {args.minutes:g} min; "
             f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; load at start "
             + " ".join(f"{x:.2f}" for x in os.getloadavg()),
             flush=True,
