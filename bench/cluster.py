@@ -23,11 +23,14 @@ themes by chance; *new merged* counts those too and is an upper bound on wrong m
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import re
 import sys
 import time
+import tracemalloc
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -247,11 +250,31 @@ def make_window(
     return headlines[:members], stories
 
 
+@dataclass(frozen=True)
+class Figures:
+    seconds: float  # best, per assigned headline
+    held: int  # members in the window after warm-up
+    stories: int
+    joined: float  # share of copies that joined their story
+    joined_recent: float  # the same, of stories in the last RECENT of the window
+    merged: float  # share of new stories that joined another
+    window_mb: float  # what the window's headlines and indexes take (tracemalloc)
+
+
+# Copies of stories this young are most copies: outlets follow a story within hours.
+RECENT = timedelta(hours=6)
+
+
 def run(
-    members: int, headlines: int, seed: int, rounds: int, vocabulary_size: int
-) -> tuple[float, int, int, float, float]:
-    """Best seconds per assigned headline, the members after warm-up, the stories, the
-    share of copies that joined their story and of new stories that joined another."""
+    members: int,
+    headlines: int,
+    seed: int,
+    rounds: int,
+    vocabulary_size: int,
+    bound: int | None = None,
+) -> Figures:
+    """Seconds per assigned headline and how well copies and new stories fared, with
+    the window holding at most ``bound`` headlines (None: the 48 h alone)."""
     rng = random.Random(seed)
     ruleset = load_rules(None)
     vocab = vocabulary(ruleset)
@@ -273,11 +296,19 @@ def run(
     best = float("inf")
     count = 0
     got: list[str] = []
-    for _ in range(rounds):
-        clusters = StoryClusters()
+    window_mb = 0.0
+    for round_ in range(rounds):
+        gc.collect()
+        if round_ == 0:
+            tracemalloc.start()
+        clusters = StoryClusters(max_headlines=bound)
         for title, when, story in window:
             clusters.add(title, when, f"w{story}", tags[title])
         count = len(clusters)
+        if round_ == 0:
+            gc.collect()
+            window_mb = tracemalloc.get_traced_memory()[0] / 1e6
+            tracemalloc.stop()
         started = time.perf_counter()
         got = [clusters.assign(title, when, tags[title]) for title, when, _ in new]
         best = min(best, (time.perf_counter() - started) / headlines)
@@ -285,9 +316,11 @@ def run(
         (cid, story) for cid, (_, _, story) in zip(got, new, strict=True) if story is not None
     ]
     joined = sum(cid == f"w{story}" for cid, story in copies) / len(copies)
+    recent = [(cid, story) for cid, story in copies if stories[story][1] >= now - RECENT]
+    joined_recent = sum(cid == f"w{story}" for cid, story in recent) / max(1, len(recent))
     fresh = [cid for cid, (_, _, story) in zip(got, new, strict=True) if story is None]
     merged = sum(cid.startswith("w") for cid in fresh) / len(fresh)
-    return best, count, len(stories), joined, merged
+    return Figures(best, count, len(stories), joined, joined_recent, merged, window_mb)
 
 
 JUDGEMENT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "judgement"
@@ -327,6 +360,12 @@ def main() -> None:
     )
     parser.add_argument("--headlines", type=int, default=2000, help="headlines assigned")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--bound",
+        type=int,
+        nargs="+",
+        help="headlines the window holds at most (0: no bound), several for several runs",
+    )
     parser.add_argument("--seed", type=int, default=20250616)
     parser.add_argument(
         "--vocabulary", type=int, default=5000, help="words per language besides names and terms"
@@ -348,19 +387,23 @@ def main() -> None:
         f" {args.vocabulary:,} words a language"
     )
     print(
-        f"{'members in window':>18}  {'stories':>8}  {'µs per headline':>16}"
-        f"  {'copies joined':>13}  {'new merged':>10}"
+        f"{'members in window':>18}  {'bound':>7}  {'held':>7}  {'stories':>8}"
+        f"  {'µs per headline':>16}  {'copies joined':>13}  {'of stories < 6 h':>16}"
+        f"  {'new merged':>10}  {'window MB':>9}"
     )
     figures = []
     for members in args.members:
-        seconds, count, stories, joined, merged = run(
-            members, args.headlines, args.seed, args.rounds, args.vocabulary
-        )
-        figures.append(seconds)
-        print(
-            f"{count:>18,}  {stories:>8,}  {seconds * 1e6:>16.1f}  {joined:>13.1%}  {merged:>10.1%}"
-        )
-    if len(figures) > 1:
+        for bound in args.bound or [0]:
+            got = run(
+                members, args.headlines, args.seed, args.rounds, args.vocabulary, bound or None
+            )
+            figures.append(got.seconds)
+            print(
+                f"{members:>18,}  {bound or '-':>7}  {got.held:>7,}  {got.stories:>8,}"
+                f"  {got.seconds * 1e6:>16.1f}  {got.joined:>13.1%}  {got.joined_recent:>16.1%}"
+                f"  {got.merged:>10.1%}  {got.window_mb:>9.1f}"
+            )
+    if len(figures) > 1 and not args.bound:
         growth = figures[-1] / figures[0]
         print(f"cost ratio, largest to smallest window: {growth:.2f}")
 

@@ -193,6 +193,9 @@ class HttpSettings(BaseModel):
     per_host_limit: int = Field(default=4, ge=1, le=1000)
     # A fetch running longer than this stops counting against its host's limit.
     per_host_hold: Seconds = 10.0
+    # Hosts whose per-host slots are kept at once, the least recently polled forgotten
+    # first: far more than the configured sources name.
+    limited_hosts: int = Field(default=1024, ge=1, le=1_000_000)
 
 
 class SchedulerSettings(BaseModel):
@@ -255,6 +258,9 @@ class RulesSettings(BaseModel):
 
     enabled: bool = True
     file: Path | None = None
+    # The story window holds at most this many headlines (the items that fired a news
+    # rule in the last 48 h), the earliest forgotten first: about 3 KB each.
+    story_headlines: int = Field(default=10_000, ge=100, le=10_000_000)
 
 
 # Quote sources answer every few seconds; asking more often than this is abuse.
@@ -295,6 +301,9 @@ class QuoteSettings(BaseModel):
     )
     batch_size: int = Field(default=50, ge=1, le=200)
     bar_days: int = Field(default=260, ge=20, le=2000)
+    # Daily-bar figures cached for the move rules (one per ticker and day; the least
+    # recently used leave first, and each new day the days before the one before).
+    bar_figures_cached: int = Field(default=10_000, ge=10, le=1_000_000)
     naver_polling_url: str = "https://polling.finance.naver.com/api/realtime"
     naver_mobile_url: str = "https://m.stock.naver.com/api"
     naver_chart_url: str = "https://fchart.stock.naver.com/sise.nhn"

@@ -233,7 +233,8 @@ class Dispatcher:
         self._errors: dict[str, int] = {}
         # A channel's Retry-After: until then nothing goes to it, in any round.
         self._held_until: dict[str, datetime] = {}
-        # Charts drawn this round, shared by the channels that show them.
+        # Charts drawn this round, shared by the channels that show them; emptied at
+        # the round's end.
         self._charts: dict[tuple[int, bool], asyncio.Task[ChartImage | None]] = {}
         self._charts_available: bool | None = None
 
@@ -311,6 +312,9 @@ class Dispatcher:
                 *(self._send_all(name, msgs, cutoff) for name, msgs in plan.by_channel.items()),
                 return_exceptions=True,
             )
+            # The round's charts (at most batch × CHARTS_MAX PNGs) go with it, rather
+            # than stay until the next round, which may be an idle poll away.
+            self._charts = {}
             for result in results:
                 if isinstance(result, BaseException):
                     raise result

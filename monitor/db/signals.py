@@ -230,18 +230,25 @@ async def recent_disclosures(session: AsyncSession, *, since: datetime) -> list[
     return facts
 
 
-async def recent_story_copies(session: AsyncSession, *, since: datetime) -> list[StoryCopy]:
+async def recent_story_copies(
+    session: AsyncSession, *, since: datetime, limit: int | None = None
+) -> list[StoryCopy]:
     """Every item linked to a news signal whose event time is after ``since``, oldest
-    first, with its story cluster."""
-    result = await session.execute(
+    first, with its story cluster; with ``limit``, only the newest ``limit`` of them
+    (what the story window holds at most)."""
+    query = (
         select(Item.title, Item.published_at, SignalRow.explanation)
         .join(SignalItem, SignalItem.item_id == Item.id)
         .join(SignalRow, SignalRow.id == SignalItem.signal_id)
         .where(SignalRow.kind == "news", SignalRow.event_time > since)
-        .order_by(Item.published_at, Item.id)
     )
+    if limit is None:
+        rows = (await session.execute(query.order_by(Item.published_at, Item.id))).all()
+    else:
+        newest = query.order_by(Item.published_at.desc(), Item.id.desc()).limit(limit)
+        rows = list(reversed((await session.execute(newest)).all()))
     copies = []
-    for title, published, explanation in result.all():
+    for title, published, explanation in rows:
         cluster = parse("news", explanation).cluster
         if cluster:
             copies.append(StoryCopy(title, published, cluster))

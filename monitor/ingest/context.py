@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +32,8 @@ T = TypeVar("T")
 # How long a fetch may hold one of its host's slots before it stops counting against
 # the host's limit (``http.per_host_hold``).
 PER_HOST_HOLD = 10.0
+# Hosts whose slots are kept at once (``http.limited_hosts``).
+MAX_HOSTS = 1024
 
 
 class HostSlot:
@@ -81,12 +84,24 @@ class HostSlot:
 
 class HostLimiter:
     """At most ``limit`` polls in flight per host, so one publisher is never hammered;
-    a fetch past ``hold`` seconds stops counting (:meth:`HostSlot.fetch`)."""
+    a fetch past ``hold`` seconds stops counting (:meth:`HostSlot.fetch`).
 
-    def __init__(self, limit: int, hold: float = PER_HOST_HOLD) -> None:
+    The slots of at most ``max_hosts`` hosts are kept, the least recently asked
+    forgotten first (the configured sources name far fewer). A host forgotten while
+    one of its polls still runs gets fresh slots and may briefly see up to twice its
+    limit; that takes more than ``max_hosts`` hosts polled in turn.
+    """
+
+    def __init__(self, limit: int, hold: float = PER_HOST_HOLD, max_hosts: int = MAX_HOSTS) -> None:
+        if max_hosts < 1:
+            raise ValueError(f"need max_hosts >= 1, got {max_hosts}")
         self.limit = limit
         self.hold = hold
-        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self.max_hosts = max_hosts
+        self._semaphores: OrderedDict[str, asyncio.Semaphore] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._semaphores)
 
     def semaphore_for(self, url: str) -> asyncio.Semaphore:
         """The slots of ``url``'s host, shared by every source on it."""
@@ -94,6 +109,10 @@ class HostLimiter:
         semaphore = self._semaphores.get(host)
         if semaphore is None:
             semaphore = self._semaphores[host] = asyncio.Semaphore(self.limit)
+            while len(self._semaphores) > self.max_hosts:
+                self._semaphores.popitem(last=False)
+        else:
+            self._semaphores.move_to_end(host)
         return semaphore
 
     def for_url(self, url: str) -> HostSlot:

@@ -98,7 +98,9 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
                     items = await repo.insert_items(session, source, result.items, fetched_at=now)
                 if items and not ctx.rules.restored:
                     since = now - ctx.rules.clusters.window
-                    copies = await signals_repo.recent_story_copies(session, since=since)
+                    copies = await signals_repo.recent_story_copies(
+                        session, since=since, limit=ctx.rules.clusters.max_headlines
+                    )
                     ctx.rules.restore(copies, now=now)
                     stories = len({copy.cluster for copy in copies})
                     log.info("clusters_restored", copies=len(copies), stories=stories)

@@ -3,8 +3,9 @@ that moment and the ticker's daily-bar figures (cached per ticker and day)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,33 +15,61 @@ from monitor.rules.engine import INDEX
 from monitor.rules.evaluate import BarStats, MoveFacts, stats_from_bars, trading_day_of
 from monitor.timefmt import KST
 
-# Bar figures kept at most; the cache is cleared past it (a day has a few hundred).
+# Bar figures kept at most (a day has a few hundred: one per ticker followed).
 CACHE_MAX = 10_000
 
 
 class MoveFactsReader:
-    """Builds :class:`MoveFacts` for new quotes; bar figures are read once per day."""
+    """Builds :class:`MoveFacts` for new quotes; bar figures are read once per day.
 
-    def __init__(self) -> None:
-        self._bars: dict[tuple[str, date], BarStats] = {}
+    The cache holds at most ``cache_max`` figures, the least recently used leaving
+    first, and only those of the latest trading day seen and the one before it (a
+    late quote of the day before): a day's figures are of no use on the next.
+    """
+
+    def __init__(self, cache_max: int = CACHE_MAX) -> None:
+        if cache_max < 1:
+            raise ValueError(f"need cache_max >= 1, got {cache_max}")
+        self.cache_max = cache_max
+        self._bars: OrderedDict[tuple[str, date], BarStats] = OrderedDict()
+        self._latest: date | None = None
         self._generation = 0
+
+    def __len__(self) -> int:
+        return len(self._bars)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether the figures of ``(ticker, day)`` are cached."""
+        return key in self._bars
 
     def changed(self) -> None:
         """Forget cached bar figures (call after daily bars are refreshed)."""
         self._generation += 1
         self._bars.clear()
 
+    def _keep(self, key: tuple[str, date], stats: BarStats) -> None:
+        day = key[1]
+        if self._latest is None or day > self._latest:
+            self._latest = day
+            # Days before the one before it go (a few hundred entries, once a day).
+            stale = [k for k in self._bars if k[1] < day - timedelta(days=1)]
+            for old in stale:
+                del self._bars[old]
+        self._bars[key] = stats
+        while len(self._bars) > self.cache_max:
+            self._bars.popitem(last=False)
+
     async def _bar_stats(self, session: AsyncSession, ticker: str, day: date) -> BarStats:
         key = (ticker, day)
         stats = self._bars.get(key)
-        if stats is None:
-            if len(self._bars) > CACHE_MAX:
-                self._bars.clear()
-            generation = self._generation
-            stats = await quotes_repo.bar_stats(session, ticker, before=day)
-            # Bars refreshed while this was read: use it once, do not keep it.
-            if generation == self._generation:
-                self._bars[key] = stats
+        if stats is not None:
+            self._bars.move_to_end(key)
+            return stats
+        generation = self._generation
+        stats = await quotes_repo.bar_stats(session, ticker, before=day)
+        # Bars refreshed while this was read: use it once, do not keep it.
+        if generation == self._generation:
+            self._keep(key, stats)
         return stats
 
     async def _index_change(

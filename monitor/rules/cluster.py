@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import heapq
 import itertools
 import math
 import re
@@ -67,10 +68,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from typing import TypeVar
 
 import snowballstemmer
 
 WINDOW = timedelta(hours=48)
+# Headlines the window holds at most (by count as well as by time): past it the oldest
+# by event time leave first. A few hundred items a day fire a news rule in the default
+# feeds; a firehose of on-topic news would otherwise grow the window (about 3 KB a
+# headline) for 48 h. What the bound costs in clustering is in docs/benchmarks.md.
+MAX_HEADLINES = 10_000
+# Distinct bigram ints shared by the remembered headlines (StoryClusters._keep): the
+# table starts afresh past this many, so the shapes of old headlines are not kept.
+VOCAB_MAX = 1 << 17
 THRESHOLD = 0.8
 # Candidates looked at per prefix bigram of a headline, and headlines read per word,
 # entity or theme of it (counting what they share is cheaper than comparing), see
@@ -570,6 +580,9 @@ class _Member:
     seq: int  # order of arrival
 
 
+_K = TypeVar("_K", str, int)
+
+
 def _event_time(member: _Member) -> datetime:
     return member.event_time
 
@@ -603,6 +616,8 @@ class StoryClusters:
     hash, so two processes that see the same first headline agree). Call
     :meth:`prune` now and then to drop headlines older than the window; :meth:`add`
     puts back what a previous run assigned (from the stored signals) after a restart.
+    At most ``max_headlines`` are held (None: no bound but the window): remembering
+    one more forgets the one of the earliest event time.
     """
 
     def __init__(
@@ -613,18 +628,24 @@ class StoryClusters:
         candidates: int = CANDIDATES,
         feature_reads: int = FEATURE_READS,
         common_min: int = COMMON_MIN,
+        max_headlines: int | None = MAX_HEADLINES,
     ) -> None:
         if window <= timedelta(0) or not 0 < threshold <= 1 or candidates < 1 or feature_reads < 1:
             raise ValueError(
                 f"need window > 0, 0 < threshold <= 1, candidates >= 1 and feature_reads"
                 f" >= 1, got {window}, {threshold}, {candidates}, {feature_reads}"
             )
+        if max_headlines is not None and max_headlines < 1:
+            raise ValueError(f"need max_headlines >= 1 or None, got {max_headlines}")
         self.window = window
         self.threshold = threshold
         self.candidates = candidates
         self.feature_reads = feature_reads
         self.common_min = common_min
-        self._members: list[_Member] = []
+        self.max_headlines = max_headlines
+        # By order of arrival; and (event time, seq) as a heap, the next to forget first.
+        self._members: dict[int, _Member] = {}
+        self._oldest: list[tuple[datetime, int]] = []
         self._by_key: dict[str, list[_Member]] = {}
         self._by_gram: dict[int, list[_Member]] = {}
         self._by_feature: dict[str, list[_Member]] = {}
@@ -639,7 +660,8 @@ class StoryClusters:
 
     def _remember(self, member: _Member) -> None:
         headline = member.headline
-        self._members.append(member)
+        self._members[member.seq] = member
+        heapq.heappush(self._oldest, (member.event_time, member.seq))
         self._by_key.setdefault(headline.key, []).append(member)
         # Postings in event-time order (items mostly arrive in it: an append), so that a
         # headline reads the ones nearest its own time.
@@ -647,6 +669,22 @@ class StoryClusters:
             insort(self._by_gram.setdefault(gram, []), member, key=_event_time)
         for feature in headline.features:
             insort(self._by_feature.setdefault(feature, []), member, key=_event_time)
+        if self.max_headlines is not None:
+            while len(self._members) > self.max_headlines:
+                self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        """Take the headline of the earliest event time out of every index: one at a
+        time, so that neither the bound nor :meth:`prune` ever rebuilds the window
+        (a rebuild of tens of thousands of headlines holds the event loop for a second)."""
+        _, seq = heapq.heappop(self._oldest)
+        member = self._members.pop(seq)
+        headline = member.headline
+        _drop(self._by_key, headline.key, member)
+        for gram in _prefix(headline.grams, self.threshold):
+            _drop(self._by_gram, gram, member)
+        for feature in headline.features:
+            _drop(self._by_feature, feature, member)
 
     def common(self, features: Iterable[str]) -> frozenset[str]:
         """Those of ``features`` (words, ``e:``/``t:`` ids) that more than
@@ -723,6 +761,9 @@ class StoryClusters:
     def _keep(self, headline: Headline) -> Headline:
         # One int object per distinct bigram, shared by every headline that has it.
         vocab = self._vocab
+        if len(vocab) > VOCAB_MAX:
+            # Sharing is only a saving: the headlines held keep their ints.
+            vocab.clear()
         grams = tuple(vocab.setdefault(code, code) for code in headline.grams)
         return dataclasses.replace(headline, grams=grams)
 
@@ -744,12 +785,30 @@ class StoryClusters:
 
     def prune(self, before: datetime) -> None:
         """Forget headlines whose event time is more than the window before ``before``."""
-        keep = [m for m in self._members if m.event_time >= before - self.window]
-        if len(keep) == len(self._members):
-            return
-        self._members = []
-        self._by_key = {}
-        self._by_gram = {}
-        self._by_feature = {}
-        for member in keep:
-            self._remember(member)
+        cutoff = before - self.window
+        while self._oldest and self._oldest[0][0] < cutoff:
+            self._forget_oldest()
+
+    def oldest(self) -> datetime | None:
+        """The earliest event time held, None when empty."""
+        return self._oldest[0][0] if self._oldest else None
+
+
+def _drop(index: dict[_K, list[_Member]], key: _K, member: _Member) -> None:
+    """``member`` out of ``index[key]`` (a posting in event-time order); the posting
+    goes when it empties, so the indexes hold only what the window's headlines have."""
+    posting = index.get(key)
+    if posting is None:
+        return
+    at = bisect_left(posting, member.event_time, key=_event_time)
+    for n in range(at, len(posting)):
+        if posting[n] is member:
+            del posting[n]
+            break
+    else:  # _by_key is in arrival order, not event time
+        for n, other in enumerate(posting):
+            if other is member:
+                del posting[n]
+                break
+    if not posting:
+        del index[key]

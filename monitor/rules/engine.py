@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from adapters.errors import AuthError, FetchError
-from monitor.rules.cluster import StoryClusters, StoryTags
+from monitor.rules.cluster import MAX_HEADLINES, StoryClusters, StoryTags
 from monitor.rules.evaluate import (
     KRX,
     Calendar,
@@ -100,12 +100,19 @@ def earliest_window_start(ruleset: Ruleset, now: datetime, calendar: Calendar = 
 
 
 class RulesEngine:
-    """One ruleset and the story clusters it has seen."""
+    """One ruleset and the story clusters it has seen (at most ``story_headlines``
+    headlines of them)."""
 
-    def __init__(self, ruleset: Ruleset, *, calendar: Calendar = KRX) -> None:
+    def __init__(
+        self,
+        ruleset: Ruleset,
+        *,
+        calendar: Calendar = KRX,
+        story_headlines: int | None = MAX_HEADLINES,
+    ) -> None:
         self.ruleset = ruleset
         self.calendar = calendar
-        self.clusters = StoryClusters()
+        self.clusters = StoryClusters(max_headlines=story_headlines)
         self.restored = False
         self._pruned_at: datetime | None = None
 

@@ -224,7 +224,8 @@ def _care(char: str) -> int:
     return 0 if unicodedata.is_normalized("NFKC", char) else 1
 
 
-@functools.cache
+# Bounded: a cluster is a character and the combining marks after it, no fixed set.
+@functools.lru_cache(maxsize=65536)
 def _folded_length(cluster: str) -> int:
     return len(_fold_plain(cluster))
 

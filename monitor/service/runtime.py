@@ -29,6 +29,7 @@ from monitor.db.engine import make_engine, make_sessionmaker, stored_revisions
 from monitor.db.repo import SourceState
 from monitor.ingest.context import HostLimiter, PollContext
 from monitor.ingest.feeds import poll_source
+from monitor.ingest.moves import MoveFactsReader
 from monitor.ingest.quotes import provider_urls
 from monitor.ingest.sources import PollOutcome
 from monitor.rules.engine import RulesEngine
@@ -84,7 +85,9 @@ async def open_runtime(
     """
     # The rules first: a broken rules file stops the start before anything is opened.
     rules = (
-        RulesEngine(cached_rules(settings.rules.file))
+        RulesEngine(
+            cached_rules(settings.rules.file), story_headlines=settings.rules.story_headlines
+        )
         if settings.rules.enabled
         else RulesEngine.off()
     )
@@ -123,9 +126,12 @@ async def open_runtime(
                     max_redirects=http.max_redirects,
                 ),
                 scheduling=settings.scheduler,
-                host_limiter=HostLimiter(http.per_host_limit, http.per_host_hold),
+                host_limiter=HostLimiter(
+                    http.per_host_limit, http.per_host_hold, http.limited_hosts
+                ),
                 clock=clock,
                 rules=rules,
+                bars=MoveFactsReader(settings.quotes.bar_figures_cached),
                 dart_sources=settings.dart_sources(),
                 replica=replica or replica_id(settings.replicas),
                 lease=settings.replicas.lease,

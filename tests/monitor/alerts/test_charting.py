@@ -228,6 +228,8 @@ async def test_the_naver_email_alert_arrives_with_its_chart_inline(
     # (The episode's own console deliveries find no console channel here.)
     [outcome] = [o for o in outcomes if o.channel == "mail"]
     assert (outcome.status, outcome.chart_failures) == ("sent", 0)
+    # The round's chart is not held once the round is over.
+    assert dispatcher._charts == {}
     [delivery] = smtp_starttls.deliveries
     assert len(delivery.data) <= SIZE_CAP
     mail = delivery.message()

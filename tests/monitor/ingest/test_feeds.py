@@ -238,6 +238,24 @@ def test_host_limiter_shares_a_semaphore_per_host() -> None:
     assert a._value == 3
 
 
+def test_host_limiter_keeps_the_slots_of_at_most_max_hosts_least_recent_out() -> None:
+    limiter = HostLimiter(2, max_hosts=3)
+    slots = {n: limiter.semaphore_for(f"https://h{n}.example/rss") for n in range(3)}
+    assert limiter.semaphore_for("https://h0.example/other") is slots[0]  # h0 asked again
+    slots[3] = limiter.semaphore_for("https://h3.example/rss")
+    assert len(limiter) == 3
+    # h1 was the least recently asked: forgotten; h0, h2 and h3 keep theirs.
+    assert [limiter.semaphore_for(f"https://h{n}.example/x") is slots[n] for n in (0, 2, 3)] == [
+        True,
+        True,
+        True,
+    ]
+    assert limiter.semaphore_for("https://h1.example/rss") is not slots[1]
+    assert len(limiter) == 3
+    with pytest.raises(ValueError):
+        HostLimiter(2, max_hosts=0)
+
+
 async def test_stalled_sources_do_not_starve_a_healthy_one_on_their_host(
     ctx: PollContext, http_server: FakeSource
 ) -> None:

@@ -226,3 +226,37 @@ async def test_a_failing_store_loses_neither_items_nor_signals(
     assert len(await signals(sessionmaker)) == 1
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Delivery)) == 1
+
+
+STORIES = [
+    "배경훈 과기정통부 장관 후보자 지명",
+    "정부, 국가 AI컴퓨팅센터 사업자 공모 착수",
+    "네이버 하이퍼클로바X 정부 소버린 AI 사업 참여",
+    "과기정통부 AI 기본법 시행령 입법예고",
+    "카카오, 정부 AI 바우처 사업 선정",
+]
+
+
+async def test_a_restart_restores_at_most_the_window_bound_newest_first(
+    sessionmaker: SM, http_server: FakeSource, http: object, ruleset: Ruleset
+) -> None:
+    clock = Clock()
+    http_server.serve(
+        "/wire",
+        rss(*((f"w{n}", title, T0 + timedelta(minutes=n)) for n, title in enumerate(STORIES))),
+    )
+    http_server.serve("/portal", rss(("p1", f"{STORY} - 한국경제", T0 + timedelta(minutes=30))))
+    await add_sources(
+        sessionmaker, ("wire", http_server.url("/wire")), ("portal", http_server.url("/portal"))
+    )
+    first = context(sessionmaker, http, clock, ruleset)
+    await poll_source(first, await source(sessionmaker, "wire"))
+    assert len(first.rules.clusters) == len(STORIES)
+    # A new process whose window holds three: the three latest stored copies come back.
+    clock.now = T0 + timedelta(hours=1)
+    second = context(sessionmaker, http, clock, ruleset)
+    second.rules = RulesEngine(ruleset, story_headlines=3)
+    await poll_source(second, await source(sessionmaker, "portal"))
+    assert len(second.rules.clusters) == 3
+    # The portal's copy (at 30 min) and the two latest wire stories (3 and 4 min).
+    assert second.rules.clusters.oldest() == T0 + timedelta(minutes=3)

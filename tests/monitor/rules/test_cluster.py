@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 
 import pytest
 
+from monitor.rules import cluster
 from monitor.rules.cluster import (
     Headline,
     StoryClusters,
@@ -212,3 +214,68 @@ def test_refuses_naive_times_and_bad_settings() -> None:
         StoryClusters(threshold=0)
     with pytest.raises(ValueError):
         StoryClusters(window=timedelta(0))
+    with pytest.raises(ValueError):
+        StoryClusters(max_headlines=0)
+
+
+def _distinct_headline(n: int) -> str:
+    # Made-up words of random syllables: headlines that share nothing, each its own story.
+    rng = random.Random(n)
+    return " ".join("".join(chr(0xAC00 + rng.randrange(11172)) for _ in range(3)) for _ in range(4))
+
+
+def test_the_window_holds_at_most_max_headlines_and_forgets_the_earliest() -> None:
+    clusters = StoryClusters(max_headlines=50)
+    first = clusters.assign("[속보] 코스피 3000 돌파", T0)
+    ids = [
+        clusters.assign(_distinct_headline(n), T0 + timedelta(minutes=n + 1)) for n in range(120)
+    ]
+    assert len(set(ids)) == len(ids)
+    assert len(clusters) == 50
+    # The newest 50 are held, in every index: a copy of one joins it …
+    assert clusters.oldest() == T0 + timedelta(minutes=71)
+    assert (
+        clusters.assign(_distinct_headline(119) + " - 연합뉴스", T0 + timedelta(hours=2))
+        == ids[119]
+    )
+    assert clusters.assign(_distinct_headline(70), T0 + timedelta(minutes=71)) == ids[70]
+    # … while the earliest, forgotten, is a new story when it comes again.
+    assert clusters.assign("코스피 3000 돌파 - 연합뉴스", T0 + timedelta(hours=2)) != first
+    assert len(clusters) == 50
+    # What was forgotten left no posting behind: every index holds only members.
+    held = set(clusters._members.values())
+    for index in (clusters._by_key, clusters._by_gram, clusters._by_feature):
+        assert all(posting for posting in index.values())
+        assert {m for posting in index.values() for m in posting} <= held
+
+
+def test_the_bound_forgets_by_event_time_not_arrival() -> None:
+    clusters = StoryClusters(max_headlines=3)
+    late = clusters.assign(_distinct_headline(0), T0 + timedelta(hours=5))
+    for n in range(1, 4):  # earlier items arriving after it (a backfilled feed)
+        clusters.assign(_distinct_headline(n), T0 + timedelta(hours=n))
+    assert len(clusters) == 3
+    assert clusters.oldest() == T0 + timedelta(hours=2)
+    assert clusters.assign(_distinct_headline(0), T0 + timedelta(hours=5)) == late
+
+
+def test_prune_forgets_the_expired_and_keeps_the_rest() -> None:
+    clusters = StoryClusters()
+    for n in range(10):
+        clusters.assign(_distinct_headline(n), T0 + timedelta(hours=n))
+    clusters.prune(T0 + timedelta(hours=48 + 4, minutes=30))
+    assert len(clusters) == 5
+    assert clusters.oldest() == T0 + timedelta(hours=5)
+    held = set(clusters._members.values())
+    assert {m for posting in clusters._by_feature.values() for m in posting} == held
+
+
+def test_the_shared_bigram_table_starts_afresh_past_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cluster, "VOCAB_MAX", 40)
+    clusters = StoryClusters()
+    for n in range(30):  # 11 bigrams a headline, nearly all new
+        clusters.assign(_distinct_headline(n), T0 + timedelta(minutes=n))
+        assert len(clusters._vocab) <= 40 + 11
+    assert len(clusters) == 30
