@@ -249,12 +249,15 @@ class RulesSettings(BaseModel):
 
     ``file`` may add and replace entities, themes and rules and disable built-in ones
     (see docs/rules.md); a relative path is read from the config file's folder.
+    ``workers``: processes that tag fetched items beside the event loop (0: the event
+    loop tags them itself; unset: one when the machine has more than one CPU).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
     file: Path | None = None
+    workers: int | None = Field(default=None, ge=0, le=64)
 
 
 # Quote sources answer every few seconds; asking more often than this is abuse.

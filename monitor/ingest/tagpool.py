@@ -1,0 +1,138 @@
+"""Tagging on the machine's other cores: which fetched items fire a news rule.
+
+Tagging is pure CPU work on the item's text (the matcher's automaton and the
+evidence fold), and most items fire nothing. A :class:`TaggingPool` of spawned worker
+processes, each given the ruleset once at its start, answers for a poll's fetched
+items which ones fire (:func:`monitor.rules.engine.firing_positions`); the poll then
+tags and clusters only those in the event loop (the story clusters stay there: they
+are the state every poll shares). Only texts go out and positions come back, so the
+pickling is a few strings per item, never a tagging.
+
+The answer is asked for before the poll's transaction, so no database connection
+waits on a worker. A worker that dies breaks the pool: the call raises (the poll fails
+as a transient ``internal`` failure and is retried at its back-off, nothing of it
+stored) and the next call starts a fresh pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+
+import structlog
+
+from adapters.records import RawItem
+from monitor.identity import external_id, nfc
+from monitor.rules.engine import firing_positions
+from monitor.rules.model import Ruleset
+
+log = structlog.get_logger("kmon.rules")
+
+# Polls a worker may have queued at once (beyond that they wait in the event loop,
+# holding nothing): enough to keep it busy between two answers, no backlog of bodies.
+QUEUED_PER_WORKER = 4
+
+_RULESET: Ruleset | None = None
+
+
+def _warm(ruleset: Ruleset) -> None:
+    """A worker's start: keep the ruleset and compile its matcher once."""
+    global _RULESET
+    _RULESET = ruleset
+    firing_positions(ruleset, [("", "", None)], source=None, source_type=None)
+
+
+def _firing(
+    texts: Sequence[tuple[str, str, str | None]], source: str | None, source_type: str | None
+) -> list[int]:
+    if _RULESET is None:
+        raise RuntimeError("tagging worker started without its ruleset")
+    return firing_positions(_RULESET, texts, source=source, source_type=source_type)
+
+
+def default_workers(cpu_count: int | None = None) -> int:
+    """Worker processes when the configuration does not say: one on a machine with
+    more than one CPU (the event loop keeps the other), none (in-process) on one."""
+    cpus = os.cpu_count() if cpu_count is None else cpu_count
+    return 1 if (cpus or 1) > 1 else 0
+
+
+class TaggingPool:
+    """Spawned worker processes that tell which items fire a rule (see the module)."""
+
+    def __init__(self, ruleset: Ruleset, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"a tagging pool needs a worker, got {workers}")
+        self.ruleset = ruleset
+        self.workers = workers
+        self._queued = asyncio.Semaphore(workers * QUEUED_PER_WORKER)
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                self.workers,
+                mp_context=get_context("spawn"),
+                initializer=_warm,
+                initargs=(self.ruleset,),
+            )
+        return self._executor
+
+    def start(self) -> None:
+        """Start the workers now (their imports and the matcher take a second or so),
+        not at the first poll."""
+        pool = self._pool()
+        for _ in range(self.workers):
+            pool.submit(_firing, [], None, None)
+
+    async def firing(
+        self, items: Sequence[RawItem], *, source: str, source_type: str | None
+    ) -> set[str]:
+        """The external ids (as :func:`monitor.db.repo.insert_items` computes them) of
+        those of ``items`` that fire a news rule.
+
+        Raises ``BrokenProcessPool`` when a worker died; the next call starts afresh.
+        """
+        if not items:
+            return set()
+        texts = [(item.title, item.summary, item.language) for item in items]
+        async with self._queued:
+            pool = self._pool()
+            loop = asyncio.get_running_loop()
+            try:
+                positions = await loop.run_in_executor(
+                    pool, _firing, texts, source, source_type
+                )
+            except BrokenProcessPool:
+                log.error("tagging_pool_broken", source=source, workers=self.workers)
+                if self._executor is pool:
+                    self._executor = None
+                    pool.shutdown(wait=False, cancel_futures=True)
+                raise
+        return {
+            external_id(
+                guid=item.guid, url=item.url, title=nfc(item.title), summary=nfc(item.summary)
+            )
+            for item in (items[n] for n in positions)
+        }
+
+    def close(self) -> None:
+        """Stop the workers (waits for what they are doing, a poll's worth at most)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+
+def tagging_pool(ruleset: Ruleset, workers: int | None) -> TaggingPool | None:
+    """A started pool of ``workers`` processes (unset: :func:`default_workers`), or
+    None when there are to be none."""
+    count = default_workers() if workers is None else workers
+    if count < 1:
+        return None
+    pool = TaggingPool(ruleset, count)
+    pool.start()
+    return pool
