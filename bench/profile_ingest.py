@@ -182,25 +182,27 @@ def main() -> None:
     server.start()
     try:
         port = ours.recv()
-        with tempfile.TemporaryDirectory(prefix="kmon-profile-") as tmp:
-            with open(Path(tmp) / "kmon.log", "w", encoding="utf-8") as log:
-                configure_logging("json", "INFO", stream=log)
+        with (
+            tempfile.TemporaryDirectory(prefix="kmon-profile-") as tmp,
+            open(Path(tmp) / "kmon.log", "w", encoding="utf-8") as log,
+        ):
+            configure_logging("json", "INFO", stream=log)
+            if args.pg_url:
+                from sqlalchemy.engine import make_url
+
+                from bench.scratch_db import fresh_postgres
+
+                if "bench" not in (make_url(args.pg_url).database or ""):
+                    ap.error("--pg-url: its database is recreated; the name must say 'bench'")
+                asyncio.run(fresh_postgres(args.pg_url))
+                url = args.pg_url
+            else:
+                url = f"sqlite+aiosqlite:///{Path(tmp) / 'kmon.db'}"
+            try:
+                figures = asyncio.run(cycle(url, port, args))
+            finally:
                 if args.pg_url:
-                    from sqlalchemy.engine import make_url
-
-                    from bench.scratch_db import fresh_postgres
-
-                    if "bench" not in (make_url(args.pg_url).database or ""):
-                        ap.error("--pg-url: its database is recreated; the name must say 'bench'")
-                    asyncio.run(fresh_postgres(args.pg_url))
-                    url = args.pg_url
-                else:
-                    url = f"sqlite+aiosqlite:///{Path(tmp) / 'kmon.db'}"
-                try:
-                    figures = asyncio.run(cycle(url, port, args))
-                finally:
-                    if args.pg_url:
-                        asyncio.run(fresh_postgres(args.pg_url, drop_only=True))
+                    asyncio.run(fresh_postgres(args.pg_url, drop_only=True))
         print(
             f"{'postgresql' if args.pg_url else 'sqlite'}, rules "
             f"{'off' if args.no_rules else 'on'}, topical {args.topical}, workers {args.workers}: "

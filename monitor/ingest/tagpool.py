@@ -23,14 +23,10 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 
-import structlog
-
 from adapters.records import RawItem
 from monitor.identity import external_id, nfc
 from monitor.rules.engine import firing_positions
 from monitor.rules.model import Ruleset
-
-log = structlog.get_logger("kmon.rules")
 
 # Polls a worker may have queued at once (beyond that they wait in the event loop,
 # holding nothing): enough to keep it busy between two answers, no backlog of bodies.
@@ -104,11 +100,8 @@ class TaggingPool:
             pool = self._pool()
             loop = asyncio.get_running_loop()
             try:
-                positions = await loop.run_in_executor(
-                    pool, _firing, texts, source, source_type
-                )
+                positions = await loop.run_in_executor(pool, _firing, texts, source, source_type)
             except BrokenProcessPool:
-                log.error("tagging_pool_broken", source=source, workers=self.workers)
                 if self._executor is pool:
                     self._executor = None
                     pool.shutdown(wait=False, cancel_futures=True)
@@ -119,6 +112,12 @@ class TaggingPool:
             )
             for item in (items[n] for n in positions)
         }
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the running workers (none before the first use)."""
+        executor = self._executor
+        processes = getattr(executor, "_processes", None) or {}
+        return sorted(processes)
 
     def close(self) -> None:
         """Stop the workers (waits for what they are doing, a poll's worth at most)."""

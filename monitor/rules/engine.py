@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from adapters.errors import AuthError, FetchError
+from monitor.identity import nfc
 from monitor.rules.cluster import StoryClusters, StoryTags
 from monitor.rules.evaluate import (
     KRX,
@@ -36,7 +37,6 @@ from monitor.rules.evaluate import (
     news_window,
 )
 from monitor.rules.match import Tagging, tag
-from monitor.identity import nfc
 from monitor.rules.model import DisclosureMoveRule, JoinedRule, MoveRule, Ruleset
 from monitor.stored import StoredFiling, StoredItem, StoryCopy
 
