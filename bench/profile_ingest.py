@@ -124,7 +124,10 @@ async def cycle(db_url: str, port: int, args: argparse.Namespace) -> dict[str, f
         http=HttpSettings(per_host_limit=100),
         log_format="json",
         quotes={"enabled": False},
-        rules={"enabled": not args.no_rules, "workers": args.workers},
+        # Without --workers the setting is left out, so the script also runs on a
+        # checkout from before it existed (for a side-by-side comparison).
+        rules={"enabled": not args.no_rules}
+        | ({} if args.workers is None else {"workers": args.workers}),
         sources=[
             SourceConfig(name=f"farm-{n:04d}", url=f"http://{HOST}:{port}/feed/{n}.xml")
             for n in range(args.feeds)

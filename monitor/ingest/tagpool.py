@@ -17,7 +17,10 @@ stored) and the next call starts a fresh pool.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import signal
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -33,11 +36,31 @@ from monitor.rules.model import Ruleset
 QUEUED_PER_WORKER = 4
 
 _RULESET: Ruleset | None = None
+# Linux's prctl option: the signal a process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
 
 
-def _warm(ruleset: Ruleset) -> None:
-    """A worker's start: keep the ruleset and compile its matcher once."""
+def _die_with(parent: int) -> None:
+    """Make this worker end when ``parent`` does, however it ends.
+
+    A daemon killed outright (SIGKILL, the OOM killer) cannot stop its pool, and a
+    worker blocked on its queue never notices: it would live on, holding the daemon's
+    standard error open. Linux has the parent-death signal for this; the standard
+    library has no wrapper for prctl, hence ctypes. Elsewhere the pool's own shutdown
+    is all there is.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
+
+
+def _warm(ruleset: Ruleset, parent: int) -> None:
+    """A worker's start: end with the daemon, keep the ruleset, compile its matcher."""
     global _RULESET
+    _die_with(parent)
     _RULESET = ruleset
     firing_positions(ruleset, [("", "", None)], source=None, source_type=None)
 
@@ -74,7 +97,7 @@ class TaggingPool:
                 self.workers,
                 mp_context=get_context("spawn"),
                 initializer=_warm,
-                initargs=(self.ruleset,),
+                initargs=(self.ruleset, os.getpid()),
             )
         return self._executor
 

@@ -3,11 +3,14 @@ that dies fails its poll as ``internal`` without losing anything."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import sys
 import unicodedata
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -164,3 +167,41 @@ async def test_a_worker_that_dies_fails_the_poll_as_internal_and_the_next_poll_s
     async with sessionmaker() as session:
         fired = await session.scalar(select(func.count()).select_from(SignalRow))
     assert fired == 2
+
+
+ROOT = str(Path(__file__).resolve().parents[3])
+# A process with a started pool that tells its worker's pid and waits to be killed.
+HOLDER = """
+import sys
+from monitor.ingest.tagpool import TaggingPool
+from monitor.rules.model import load_rules
+
+pool = TaggingPool(load_rules(None), 1)
+pool.start()
+print(*pool.worker_pids(), flush=True)
+sys.stdin.read()
+"""
+
+
+async def test_workers_end_with_a_daemon_killed_outright() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HOLDER,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    async with asyncio.timeout(60):
+        workers = (await proc.stdout.readline()).split()
+    assert len(workers) == 1
+
+    proc.kill()
+    # The worker inherited the daemon's standard error: the pipe ends only when every
+    # process holding it has ended, the worker too (a worker left behind keeps it open).
+    async with asyncio.timeout(60):
+        await proc.stderr.read()
+    assert await proc.wait() == -signal.SIGKILL
