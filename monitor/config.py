@@ -249,15 +249,17 @@ class RulesSettings(BaseModel):
 
     ``file`` may add and replace entities, themes and rules and disable built-in ones
     (see docs/rules.md); a relative path is read from the config file's folder.
-    ``workers``: processes that tag fetched items beside the event loop (0: the event
-    loop tags them itself; unset: one when the machine has more than one CPU).
+    ``workers``: processes that tell, beside the event loop, which fetched items fire
+    a rule (0, the default: the event loop tags them all itself; never more than the
+    CPUs less one). It saves event-loop time where most items fire nothing and a core
+    is free; on a busy machine the round trip costs more (docs/benchmarks.md).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
     file: Path | None = None
-    workers: int | None = Field(default=None, ge=0, le=64)
+    workers: int = Field(default=0, ge=0, le=64)
 
 
 # Quote sources answer every few seconds; asking more often than this is abuse.

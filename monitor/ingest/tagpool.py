@@ -73,11 +73,11 @@ def _firing(
     return firing_positions(_RULESET, texts, source=source, source_type=source_type)
 
 
-def default_workers(cpu_count: int | None = None) -> int:
-    """Worker processes when the configuration does not say: one on a machine with
-    more than one CPU (the event loop keeps the other), none (in-process) on one."""
+def usable_workers(wanted: int, cpu_count: int | None = None) -> int:
+    """How many of ``wanted`` workers to start: at most one fewer than the CPUs (the
+    event loop keeps one), so none, tagging in-process, on a machine with one CPU."""
     cpus = os.cpu_count() if cpu_count is None else cpu_count
-    return 1 if (cpus or 1) > 1 else 0
+    return max(0, min(wanted, (cpus or 1) - 1))
 
 
 class TaggingPool:
@@ -149,10 +149,10 @@ class TaggingPool:
             self._executor = None
 
 
-def tagging_pool(ruleset: Ruleset, workers: int | None) -> TaggingPool | None:
-    """A started pool of ``workers`` processes (unset: :func:`default_workers`), or
-    None when there are to be none."""
-    count = default_workers() if workers is None else workers
+def tagging_pool(ruleset: Ruleset, workers: int) -> TaggingPool | None:
+    """A started pool of ``workers`` processes (see :func:`usable_workers`), or None
+    when there are to be none: the event loop then tags every new item itself."""
+    count = usable_workers(workers)
     if count < 1:
         return None
     pool = TaggingPool(ruleset, count)

@@ -21,7 +21,7 @@ from adapters.records import RawItem
 from monitor.db.schema import Item, SignalRow
 from monitor.identity import external_id
 from monitor.ingest.feeds import poll_source
-from monitor.ingest.tagpool import TaggingPool, default_workers, tagging_pool
+from monitor.ingest.tagpool import TaggingPool, tagging_pool, usable_workers
 from monitor.rules.engine import firing_positions
 from monitor.rules.model import Ruleset, load_rules
 from tests.monitor.ingest.test_tagging import (
@@ -69,9 +69,11 @@ def raw(title: str, n: int) -> RawItem:
     )
 
 
-@pytest.mark.parametrize(("cpus", "workers"), [(1, 0), (2, 1), (8, 1), (0, 0)])
-def test_one_worker_beside_the_event_loop_unless_there_is_one_cpu(cpus: int, workers: int) -> None:
-    assert default_workers(cpus) == workers
+@pytest.mark.parametrize(
+    ("wanted", "cpus", "started"), [(1, 1, 0), (1, 2, 1), (3, 2, 1), (2, 8, 2), (0, 8, 0)]
+)
+def test_workers_leave_a_cpu_to_the_event_loop(wanted: int, cpus: int, started: int) -> None:
+    assert usable_workers(wanted, cpus) == started
 
 
 def test_no_workers_configured_is_no_pool(ruleset: Ruleset) -> None:
@@ -194,7 +196,7 @@ async def test_workers_end_with_a_daemon_killed_outright() -> None:
         stderr=asyncio.subprocess.PIPE,
         env=env,
     )
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
     async with asyncio.timeout(60):
         workers = (await proc.stdout.readline()).split()
     assert len(workers) == 1
@@ -203,5 +205,26 @@ async def test_workers_end_with_a_daemon_killed_outright() -> None:
     # The worker inherited the daemon's standard error: the pipe ends only when every
     # process holding it has ended, the worker too (a worker left behind keeps it open).
     async with asyncio.timeout(60):
-        await proc.stderr.read()
-    assert await proc.wait() == -signal.SIGKILL
+        await proc.communicate()  # standard error read to its end
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize(("workers", "pooled"), [(0, False), (1, True)])
+async def test_the_runtime_starts_the_configured_pool_and_stops_it(
+    db_url: str, workers: int, pooled: bool
+) -> None:
+    from monitor.config import DatabaseSettings, Settings
+    from monitor.service.daemon import open_runtime
+
+    settings = Settings(
+        database=DatabaseSettings(url=db_url),
+        sources=[],
+        quotes={"enabled": False},  # type: ignore[arg-type]
+        rules={"workers": workers},  # type: ignore[arg-type]
+    )
+    async with open_runtime(settings) as ctx:
+        pool = ctx.tagging
+        assert (pool is not None) == pooled
+        if pool is not None:
+            assert len(pool.worker_pids()) == 1
+    assert pool is None or pool.worker_pids() == []
