@@ -252,6 +252,10 @@ class RulesSettings(BaseModel):
 
     ``file`` may add and replace entities, themes and rules and disable built-in ones
     (see docs/rules.md); a relative path is read from the config file's folder.
+    ``workers``: processes that tell, beside the event loop, which fetched items fire
+    a rule (0, the default: the event loop tags them all itself; never more than the
+    CPUs less one). It saves event-loop time where most items fire nothing and a core
+    is free; on a busy machine the round trip costs more (docs/benchmarks.md).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -261,6 +265,7 @@ class RulesSettings(BaseModel):
     # The story window holds at most this many headlines (the items that fired a news
     # rule in the last 48 h), the earliest forgotten first: about 3 KB each.
     story_headlines: int = Field(default=10_000, ge=100, le=10_000_000)
+    workers: int = Field(default=0, ge=0, le=64)
 
 
 # Quote sources answer every few seconds; asking more often than this is abuse.

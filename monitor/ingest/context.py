@@ -25,6 +25,7 @@ from monitor.timefmt import utcnow
 
 if TYPE_CHECKING:
     from monitor.ingest.sources import PollOutcome
+    from monitor.ingest.tagpool import TaggingPool
 
 T = TypeVar("T")
 
@@ -132,7 +133,9 @@ class PollContext:
     ``rules`` judges what is stored (``RulesEngine.off()`` when rules are switched
     off); ``alerts`` says which deliveries a signal gets, in the same transaction;
     ``dispatcher`` sends them (the daemon runs it; burst commands once);
-    ``dart_sources`` the settings of the dart sources, with their tickers resolved.
+    ``dart_sources`` the settings of the dart sources, with their tickers resolved;
+    ``tagging`` the worker processes that tell which fetched items fire a rule (None:
+    the event loop tags every new item itself).
     """
 
     sessionmaker: async_sessionmaker[AsyncSession]
@@ -154,6 +157,7 @@ class PollContext:
     replica: str = "local"
     lease: float = 120.0
     claim_jitter: float = 0.0
+    tagging: TaggingPool | None = None
 
     def wake_dispatcher(self) -> None:
         """After a commit that wrote deliveries: send them now, not at the idle poll."""

@@ -88,6 +88,7 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
             # instead of retrying it every interval.
             log.exception("fetch_crashed", source=source.name)
             error = internal_error(exc)
+        firing, result, error = await _firing(ctx, source, result, error)
         next_check = schedule.after_success(
             now, source.interval, jitter=ctx.scheduling.jitter, uniform=ctx.uniform
         )
@@ -104,7 +105,9 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
                     ctx.rules.restore(copies, now=now)
                     stories = len({copy.cluster for copy in copies})
                     log.info("clusters_restored", copies=len(copies), stories=stories)
-                news = ctx.rules.judge_items(items, now=now, source_type=source.source_type)
+                news = ctx.rules.judge_items(
+                    items, now=now, source_type=source.source_type, firing=firing
+                )
                 outcome, source_signals = await record_poll(
                     ctx,
                     session,
@@ -128,3 +131,21 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
         ctx.wake_dispatcher()
     observe(ctx, source, outcome)
     return outcome
+
+
+async def _firing(
+    ctx: PollContext, source: SourceState, result: FeedResult | None, error: FetchError | None
+) -> tuple[set[str] | None, FeedResult | None, FetchError | None]:
+    """Which fetched items fire a rule, from the tagging workers (None: no pool, the
+    rules tag every new item). A worker that died fails the poll as ``internal``, its
+    result dropped: nothing is stored, the next poll fetches it all again."""
+    if ctx.tagging is None or result is None or not result.items or not ctx.rules.judges_news:
+        return None, result, error
+    try:
+        firing = await ctx.tagging.firing(
+            result.items, source=source.name, source_type=source.source_type
+        )
+    except Exception as exc:
+        log.exception("tagging_crashed", source=source.name)
+        return None, None, internal_error(exc)
+    return firing, result, error

@@ -15,11 +15,12 @@ last two days, which the caller restores from the stored copies after a restart
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from adapters.errors import AuthError, FetchError
+from monitor.identity import nfc
 from monitor.rules.cluster import MAX_HEADLINES, StoryClusters, StoryTags
 from monitor.rules.evaluate import (
     KRX,
@@ -99,6 +100,32 @@ def earliest_window_start(ruleset: Ruleset, now: datetime, calendar: Calendar = 
     return start
 
 
+def firing_positions(
+    ruleset: Ruleset,
+    texts: Sequence[tuple[str, str, str | None]],
+    *,
+    source: str | None,
+    source_type: str | None,
+) -> list[int]:
+    """The positions in ``texts`` ((title, summary, language) as a feed gave them) of
+    the items that fire a news rule of ``ruleset``, tagged as
+    :meth:`RulesEngine.judge_items` tags them once stored (NFC). Most items fire
+    nothing: this answer lets a caller tag elsewhere (another process) and judge only
+    the few that fire."""
+    return [
+        n
+        for n, (title, summary, language) in enumerate(texts)
+        if tag(
+            nfc(title),
+            nfc(summary),
+            ruleset,
+            source=source,
+            language=language,
+            source_type=source_type,
+        ).news_rules_fired
+    ]
+
+
 class RulesEngine:
     """One ruleset and the story clusters it has seen (at most ``story_headlines``
     headlines of them)."""
@@ -146,10 +173,18 @@ class RulesEngine:
         self._pruned_at = now
 
     def judge_items(
-        self, items: Sequence[StoredItem], *, now: datetime, source_type: str | None = None
+        self,
+        items: Sequence[StoredItem],
+        *,
+        now: datetime,
+        source_type: str | None = None,
+        firing: Container[str] | None = None,
     ) -> NewsJudgement:
         """Tag newly stored items (of one source, of ``source_type``: news, government);
-        cluster the ones that fire a rule into stories."""
+        cluster the ones that fire a rule into stories.
+
+        ``firing``: when given, the external ids of the items known to fire a rule
+        (:func:`firing_positions`, run elsewhere); the others are not tagged again."""
         judgement = NewsJudgement()
         if not items or not self.judges_news:
             return judgement
@@ -157,6 +192,8 @@ class RulesEngine:
             self.clusters.prune(now)
             self._pruned_at = now
         for item in items:
+            if firing is not None and item.external_id not in firing:
+                continue
             tagging = tag(
                 item.title,
                 item.summary,

@@ -32,6 +32,7 @@ from monitor.ingest.feeds import poll_source
 from monitor.ingest.moves import MoveFactsReader
 from monitor.ingest.quotes import provider_urls
 from monitor.ingest.sources import PollOutcome
+from monitor.ingest.tagpool import tagging_pool
 from monitor.rules.engine import RulesEngine
 from monitor.service.replica import DatabaseClock, read_offset, replica_id
 from monitor.service.rulecache import cached_rules
@@ -93,6 +94,7 @@ async def open_runtime(
     )
     db = settings.database
     engine = make_engine(db.url.get_secret_value(), pool_size=db.pool_size, echo=db.echo)
+    tagging = tagging_pool(rules.ruleset, settings.rules.workers) if rules.judges_news else None
     try:
         await check_schema(engine, upgrade=migrate_schema)
         sessionmaker = make_sessionmaker(engine)
@@ -137,6 +139,7 @@ async def open_runtime(
                 lease=settings.replicas.lease,
                 # Only where several replicas can race for a row (one process on SQLite).
                 claim_jitter=settings.replicas.claim_jitter if several else 0.0,
+                tagging=tagging,
             )
             if channels is not None:
                 ctx.alerts = settings.alerts
@@ -150,6 +153,8 @@ async def open_runtime(
                 )
             yield ctx
     finally:
+        if tagging is not None:
+            await asyncio.to_thread(tagging.close)
         await engine.dispose()
 
 

@@ -1,0 +1,230 @@
+"""Tagging in worker processes: the same signals as in the event loop, and a worker
+that dies fails its poll as ``internal`` without losing anything."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import unicodedata
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from adapters.http import make_client_session
+from adapters.records import RawItem
+from monitor.db.schema import Item, SignalRow
+from monitor.identity import external_id
+from monitor.ingest.feeds import poll_source
+from monitor.ingest.tagpool import TaggingPool, tagging_pool, usable_workers
+from monitor.rules.engine import firing_positions
+from monitor.rules.model import Ruleset, load_rules
+from tests.monitor.ingest.test_tagging import (
+    Clock,
+    add_sources,
+    context,
+    rss,
+    signals,
+    source,
+)
+from tests.servers import FakeSource
+
+SM = async_sessionmaker[AsyncSession]
+WHEN = datetime(2026, 3, 1, 23, 0, tzinfo=UTC)
+# Two items the default rules fire on and two they do not; the first written in
+# decomposed jamo (NFD), as some publishers send it, which the store makes NFC.
+ON_TOPIC = [
+    "정부, 소버린 AI 데이터센터 10조원 지원 발표",
+    "대통령실 첫 AI미래기획수석에 하정우 네이버 AI센터장 임명",
+]
+OFF_TOPIC = ["기준금리 동결…한국은행 발표", "전세 사기 피해 지원 연장"]
+
+
+@pytest.fixture(scope="module")
+def ruleset() -> Ruleset:
+    return load_rules(None)
+
+
+@pytest.fixture(scope="module")
+def pool(ruleset: Ruleset) -> Iterator[TaggingPool]:
+    started = TaggingPool(ruleset, 1)
+    started.start()
+    yield started
+    started.close()
+
+
+def raw(title: str, n: int) -> RawItem:
+    return RawItem(
+        title=unicodedata.normalize("NFD", title) if n == 0 else title,
+        url=f"https://news.example.kr/{n}",
+        guid=None,
+        summary="",
+        published_at=WHEN,
+        language="ko",
+    )
+
+
+@pytest.mark.parametrize(
+    ("wanted", "cpus", "started"), [(1, 1, 0), (1, 2, 1), (3, 2, 1), (2, 8, 2), (0, 8, 0)]
+)
+def test_workers_leave_a_cpu_to_the_event_loop(wanted: int, cpus: int, started: int) -> None:
+    assert usable_workers(wanted, cpus) == started
+
+
+def test_no_workers_configured_is_no_pool(ruleset: Ruleset) -> None:
+    assert tagging_pool(ruleset, 0) is None
+
+
+async def test_the_pool_tells_the_items_that_fire_as_the_event_loop_would(
+    pool: TaggingPool, ruleset: Ruleset
+) -> None:
+    items = [raw(title, n) for n, title in enumerate([*ON_TOPIC, *OFF_TOPIC])]
+
+    firing = await pool.firing(items, source="feed", source_type="news")
+
+    texts = [(i.title, i.summary, i.language) for i in items]
+    here = firing_positions(ruleset, texts, source="feed", source_type="news")
+    assert here == [0, 1]
+    assert firing == {
+        external_id(guid=None, url=f"https://news.example.kr/{n}", title=t, summary="")
+        for n, t in enumerate(ON_TOPIC)
+    }
+    assert await pool.firing([], source="feed", source_type="news") == set()
+
+
+def feed() -> bytes:
+    titles = [*ON_TOPIC, *OFF_TOPIC]
+    return rss(*((f"g{n}", title, WHEN) for n, title in enumerate(titles)))
+
+
+async def stored(sessionmaker: SM) -> tuple[int, list[tuple[str, str]]]:
+    async with sessionmaker() as session:
+        items = await session.scalar(select(func.count()).select_from(Item))
+    rows = await signals(sessionmaker)
+    return items or 0, sorted((row.dedup_key, row.headline) for row in rows)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[object]:
+    async with make_client_session() as session:
+        yield session
+
+
+async def test_a_poll_with_the_pool_stores_what_one_without_it_stores(
+    sessionmaker: SM, http_server: FakeSource, http: object, ruleset: Ruleset, pool: TaggingPool
+) -> None:
+    http_server.serve("/a", feed())
+    http_server.serve("/b", feed())
+    await add_sources(sessionmaker, ("a", http_server.url("/a")))
+    clock = Clock()
+    alone = context(sessionmaker, http, clock, ruleset)
+    assert (await poll_source(alone, await source(sessionmaker, "a"))).status == "ok"
+    without = await stored(sessionmaker)
+
+    # The same feed again under another name, tagged by the pool this time: its own
+    # items, linked to the same stories (so no signal is added).
+    await add_sources(sessionmaker, ("a", http_server.url("/a")), ("b", http_server.url("/b")))
+    pooled = context(sessionmaker, http, clock, ruleset)
+    pooled.tagging = pool
+    outcome = await poll_source(pooled, await source(sessionmaker, "b"))
+
+    assert outcome.status == "ok"
+    assert len(outcome.new_item_ids) == 4
+    assert without[0] == 4 and len(without[1]) == 2
+    assert await stored(sessionmaker) == (8, without[1])
+
+
+async def test_a_worker_that_dies_fails_the_poll_as_internal_and_the_next_poll_stores_it(
+    sessionmaker: SM, http_server: FakeSource, http: object, ruleset: Ruleset
+) -> None:
+    http_server.serve("/a", feed())
+    await add_sources(sessionmaker, ("a", http_server.url("/a")))
+    ctx = context(sessionmaker, http, Clock(), ruleset)
+    dying = TaggingPool(ruleset, 1)
+    dying.start()
+    ctx.tagging = dying
+    try:
+        for pid in dying.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+
+        failed = await poll_source(ctx, await source(sessionmaker, "a"))
+        after_failure = await source(sessionmaker, "a")
+        nothing = await stored(sessionmaker)
+        retried = await poll_source(ctx, after_failure)
+    finally:
+        dying.close()
+
+    assert (failed.status, failed.error_key, failed.new_item_ids) == ("error", "internal", [])
+    assert "BrokenProcessPool" in (failed.error or "")
+    assert (after_failure.status, after_failure.error_count) == ("failing", 1)
+    assert nothing == (0, [])
+    assert (retried.status, len(retried.new_item_ids)) == ("ok", 4)
+    items, stories = await stored(sessionmaker)
+    assert items == 4 and len(stories) == 2
+    async with sessionmaker() as session:
+        fired = await session.scalar(select(func.count()).select_from(SignalRow))
+    assert fired == 2
+
+
+ROOT = str(Path(__file__).resolve().parents[3])
+# A process with a started pool that tells its worker's pid and waits to be killed.
+HOLDER = """
+import sys
+from monitor.ingest.tagpool import TaggingPool
+from monitor.rules.model import load_rules
+
+pool = TaggingPool(load_rules(None), 1)
+pool.start()
+print(*pool.worker_pids(), flush=True)
+sys.stdin.read()
+"""
+
+
+async def test_workers_end_with_a_daemon_killed_outright() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HOLDER,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    async with asyncio.timeout(60):
+        workers = (await proc.stdout.readline()).split()
+    assert len(workers) == 1
+
+    proc.kill()
+    # The worker inherited the daemon's standard error: the pipe ends only when every
+    # process holding it has ended, the worker too (a worker left behind keeps it open).
+    async with asyncio.timeout(60):
+        await proc.communicate()  # standard error read to its end
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize(("workers", "pooled"), [(0, False), (1, True)])
+async def test_the_runtime_starts_the_configured_pool_and_stops_it(
+    db_url: str, workers: int, pooled: bool
+) -> None:
+    from monitor.config import DatabaseSettings, Settings
+    from monitor.service.daemon import open_runtime
+
+    settings = Settings(
+        database=DatabaseSettings(url=db_url),
+        sources=[],
+        quotes={"enabled": False},  # type: ignore[arg-type]
+        rules={"workers": workers},  # type: ignore[arg-type]
+    )
+    async with open_runtime(settings) as ctx:
+        pool = ctx.tagging
+        assert (pool is not None) == pooled
+        if pool is not None:
+            assert len(pool.worker_pids()) == 1
+    assert pool is None or pool.worker_pids() == []
