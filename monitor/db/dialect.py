@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 # Rows per statement: SQLite binds at most 32,766 parameters, asyncpg 32,767.
@@ -70,3 +70,17 @@ async def insert_new_rows(
         result = await conn.execute(stmt, list(rows[start : start + BATCH]))
         new.extend(tuple(row) for row in result.all())
     return new
+
+
+async def one_at_a_time(session: AsyncSession, name: str) -> None:
+    """Make the rest of the session's transaction run alone among those that call this
+    with ``name``: processes starting together (replicas, a ``kmon poll`` beside the
+    daemon) then sync the same rows one after the other instead of inserting twice.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: the database's write lock,
+    taken by a write that changes nothing, before the transaction reads anything.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+    else:
+        await session.execute(text("UPDATE sources SET id = id WHERE 0 = 1"))

@@ -25,6 +25,7 @@ from monitor.alerts.message import Channel
 from monitor.config import POLLED_KINDS, Settings
 from monitor.db import SCHEMA_HEADS, SchemaNotCurrent, leases, repo
 from monitor.db import quotes as quotes_repo
+from monitor.db.dialect import one_at_a_time
 from monitor.db.engine import make_engine, make_sessionmaker, stored_revisions
 from monitor.db.repo import SourceState
 from monitor.ingest.context import HostLimiter, PollContext
@@ -103,6 +104,7 @@ async def open_runtime(
             await read_offset(sessionmaker, clock)
         several = engine.dialect.name == "postgresql"
         async with sessionmaker.begin() as session:
+            await one_at_a_time(session, "kmon sync")
             await repo.sync_sources(session, settings.sources, now=clock())
             await quotes_repo.sync_quote_sources(
                 session,

@@ -233,3 +233,30 @@ async def test_a_restarted_daemon_takes_back_what_a_dead_one_of_its_host_held(
         assert (views["elsewhere"].tasks, views["elsewhere"].stopped_at) == (["quotes"], None)
         [outcome] = await poll_once(ctx)
         assert outcome.status == "ok"
+
+
+async def test_replicas_starting_together_sync_the_sources_once(db_url: str) -> None:
+    from sqlalchemy import func, select
+
+    from monitor.db.schema import Source
+
+    settings = settings_for(
+        db_url,
+        *(SourceConfig(name=f"s{i}", url=f"http://127.0.0.1:9/{i}") for i in range(40)),
+    )
+    opened = asyncio.Event()
+    counts: list[int] = []
+
+    async def start(name: str) -> None:
+        async with open_runtime(settings, replica=name) as ctx:
+            async with ctx.sessionmaker() as session:
+                feeds = select(func.count(Source.id)).where(Source.kind == "rss")
+                counts.append(int(await session.scalar(feeds) or 0))
+            if len(counts) == 3:
+                opened.set()
+            await opened.wait()  # all three open at once
+
+    async with asyncio.timeout(60):
+        # None fails on a source inserted twice.
+        await asyncio.gather(*(start(name) for name in ("a", "b", "c")))
+    assert counts == [40, 40, 40]
