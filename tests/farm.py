@@ -18,6 +18,7 @@ PYTEST_DONT_REWRITE: the benchmark in bench/ imports this module too.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 import re
 import time
@@ -126,14 +127,18 @@ class FeedFarm:
         self.started = clock()
         self.frozen_at: float | None = None
         self.requests: list[FarmRequest] = []
+        # The same log by feed (request times, in order), and each feed's last 304:
+        # what the waits of a test read, at every request.
+        self.times: dict[int, list[float]] = {n: [] for n in range(feeds)}
+        self.last_not_modified: dict[int, float] = {}
         # guid -> on topic, for every item put in a 200 answer.
         self.served: dict[str, bool] = {}
         # (feed, count) -> the document and its items' (guid, on topic).
         self._documents: dict[tuple[int, int], tuple[bytes, list[tuple[str, bool]]]] = {}
         self._arrived = asyncio.Event()
-        app = web.Application()
-        app.router.add_get("/feed/{n}.xml", self._feed)
-        self._server = TestServer(app, host="127.0.0.1")
+        self.app = web.Application()
+        self.app.router.add_get("/feed/{n}.xml", self._feed)
+        self._server = TestServer(self.app, host="127.0.0.1")
 
     async def start(self) -> None:
         await self._server.start_server()
@@ -180,8 +185,10 @@ class FeedFarm:
             return web.Response(status=404)
         count = self.count(n, now)
         etag = f'"f{n}-{count}"'
+        self.times[n].append(now)
         if request.headers.get("If-None-Match") == etag:
             self.requests.append(FarmRequest(n, now, 304))
+            self.last_not_modified[n] = now
             return web.Response(status=304, headers={"ETag": etag})
         body, guids = self._document(n, count)
         self.requests.append(FarmRequest(n, now, 200))
@@ -202,14 +209,25 @@ class FeedFarm:
 
     # -- reading the log ---------------------------------------------------------
 
-    def fetch_times(self, since: float = 0.0, until: float = float("inf")) -> dict[int, list[float]]:
+    def fetch_times(
+        self, since: float = 0.0, until: float = float("inf")
+    ) -> dict[int, list[float]]:
         """Each feed's request times within [since, until), in order."""
-        out: dict[int, list[float]] = {n: [] for n in range(self.feeds)}
-        for r in self.requests:
-            if since <= r.at < until:
-                out[r.feed].append(r.at)
-        return out
+        return {
+            n: times[bisect.bisect_left(times, since) : bisect.bisect_left(times, until)]
+            for n, times in self.times.items()
+        }
+
+    def fetched_since(self, since: float, times: int = 1) -> bool:
+        """Whether every feed has been asked ``times`` times since ``since``."""
+        return all(len(t) - bisect.bisect_left(t, since) >= times for t in self.times.values())
+
+    def not_modified_since(self, since: float) -> bool:
+        """Whether every feed has answered a 304 since ``since``."""
+        return (
+            len(self.last_not_modified) == self.feeds
+            and min(self.last_not_modified.values()) >= since
+        )
 
     def on_topic_served(self) -> set[str]:
         return {guid for guid, on_topic in self.served.items() if on_topic}
-

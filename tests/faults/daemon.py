@@ -78,7 +78,9 @@ class Daemon:
         """Wait until ``done(lines)`` is truthy and return it; fail if the daemon exits."""
         async with asyncio.timeout(within):
             while not (result := done(self.lines)):
-                assert not self.exited, f"the daemon exited early: {self.lines[-3:]} {self.other[-5:]}"
+                assert not self.exited, (
+                    f"the daemon exited early: {self.lines[-3:]} {self.other[-5:]}"
+                )
                 self._changed.clear()
                 await self._changed.wait()
         return result
