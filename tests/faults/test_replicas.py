@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.schema import Item, SignalItem, SignalRow
 from monitor.service.daemon import DUE_SLACK, TASK_MIN_GAP
+from tests.conftest import DATABASES
 from tests.farm import MARKER, FeedFarm
 from tests.faults.daemon import Daemon, Line, environment, kmon_json
 from tests.monitor.alerts.slack_server import SlackWebhookServer, running_slack_server
@@ -47,6 +48,9 @@ pytestmark = [
     pytest.mark.postgres,
     # PostgreSQL only: on SQLite a second ``kmon run`` refuses to start.
     pytest.mark.parametrize("db_url", ["postgresql"], indirect=True),
+    pytest.mark.skipif(
+        "postgresql" not in DATABASES, reason="KMON_TEST_DATABASES has no postgresql"
+    ),
 ]
 
 FEEDS = 200
