@@ -288,7 +288,8 @@ async def drain(replicas: Replicas, farm: FeedFarm, slack: SlackWebhookServer) -
         ) from None
     wanted = {marker_of_guid(g) for g in farm.on_topic_served()}
     try:
-        await replicas.until(AllReceived(slack, wanted), within=30)
+        # One message at a time per channel, each claimed, sent and marked.
+        await replicas.until(AllReceived(slack, wanted), within=60)
     except AssertionError:
         missing = sorted(wanted - set(markers(slack)))
         texts = [r.payload.get("text") for r in slack.received[:3]]
@@ -297,6 +298,12 @@ async def drain(replicas: Replicas, farm: FeedFarm, slack: SlackWebhookServer) -
             f"{len(slack.received)} received: {texts}"
         ) from None
     await replicas.stop_all()
+
+
+def guid_of(external_id: str) -> str:
+    """The feed's guid in a stored item's external id (``g:`` marks one from a guid)."""
+    assert external_id.startswith("g:"), external_id
+    return external_id.removeprefix("g:")
 
 
 async def stored(db_url: str) -> tuple[Counter[str], set[str], int]:
@@ -308,9 +315,10 @@ async def stored(db_url: str) -> tuple[Counter[str], set[str], int]:
             rows = await session.execute(
                 select(Item.external_id, func.count()).group_by(Item.external_id)
             )
-            counts = Counter(dict(rows.tuples().all()))
+            counts = Counter({guid_of(e): n for e, n in rows.tuples().all()})
             linked = set(
-                await session.scalars(
+                guid_of(e)
+                for e in await session.scalars(
                     select(Item.external_id)
                     .join(SignalItem, SignalItem.item_id == Item.id)
                     .join(SignalRow, SignalRow.id == SignalItem.signal_id)
