@@ -42,6 +42,8 @@ class Daemon:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.lines: list[Line] = []
+        # What it wrote that is not a JSON line (a traceback before logging is set up).
+        self.other: list[str] = []
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -63,6 +65,8 @@ class Daemon:
         while raw := await self._proc.stderr.readline():
             if raw.startswith(b"{"):
                 self.lines.append(json.loads(raw))
+            else:
+                self.other.append(raw.decode(errors="replace").rstrip())
             self._changed.set()
         self._changed.set()
 
@@ -74,10 +78,18 @@ class Daemon:
         """Wait until ``done(lines)`` is truthy and return it; fail if the daemon exits."""
         async with asyncio.timeout(within):
             while not (result := done(self.lines)):
-                assert not self.exited, f"the daemon exited early: {self.lines[-3:]}"
+                assert not self.exited, (
+                    f"the daemon exited early: {self.lines[-3:]} {self.other[-5:]}"
+                )
                 self._changed.clear()
                 await self._changed.wait()
         return result
+
+    async def changed(self) -> None:
+        """Return at the next log line (or at once if the daemon has exited)."""
+        if not self.exited:
+            self._changed.clear()
+            await self._changed.wait()
 
     def events(self, name: str) -> list[Line]:
         return [x for x in self.lines if x.get("event") == name]
