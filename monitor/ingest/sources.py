@@ -215,6 +215,8 @@ def log_poll(source: SourceState, outcome: PollOutcome) -> None:
         # Seconds from the due time to the poll (scheduler, claim jitter, host queue).
         late = (outcome.started_at - source.next_check_at).total_seconds()
         fields["late"] = round(max(0.0, late), 3)
+    if outcome.started_at is not None:
+        fields["started_at"] = outcome.started_at.isoformat()
     if outcome.warnings:
         fields["warnings"] = list(outcome.warnings)
     if outcome.error_key:

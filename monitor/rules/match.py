@@ -664,9 +664,7 @@ def compile_ruleset(ruleset: Ruleset) -> _Index:
                 lists[list_name].append(term_id)
         rule_terms[rule.id] = Condition(**lists)
     entity_refs = {
-        e.id: frozenset(
-            [e.id, "kind:" + e.kind, *("sector:" + t for t in ruleset.sectors_of(e))]
-        )
+        e.id: frozenset([e.id, "kind:" + e.kind, *("sector:" + t for t in ruleset.sectors_of(e))])
         for e in ruleset.entities.values()
     }
     index = _Index(
@@ -926,8 +924,7 @@ def _apply_context(
             if rejects and _close(hit, rejects, context.within, words, context.rejects_before):
                 continue
             if context.requires and not (
-                _close(hit, requires, context.within, words)
-                or (hit.field == "title" and in_title)
+                _close(hit, requires, context.within, words) or (hit.field == "title" and in_title)
             ):
                 continue
             kept.append(hit)

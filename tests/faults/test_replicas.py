@@ -248,8 +248,12 @@ def poll_spans(replicas: Replicas) -> dict[str, list[tuple[float, float]]]:
     """Each source's polls as (start, end), from every replica's ``poll`` lines."""
     spans: dict[str, list[tuple[float, float]]] = {}
     for line in polls(replicas.lines()):
-        end = timestamp(line)
-        spans.setdefault(str(line["source"]), []).append((end - line["duration_ms"] / 1000, end))
+        # The poll's own clock reading at its start (the database's clock), not the log
+        # line's time: the line is written after the commit, which may be slow.
+        start = datetime.fromisoformat(str(line["started_at"])).timestamp()
+        spans.setdefault(str(line["source"]), []).append(
+            (start, max(timestamp(line), start + line["duration_ms"] / 1000))
+        )
     return {source: sorted(s) for source, s in spans.items()}
 
 
@@ -259,7 +263,8 @@ def short_gaps(farm: FeedFarm, replicas: Replicas) -> dict[int, float]:
 
     A poll takes its clock reading when it starts and may wait for its host's slot
     before it fetches, so the farm's gap between two fetches is measured between the
-    starts of the polls that made them (the poll whose span holds the fetch).
+    starts of the polls that made them (the poll whose span, from its start to its log
+    line, holds the fetch).
     """
     spans = poll_spans(replicas)
     out = {}
