@@ -173,16 +173,20 @@ class Replica:
         self.released = False
         self._task: asyncio.Task[None] | None = None
 
+    async def _row(self, session: AsyncSession) -> None:
+        """This replica's row, as at a fresh start."""
+        await leases.register(
+            session,
+            self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=self.version,
+            now=self.clock(),
+        )
+
     async def register(self) -> None:
         async with self.sessionmaker.begin() as session:
-            await leases.register(
-                session,
-                self.id,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                version=self.version,
-                now=self.clock(),
-            )
+            await self._row(session)
             forgotten = await leases.forget_replicas(
                 session, before=self.clock() - FORGET_AFTER, now=self.clock()
             )
@@ -210,14 +214,7 @@ class Replica:
                 db_time = await leases.heartbeat(session, self.id, now=self.clock())
                 received = time.monotonic()
                 if db_time is None:  # dropped meanwhile (a long outage): back in
-                    await leases.register(
-                        session,
-                        self.id,
-                        host=socket.gethostname(),
-                        pid=os.getpid(),
-                        version=self.version,
-                        now=self.clock(),
-                    )
+                    await self._row(session)
                 elif isinstance(self.clock, DatabaseClock) and _is_pg(session):
                     self.clock.learn(db_time, sent, received)
                 self.sources_held, self.tasks_held = await leases.leases_held(
