@@ -158,6 +158,10 @@ class PollContext:
     lease: float = 120.0
     claim_jitter: float = 0.0
     tagging: TaggingPool | None = None
+    # How many polls may be in their store transaction at once: fewer than the
+    # database's connections, so that the dispatcher's claims and marks never queue
+    # behind a flood of polls for one (SQLite has one connection).
+    store_turns: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
     def wake_dispatcher(self) -> None:
         """After a commit that wrote deliveries: send them now, not at the idle poll."""

@@ -113,7 +113,7 @@ async def poll_disclosures(ctx: PollContext, source: SourceState) -> PollOutcome
             now, source.interval, jitter=ctx.scheduling.jitter, uniform=ctx.uniform
         )
         try:
-            async with ctx.sessionmaker.begin() as session:
+            async with ctx.store_turns, ctx.sessionmaker.begin() as session:
                 if looked_up:
                     await disclosures_repo.store_corps(session, looked_up, now=now)
                 filings = await disclosures_repo.insert_disclosures(

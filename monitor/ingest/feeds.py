@@ -93,7 +93,7 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
             now, source.interval, jitter=ctx.scheduling.jitter, uniform=ctx.uniform
         )
         try:
-            async with ctx.sessionmaker.begin() as session:
+            async with ctx.store_turns, ctx.sessionmaker.begin() as session:
                 items = []
                 if result is not None and not result.not_modified:
                     items = await repo.insert_items(session, source, result.items, fetched_at=now)

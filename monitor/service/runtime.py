@@ -142,6 +142,9 @@ async def open_runtime(
                 # Only where several replicas can race for a row (one process on SQLite).
                 claim_jitter=settings.replicas.claim_jitter if several else 0.0,
                 tagging=tagging,
+                # SQLite's one connection, or PostgreSQL's pool without its overflow,
+                # which stays for the dispatcher, the heartbeat and the metrics.
+                store_turns=asyncio.Semaphore(db.pool_size if several else 1),
             )
             if channels is not None:
                 ctx.alerts = settings.alerts

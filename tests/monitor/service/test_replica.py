@@ -260,3 +260,41 @@ async def test_replicas_starting_together_sync_the_sources_once(db_url: str) -> 
         # None fails on a source inserted twice.
         await asyncio.gather(*(start(name) for name in ("a", "b", "c")))
     assert counts == [40, 40, 40]
+
+
+async def test_polls_take_turns_at_the_database_leaving_connections_free(
+    db_url: str, http_server: FakeSource
+) -> None:
+    from sqlalchemy import event
+
+    sources = []
+    for i in range(24):
+        http_server.serve(f"/t{i}", rss(entries(3, start=10 * i)))
+        sources.append(SourceConfig(name=f"t{i}", url=http_server.url(f"/t{i}")))
+    settings = Settings(
+        database={"url": db_url, "pool_size": 3},
+        sources=sources,
+        http={"per_host_limit": 24},
+        scheduler={"jitter": 0},
+    )
+    async with open_runtime(settings) as ctx:
+        turns = 3 if db_url.startswith("postgresql") else 1  # the pool without its overflow
+        engine = ctx.sessionmaker.kw["bind"]
+        open_now, most = 0, 0
+
+        def began(*_: object) -> None:
+            nonlocal open_now, most
+            open_now += 1
+            most = max(most, open_now)
+
+        def ended(*_: object) -> None:
+            nonlocal open_now
+            open_now -= 1
+
+        event.listen(engine.sync_engine, "begin", began)
+        event.listen(engine.sync_engine, "commit", ended)
+        event.listen(engine.sync_engine, "rollback", ended)
+        outcomes = await poll_once(ctx)
+        assert sorted(o.status for o in outcomes) == ["ok"] * 24
+        # The claim's transaction ran alone; the stores at most ``turns`` at a time.
+        assert 1 <= most <= turns
