@@ -75,7 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy.engine import make_url
 
-from bench.scratch_db import fresh_postgres, postgres_problem
+from bench.scratch_db import databases, fresh_postgres
 
 if TYPE_CHECKING:
     from monitor.alerts.dispatch import Dispatcher, MessageOutcome
@@ -331,11 +331,27 @@ def alert_settings(port: int, max_per_message: int | None) -> dict[str, Any]:
     }
 
 
-async def one_run(backend: str, db_url: str, port: int, mode: str, counters: Any, args: Any) -> Run:
+async def _outcome(ctx: Any, base: str) -> tuple[dict[str, int], list[Any]]:
+    """The deliveries by status, and the messages the Slack stand-in received."""
     from sqlalchemy import func, select
 
-    from monitor.config import DatabaseSettings, Settings
     from monitor.db.schema import Delivery
+
+    async with ctx.sessionmaker() as session:
+        statuses = dict(
+            (
+                await session.execute(
+                    select(Delivery.status, func.count()).group_by(Delivery.status)
+                )
+            ).all()
+        )
+    async with ctx.http.get(base + "/receipts") as resp:
+        messages = await resp.json()
+    return statuses, messages
+
+
+async def one_run(backend: str, db_url: str, port: int, mode: str, counters: Any, args: Any) -> Run:
+    from monitor.config import DatabaseSettings, Settings
     from monitor.service.daemon import open_runtime
     from monitor.service.run import dispatching
 
@@ -376,16 +392,7 @@ async def one_run(backend: str, db_url: str, port: int, mode: str, counters: Any
             cpu, loop_cpu = _cpu() - cpu, time.thread_time() - loop_cpu
         finally:
             undo()
-        async with ctx.sessionmaker() as session:
-            statuses = dict(
-                (
-                    await session.execute(
-                        select(Delivery.status, func.count()).group_by(Delivery.status)
-                    )
-                ).all()
-            )
-        async with ctx.http.get(base + "/receipts") as resp:
-            messages = await resp.json()
+        statuses, messages = await _outcome(ctx, base)
     receipts = check(backend, mode, args.signals, messages, statuses, outcomes)
     return Run(
         backend=backend,
@@ -459,16 +466,7 @@ async def flood_run(backend: str, db_url: str, port: int, counters: Any, args: A
             cpu, loop_cpu = _cpu() - cpu, time.thread_time() - loop_cpu
         finally:
             undo()
-        async with ctx.sessionmaker() as session:
-            statuses = dict(
-                (
-                    await session.execute(
-                        select(Delivery.status, func.count()).group_by(Delivery.status)
-                    )
-                ).all()
-            )
-        async with ctx.http.get(base + "/receipts") as resp:
-            messages = await resp.json()
+        statuses, messages = await _outcome(ctx, base)
     # A send may have been retried on the way (the Slack stand-in under load): what
     # counts is that every delivery ends sent.
     if set(statuses) != {"sent"} or statuses["sent"] < expected:
@@ -756,17 +754,7 @@ def main() -> None:
             # As the CLI would: JSON lines at INFO (one "delivery" line per message).
             configure_logging("json", "INFO", stream=devnull)
             port = ours.recv()
-            backends: list[tuple[str, str]] = []
-            if not args.skip_sqlite:
-                backends.append(("sqlite", ""))
-            pg_note = ""
-            if not args.skip_pg:
-                shown = make_url(args.pg_url).render_as_string(hide_password=True)
-                problem = postgres_problem(args.pg_url)
-                if problem is None:
-                    backends.append(("postgresql", args.pg_url))
-                else:
-                    pg_note = f"postgresql: skipped, {shown} not reachable ({problem})"
+            backends, pg_note = databases(args)
             defaults = DispatchSettings()
             print(
                 f"Slack stand-in on {HOST}:{port} (pid {server.pid}); {args.signals:,} "

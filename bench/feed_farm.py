@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy.engine import make_url
 
-from bench.scratch_db import fresh_postgres, postgres_problem
+from bench.scratch_db import databases, fresh_postgres
 
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/kmon_bench"
 HOST = "127.0.0.1"
@@ -509,16 +509,9 @@ def _ratio(row: str, kmon: ProcessFigures | None, peer: ProcessFigures | None) -
 
 
 def process_mode(args: Any, port: int) -> None:
-    backends: list[tuple[str, str]] = []
-    if not args.skip_sqlite:
-        backends.append(("sqlite", ""))
-    if not args.skip_pg:
-        shown = make_url(args.pg_url).render_as_string(hide_password=True)
-        problem = postgres_problem(args.pg_url)
-        if problem is None:
-            backends.append(("postgresql", args.pg_url))
-        else:
-            print(f"postgresql: skipped, {shown} not reachable ({problem})")
+    backends, skipped = databases(args)
+    if skipped:
+        print(skipped)
     share = args.topical if args.topical is not None else 0.1
     results: dict[str, dict[str, list[ProcessFigures]]] = {}
     with tempfile.TemporaryDirectory(prefix="kmon-farm-") as tmp:
@@ -670,16 +663,9 @@ def main() -> None:
 
 
 def in_process_mode(args: Any, port: int) -> None:
-    backends: list[tuple[str, str]] = []
-    if not args.skip_sqlite:
-        backends.append(("sqlite", ""))
-    if not args.skip_pg:
-        shown = make_url(args.pg_url).render_as_string(hide_password=True)
-        problem = postgres_problem(args.pg_url)
-        if problem is None:
-            backends.append(("postgresql", args.pg_url))
-        else:
-            print(f"postgresql: skipped, {shown} not reachable ({problem})")
+    backends, skipped = databases(args)
+    if skipped:
+        print(skipped)
     for backend, url in backends:
         runs, rss_mb = _run_child(kmon_side, backend, url, port, args)
         rates = [r.items / r.first_cycle for r in runs]

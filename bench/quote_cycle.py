@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.scratch_db import fresh_postgres, postgres_problem
+from bench.scratch_db import databases, fresh_postgres
 
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/kmon_bench_quotes"
 HOST = "127.0.0.1"
@@ -420,16 +420,7 @@ def main() -> None:
             # As the CLI would: JSON lines at INFO (one "quotes" line per cycle).
             configure_logging("json", "INFO", stream=devnull)
             port = ours.recv()
-            backends: list[tuple[str, str]] = []
-            if not args.skip_sqlite:
-                backends.append(("sqlite", ""))
-            pg_note = ""
-            if not args.skip_pg:
-                problem = postgres_problem(args.pg_url)
-                if problem is None:
-                    backends.append(("postgresql", args.pg_url))
-                else:
-                    pg_note = f"postgresql: skipped, {args.pg_url} not reachable ({problem})"
+            backends, pg_note = databases(args)
             print(
                 f"stand-in Naver polling endpoint on {HOST}:{port} (pid {server.pid}); "
                 f"{args.tickers} tickers ({args.tickers - 1} stocks + {INDEX}); "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 
 async def fresh_postgres(url: str, *, drop_only: bool = False) -> None:
@@ -19,3 +20,22 @@ def postgres_problem(url: str) -> str | None:
     except Exception as exc:
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return None
+
+
+def databases(args: Any) -> tuple[list[tuple[str, str]], str]:
+    """The databases a benchmark runs on, from its ``--skip-sqlite``, ``--skip-pg`` and
+    ``--pg-url``: ``("sqlite", "")`` and ``("postgresql", url)``, and the one line that
+    says PostgreSQL was skipped ("" when it was not)."""
+    from sqlalchemy.engine import make_url
+
+    chosen: list[tuple[str, str]] = []
+    if not args.skip_sqlite:
+        chosen.append(("sqlite", ""))
+    if args.skip_pg:
+        return chosen, ""
+    problem = postgres_problem(args.pg_url)
+    if problem is not None:
+        shown = make_url(args.pg_url).render_as_string(hide_password=True)
+        return chosen, f"postgresql: skipped, {shown} not reachable ({problem})"
+    chosen.append(("postgresql", args.pg_url))
+    return chosen, ""
