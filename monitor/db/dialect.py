@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Table, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 # Rows per statement: SQLite binds at most 32,766 parameters, asyncpg 32,767.
 BATCH = 1000
@@ -72,15 +72,21 @@ async def insert_new_rows(
     return new
 
 
-async def one_at_a_time(session: AsyncSession, name: str) -> None:
-    """Make the rest of the session's transaction run alone among those that call this
+def is_postgres(on: AsyncSession | AsyncConnection) -> bool:
+    """Whether ``on`` (a session or a connection) talks to PostgreSQL."""
+    dialect = on.dialect if isinstance(on, AsyncConnection) else on.get_bind().dialect
+    return dialect.name == "postgresql"
+
+
+async def one_at_a_time(on: AsyncSession | AsyncConnection, name: str) -> None:
+    """Make the rest of the transaction of ``on`` run alone among those that call this
     with ``name``: processes starting together (replicas, a ``kmon poll`` beside the
-    daemon) then sync the same rows one after the other instead of inserting twice.
+    daemon) then sync the same rows, or migrate, one after the other.
 
     PostgreSQL: a transaction-scoped advisory lock. SQLite: the database's write lock,
     taken by a write that changes nothing, before the transaction reads anything.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+    if is_postgres(on):
+        await on.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
     else:
-        await session.execute(text("UPDATE sources SET id = id WHERE 0 = 1"))
+        await on.execute(text("UPDATE sources SET id = id WHERE 0 = 1"))

@@ -39,32 +39,31 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from monitor.db.dialect import insert_for
+from monitor.db.dialect import insert_for, is_postgres
 from monitor.db.repo import SourceState, source_state
 from monitor.db.schema import ReplicaRow, Source, TaskLease, UTCDateTime
-
-
-def _is_pg(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def db_clock(session: AsyncSession, now: datetime) -> ColumnElement[datetime]:
     """The database's clock in a statement: ``now()`` on PostgreSQL; on SQLite (one
     process, one machine) ``now``, the caller's."""
-    if _is_pg(session):
+    if is_postgres(session):
         return type_coerce(func.now(), UTCDateTime)
     return literal(now, UTCDateTime)
 
 
-def select_db_now(session: AsyncSession) -> Any:
-    """``SELECT now()``: the database's time (PostgreSQL only; SQLite has none)."""
-    return select(type_coerce(func.now(), UTCDateTime))
-
-
 def _until(session: AsyncSession, now: datetime, ttl: float) -> ColumnElement[datetime]:
-    if _is_pg(session):
+    if is_postgres(session):
         return type_coerce(func.now() + literal(timedelta(seconds=ttl), Interval()), UTCDateTime)
     return literal(now + timedelta(seconds=ttl), UTCDateTime)
+
+
+def _held(owner: str | None, until: datetime | None, db_now: datetime) -> tuple[str | None, float]:
+    """Who holds a lease read back with the database's time, and for how many more
+    seconds: (None, 0) when nobody does or it has run out."""
+    if owner is None or until is None or until <= db_now:
+        return None, 0.0
+    return owner, (until - db_now).total_seconds()
 
 
 def _free(owner_col: Any, until_col: Any, owner: str, clock: ColumnElement[datetime]) -> Any:
@@ -98,7 +97,7 @@ async def claim_sources(
         pick = pick.where(Source.kind.in_(list(kinds)))
     if due_by is not None:
         pick = pick.where(or_(Source.next_check_at.is_(None), Source.next_check_at <= due_by))
-    if _is_pg(session):
+    if is_postgres(session):
         pick = pick.with_for_update(skip_locked=True)
     stmt = (
         update(Source)
@@ -134,9 +133,7 @@ async def holder(session: AsyncSession, source_id: int, *, now: datetime) -> Hol
     if row is None:
         return None
     next_check_at, owner, until, db_now = row
-    if owner is None or until is None or until <= db_now:
-        return Holder(next_check_at, None, 0.0)
-    return Holder(next_check_at, owner, (until - db_now).total_seconds())
+    return Holder(next_check_at, *_held(owner, until, db_now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +176,7 @@ async def claim_task(
             ).where(TaskLease.name == name)
         )
     ).one()
-    if holder_id is None or until is None or until <= db_now:
-        return TaskClaim(False, next_run_at, None, 0.0)
-    return TaskClaim(False, next_run_at, holder_id, (until - db_now).total_seconds())
+    return TaskClaim(False, next_run_at, *_held(holder_id, until, db_now))
 
 
 async def finish_task(
@@ -261,6 +256,16 @@ async def stopped(session: AsyncSession, replica: str, *, now: datetime) -> None
         .values(stopped_at=db_clock(session, now))
         .execution_options(synchronize_session=False)
     )
+
+
+async def running_on(session: AsyncSession, host: str) -> list[tuple[str, int]]:
+    """The (id, pid) of the replicas of ``host`` that have not said they stopped."""
+    rows = await session.execute(
+        select(ReplicaRow.id, ReplicaRow.pid).where(
+            ReplicaRow.host == host, ReplicaRow.stopped_at.is_(None)
+        )
+    )
+    return [(replica, pid) for replica, pid in rows.all()]
 
 
 async def forget_replicas(session: AsyncSession, *, before: datetime, now: datetime) -> int:

@@ -7,11 +7,11 @@ from pathlib import Path
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alembic import command
+from monitor.db.dialect import one_at_a_time
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         async with engine.begin() as conn:
             # Replicas starting together each upgrade: one at a time, and the later
             # ones find the database at head (the lock ends with the transaction).
-            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('kmon migrate'))"))
+            await one_at_a_time(conn, "kmon migrate")
             await conn.run_sync(_upgrade, revision)
         return
     # SQLite's DDL is transactional, but its Python driver begins a transaction only

@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import IO
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from monitor.config import ReplicaSettings
 from monitor.db import leases
+from monitor.db.dialect import is_postgres
 from monitor.db.engine import sqlite_path
 from monitor.timefmt import utcnow
 
@@ -137,10 +139,10 @@ class DatabaseClock:
 async def read_offset(sessionmaker: async_sessionmaker[AsyncSession], clock: DatabaseClock) -> None:
     """Learn the database's clock once (start-up); a no-op on SQLite."""
     async with sessionmaker() as session:
-        if session.get_bind().dialect.name != "postgresql":
+        if not is_postgres(session):
             return
         sent = time.monotonic()
-        db_time = await session.scalar(leases.select_db_now(session))
+        db_time = await session.scalar(select(leases.db_clock(session, utcnow())))
         if db_time is not None:
             clock.learn(db_time, sent, time.monotonic())
 
@@ -193,13 +195,11 @@ class Replica:
             # Earlier daemons of this host that died (a crash, then a restart by the
             # supervisor): their leases go now instead of after their end. The others'
             # expire, since only this host can tell that its own pids are gone.
-            host = socket.gethostname()
-            for other in await leases.list_replicas(session, now=self.clock()):
-                mine = other.host == host and other.stopped_at is None and other.id != self.id
-                if mine and (other.pid == os.getpid() or not _alive(other.pid)):
-                    released = await leases.release_all(session, other.id)
-                    await leases.stopped(session, other.id, now=self.clock())
-                    log.info("replica_gone", replica=other.id, pid=other.pid, released=released)
+            for other, pid in await leases.running_on(session, socket.gethostname()):
+                if other != self.id and (pid == os.getpid() or not _alive(pid)):
+                    released = await leases.release_all(session, other)
+                    await leases.stopped(session, other, now=self.clock())
+                    log.info("replica_gone", replica=other, pid=pid, released=released)
         self.healthy = True
         log.info("replica_registered", replica=self.id, forgotten=forgotten)
 
@@ -215,7 +215,7 @@ class Replica:
                 received = time.monotonic()
                 if db_time is None:  # dropped meanwhile (a long outage): back in
                     await self._row(session)
-                elif isinstance(self.clock, DatabaseClock) and _is_pg(session):
+                elif isinstance(self.clock, DatabaseClock) and is_postgres(session):
                     self.clock.learn(db_time, sent, received)
                 self.sources_held, self.tasks_held = await leases.leases_held(
                     session, self.id, now=self.clock()
@@ -275,10 +275,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _is_pg(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def _first_line(exc: BaseException) -> str:
