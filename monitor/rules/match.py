@@ -62,6 +62,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import os
 import re
 import unicodedata
 import weakref
@@ -73,6 +74,14 @@ from typing import NamedTuple
 import ahocorasick_rs
 
 from monitor.rules.model import SEPARATOR, Condition, NearTerm, NewsRule, Ruleset, fold_term
+
+try:
+    from monitor.rules import _scan  # the C scanner, when the package was built with it
+except ImportError:  # pragma: no cover - a build without a compiler
+    _scan = None  # type: ignore[assignment]
+
+# KMON_NATIVE_MATCHER=off runs the Python path even where the C scanner is built.
+_NATIVE_OFF = os.environ.get("KMON_NATIVE_MATCHER", "").lower() in ("off", "0", "false", "no")
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -222,6 +231,30 @@ def _care(char: str) -> int:
     if len(folded) != 1 or _composes(char) or _composes(folded):
         return 2
     return 0 if unicodedata.is_normalized("NFKC", char) else 1
+
+
+# Hangul syllables and the unified Han ideographs fold to themselves and never merge.
+_PLAIN_BLOCKS = ((0xAC00, 0xD7A4), (0x4E00, 0xA000))
+# The blocks whose characters are checked one by one for the C scanner's fast path:
+# Latin-1 and Latin Extended, Greek, punctuation, symbols and arrows, CJK punctuation,
+# the half- and full-width forms (whose folding changes them: none is kept).
+_CHECKED_BLOCKS = ((0xA0, 0x250), (0x370, 0x400), (0x2000, 0x2C00), (0x3000, 0x3040))
+
+
+@functools.cache
+def plain_characters() -> str:
+    """The characters above ASCII that folding leaves as they are, one for one, and that
+    never merge with the character before them: a text made of them and of printable
+    ASCII without double spaces folds to itself with ASCII in lower case, so the C
+    scanner reads it without folding it first."""
+    checked = (
+        char
+        for low, high in _CHECKED_BLOCKS
+        for char in map(chr, range(low, high))
+        if char.isprintable() and _care(char) == 0 and char.casefold() == char
+    )
+    blocks = ("".join(map(chr, range(low, high))) for low, high in _PLAIN_BLOCKS)
+    return "".join(checked) + "".join(blocks)
 
 
 # Bounded: a cluster is a character and the combining marks after it, no fixed set.
@@ -393,17 +426,49 @@ _Pattern = tuple[tuple[_Entry, ...], int, int]
 class Matcher:
     """Many terms, found in one pass over a text; see the module docstring."""
 
-    __slots__ = ("_automaton", "_patterns")
+    __slots__ = ("_keys", "_native", "_patterns", "_python_automaton")
 
     def __init__(
-        self, automaton: ahocorasick_rs.AhoCorasick | None, patterns: Sequence[_Pattern]
+        self, keys: Sequence[str], patterns: Sequence[_Pattern], *, native: bool = True
     ) -> None:
-        self._automaton = automaton
+        self._keys = keys
         self._patterns = patterns
+        self._python_automaton: ahocorasick_rs.AhoCorasick | None = None
+        self._native: _scan.Scanner | None = None
+        if native and _scan is not None and keys:
+            self._native = _scan.Scanner(
+                [
+                    (k, head, tail, entries)
+                    for k, (entries, head, tail) in zip(keys, patterns, strict=True)
+                ],
+                PARTICLES,
+                LATIN_SUFFIXES,
+                _MAX_PARTICLES,
+                plain_characters(),
+            )
+
+    @property
+    def native(self) -> bool:
+        """Whether the scan runs in the C extension (``monitor.rules._scan``)."""
+        return self._native is not None
+
+    @property
+    def _automaton(self) -> ahocorasick_rs.AhoCorasick | None:
+        # The Python path's automaton, built on first use: with the C scanner it is only
+        # wanted by the benchmarks and the tests that compare the two.
+        if self._python_automaton is None and self._keys:
+            self._python_automaton = ahocorasick_rs.AhoCorasick(
+                self._keys, implementation=ahocorasick_rs.Implementation.DFA
+            )
+        return self._python_automaton
 
     @classmethod
     def build(
-        cls, terms: Mapping[str, Sequence[str]], *, groups: Mapping[str, str] | None = None
+        cls,
+        terms: Mapping[str, Sequence[str]],
+        *,
+        groups: Mapping[str, str] | None = None,
+        native: bool = True,
     ) -> Matcher:
         """Compile ``{term_id: [term, …]}``.
 
@@ -426,12 +491,7 @@ class Matcher:
                         found.append((term_id, term, group))
         keys = list(entries)
         patterns = [(tuple(entries[k]), _char_class(k[0]), _char_class(k[-1])) for k in keys]
-        automaton = (
-            ahocorasick_rs.AhoCorasick(keys, implementation=ahocorasick_rs.Implementation.DFA)
-            if keys
-            else None
-        )
-        return cls(automaton, patterns)
+        return cls(keys, patterns, native=native and not _NATIVE_OFF)
 
     def __len__(self) -> int:
         """The number of patterns (terms with their spacing variants)."""
@@ -439,9 +499,19 @@ class Matcher:
 
     def find(self, text: str, *, field: str | None = None) -> list[Hit]:
         """Every hit in ``text``, in order of position; ``field`` is copied into each."""
-        if self._automaton is None or not text:
+        if not self._keys or not text:
             return []
+        native = self._native
+        if native is not None:
+            # Most texts need no folding but lower-case ASCII: the scanner reads them so.
+            found = native.find(text, field, Hit)
+            if found is not None:
+                return found  # type: ignore[return-value]
         folded, offsets = fold_text(text)
+        if native is not None:
+            if offsets is None:
+                return native.hits(folded, text, field, Hit)  # type: ignore[return-value]
+            return native.mapped(folded, text, field, Hit, offsets.segments)  # type: ignore[return-value]
         hits = []
         for start, end, term_id, term in self._scan(folded):
             if offsets is not None:
@@ -464,8 +534,11 @@ class Matcher:
             fields = [None] * len(texts)
         elif len(fields) != len(texts):
             raise ValueError("fields and texts differ in length")
+        if self._native is not None:
+            # The C scan has no fixed cost per text worth saving.
+            return [self.find(text, field=f) for text, f in zip(texts, fields, strict=True)]
         found_by_text: list[list[Hit]] = [[] for _ in texts]
-        if self._automaton is None:
+        if not self._keys:
             return found_by_text
         folds = [fold_text(text) for text in texts]
         joined = SEPARATOR.join(folded for folded, _ in folds)
@@ -486,9 +559,18 @@ class Matcher:
 
     def _scan(self, folded: str) -> list[tuple[int, int, str, str]]:
         """(start, end, term id, term) of every hit in a folded text."""
-        if self._automaton is None or not folded:
+        if not folded:
             return []
-        found = self._automaton.find_matches_as_indexes(folded, overlapping=True)
+        if self._native is not None:
+            return self._native.spans(folded)
+        return self._python_scan(folded)
+
+    def _python_scan(self, folded: str) -> list[tuple[int, int, str, str]]:
+        """:meth:`_scan` over ahocorasick-rs, in Python: where the C scanner is not built."""
+        automaton = self._automaton
+        if automaton is None or not folded:
+            return []
+        found = automaton.find_matches_as_indexes(folded, overlapping=True)
         if not found:
             return []
         patterns = self._patterns

@@ -1,13 +1,19 @@
-"""monitor.rules.match.Matcher: folding, boundaries, particles, spacing, overlaps."""
+"""monitor.rules.match.Matcher: folding, boundaries, particles, spacing, overlaps.
+
+Every test runs twice: with the C scanner (monitor/rules/_scan.c) and with the Python
+path over ahocorasick-rs that stands in for it where it is not built.
+"""
 
 from __future__ import annotations
 
 import random
 import re
 import unicodedata
+from collections.abc import Iterator
 
 import pytest
 
+from monitor.rules import match
 from monitor.rules.match import (
     PARTICLES,
     Hit,
@@ -32,10 +38,23 @@ TERMS = {
 }
 
 
+@pytest.fixture(scope="module", params=["native", "python"], autouse=True)
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Which scan Matcher.build gives for the tests of this module."""
+    if request.param == "native" and match._scan is None:
+        pytest.skip("the C scanner is not built in this install")
+    off = match._NATIVE_OFF
+    match._NATIVE_OFF = request.param == "python"
+    yield request.param
+    match._NATIVE_OFF = off
+
+
 @pytest.fixture(scope="module")
-def matcher() -> Matcher:
+def matcher(implementation: str) -> Matcher:
     # Each id its own group, so that overlapping terms of different ids all show.
-    return Matcher.build(TERMS, groups={})
+    built = Matcher.build(TERMS, groups={})
+    assert built.native is (implementation == "native")
+    return built
 
 
 def ids(matcher: Matcher, text: str) -> list[str]:
