@@ -2,7 +2,8 @@
 
 The scanner is optional. Where no C compiler or Python headers are found, the wheel is
 built without it, one warning says so, and kmon runs the same rules in Python
-(monitor/rules/match.py; ``kmon rules stats`` and the daemon's start line say which).
+(monitor/rules/match.py; the daemon's ``daemon_started`` line and its ``kmon_build``
+metric say which, ``matcher=native`` or ``matcher=python``).
 ``KMON_BUILD_NATIVE=off`` leaves it out on purpose, ``KMON_BUILD_NATIVE=require`` fails
 the build instead of falling back. setuptools is used for its compiler machinery only
 (flags, include paths and the extension's file name as this Python wants them).

@@ -216,9 +216,19 @@ def main() -> None:
     name = f"Matcher.find_all, {args.batch} items ({2 * args.batch} texts) per call"
     results.append((name, nbytes / t_batches, len(items) / t_batches))
     t_fold = best_time(run_fold, args.rounds)
-    results.append(("  of which folding (fold_text)", nbytes / t_fold, None))
+    results.append(
+        ("  fold_text alone (what find() does first for odd texts)", nbytes / t_fold, None)
+    )
     t_tag = best_time(run_tag, args.rounds)
     results.append(("tag(): both fields, then the news rules", nbytes / t_tag, len(items) / t_tag))
+    if matcher.native:
+        # The same patterns on the Python path, for builds without a C compiler.
+        python = Matcher(matcher._keys, matcher._patterns, native=False)
+        if sum(len(python.find(t)) for t in texts) != hits:
+            raise SystemExit("the Python path found other hits than the C scanner: a bug")
+        t_python = best_time(lambda: sum(len(python.find(t)) for t in texts), args.rounds)
+        name = "Matcher.find on the Python path (KMON_NATIVE_MATCHER=off)"
+        results.append((name, nbytes / t_python, len(items) / t_python))
 
     if args.baselines:
         folded = [fold_text(t)[0] for t in texts]
@@ -311,7 +321,8 @@ def main() -> None:
     print(
         f"ruleset: {len(ruleset.entities)} entities, {len(ruleset.themes)} themes, "
         f"{len(ruleset.rules)} rules -> {len(matcher)} patterns; "
-        f"load {loaded - build_start:.3f} s, compile {built - loaded:.3f} s"
+        f"load {loaded - build_start:.3f} s, compile {built - loaded:.3f} s; "
+        f"scanner: {'C (monitor/rules/_scan.c)' if matcher.native else 'Python'}"
     )
     print(
         f"corpus: {len(items):,} items, {nbytes / 1e6:.1f} MB UTF-8 ({nchars / 1e6:.1f} M chars), "

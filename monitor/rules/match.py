@@ -37,21 +37,27 @@ Spaces between two Latin words are kept (English spacing is reliable). A term wr
 without a space between two Hangul words cannot know where a space might go: write it
 with the space.
 
-The library is ``ahocorasick-rs`` (its DFA): on the synthetic news corpus of
-``bench/match_rules.py`` it scanned at about 180 MB/s against 82 MB/s for
-``pyahocorasick`` (3.5 MB/s for one alternation regex of the same 590 patterns) with
-the first ruleset, and it returns (pattern, start, end) for all overlapping matches in
-one call, offsets in characters, so no Python code runs per character. The Python work
-per candidate (word ends, overlaps, offsets, the hit) is most of the cost of
-:meth:`Matcher.find`, so it grows with how many everyday words are patterns: the
-widened default ruleset (anchors and market words) makes it about 14 MB/s on that
-corpus, against 40–55 MB/s before (docs/benchmarks.md). Hyperscan with the word ends
-in its patterns, numpy over the candidates and a two-stage scan (everyday words only
-where an item needs them) were measured against this loop and not taken: Hyperscan
-compiles for minutes and calls Python per match, numpy costs more per call than the
-checks per text, and two stages skip almost nothing in everyday text
-(docs/benchmarks.md, "Rule matching"). :meth:`Matcher.find_all` scans a batch of texts
-at once.
+Two implementations of steps 2–4 give the same hits, field for field:
+
+- **The C scanner** (``monitor/rules/_scan.c``, compiled by the wheel's build hook where
+  a C compiler is there): its own Aho-Corasick automaton over code points, with the
+  word ends, particle chains and overlaps, making the :class:`Hit` tuples itself, so no
+  Python code runs per candidate. A text made only of printable ASCII and characters
+  that folding leaves alone (:func:`plain_characters`: Hangul syllables, Han, most
+  punctuation) is scanned as it is, its capitals folded as they are read; any other
+  text is folded first, and its offsets mapped back in C. About 55 MB/s on the corpus
+  of ``bench/match_rules.py`` against 20 MB/s for the Python path (docs/benchmarks.md).
+- **The Python path**, where the scanner is not built or ``KMON_NATIVE_MATCHER=off``:
+  ``ahocorasick-rs`` (its DFA) reports every occurrence, (pattern, start, end) in one
+  call, and the checks run in Python per candidate, about 1.5 µs each. The automaton
+  is built on first use only.
+
+Why a hand-written automaton: with the widened default ruleset a quarter of the words
+of news text are candidates (정부, 정책, 예산, 코스피, *government*, *said* …: the anchors,
+context words and parts of near terms), and every library hands each one back as a
+Python object; Hyperscan, numpy over the candidates and a two-stage scan were measured
+against the Python loop and not taken (docs/benchmarks.md, "Rule matching").
+:meth:`Matcher.find_all` scans a batch of texts.
 
 :func:`tag` evaluates the news rules of a :class:`~monitor.rules.model.Ruleset` in
 file order over one item's title and summary.
@@ -82,6 +88,11 @@ except ImportError:  # pragma: no cover - a build without a compiler
 
 # KMON_NATIVE_MATCHER=off runs the Python path even where the C scanner is built.
 _NATIVE_OFF = os.environ.get("KMON_NATIVE_MATCHER", "").lower() in ("off", "0", "false", "no")
+
+
+def scanner_kind() -> str:
+    """``native`` where matchers scan in C, ``python`` where they run the Python path."""
+    return "python" if _scan is None or _NATIVE_OFF else "native"
 
 
 def _words(text: str) -> tuple[str, ...]:

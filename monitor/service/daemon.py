@@ -25,6 +25,7 @@ from monitor.config import POLLED_KINDS
 from monitor.db import leases, repo
 from monitor.ingest.context import PollContext
 from monitor.ingest.feeds import poll_source
+from monitor.rules.match import scanner_kind
 
 # What a poll needs lives in runtime.py (``kmon poll`` imports only that); the
 # daemon's callers find it here too.
@@ -338,7 +339,7 @@ async def serve(
     """
     try:
         jobs = await daemon.arm()
-        log.info("daemon_started", sources=jobs)
+        log.info("daemon_started", sources=jobs, matcher=scanner_kind())
         if on_ready is not None:
             on_ready()
         await stop.wait()

@@ -42,6 +42,7 @@ from monitor.db import repo
 from monitor.db import signals as signals_repo
 from monitor.ingest.quotes import QuoteCycle
 from monitor.ingest.sources import SOURCE_STATUSES, PollOutcome
+from monitor.rules.match import scanner_kind
 from monitor.service.replica import Replica
 from monitor.timefmt import utcnow
 
@@ -126,7 +127,11 @@ class Metrics:
             self.quote_cycles.labels(outcome)
         Gauge("kmon_up", "1 while the daemon serves its metrics.", registry=self.registry).set(1)
         Info("kmon_build", "The running kmon.", registry=self.registry).info(
-            {"version": kmon_version(), "python": platform.python_version()}
+            {
+                "version": kmon_version(),
+                "python": platform.python_version(),
+                "matcher": scanner_kind(),
+            }
         )
         ProcessCollector(registry=self.registry)
         self.registry.register(_SourceFreshness(self))

@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.schema import Item, SignalItem, SignalRow
+from monitor.rules.match import scanner_kind
 from monitor.service.daemon import DUE_SLACK, TASK_MIN_GAP
 from tests.conftest import DATABASES
 from tests.farm import MARKER, FeedFarm
@@ -387,6 +388,7 @@ def assert_replica_fields(replicas: Replicas) -> None:
     for n, daemon in enumerate(replicas.daemons):
         [started] = daemon.events("daemon_started")
         assert started["replica"] == f"replica-{n}"
+        assert started["matcher"] == scanner_kind()  # the same build as this process's
         mine = polls(daemon.lines)
         assert mine, f"replica-{n} polled nothing"
         assert all(x["replica"] == f"replica-{n}" and x["late"] >= 0 for x in mine)

@@ -23,6 +23,7 @@ from monitor.config import HealthSettings, Settings, SourceConfig
 from monitor.db import migrate
 from monitor.db.engine import make_engine
 from monitor.ingest.context import PollContext
+from monitor.rules.match import scanner_kind
 from monitor.service.daemon import Daemon, open_runtime, poll_once, serve
 from monitor.service.health import HealthServer, HealthServerError, Readiness, serving
 from monitor.service.metrics import Metrics
@@ -255,6 +256,7 @@ async def test_metrics_move_when_polls_happen(db_url: str, http_server: FakeSour
         assert before[key("kmon_up")] == 1
         build = [k for k in before if k[0] == "kmon_build_info"]
         assert len(build) == 1 and dict(build[0][1])["version"]
+        assert dict(build[0][1])["matcher"] == scanner_kind() in ("native", "python")
 
         now[0] = seeded + 100
         outcomes = await poll_once(run.ctx, ["ai", "down"])
