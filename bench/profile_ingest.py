@@ -91,7 +91,7 @@ def serve(conn: Connection, feeds: int, items: int, topical: float | None) -> No
     base = datetime(2026, 10, 5, 3, 0, tzinfo=UTC)
     farm = [
         rss(
-            _entries(n, items, base)
+            _entries(n, items, base, None)
             if topical is None
             else topical_entries(n, items, base, topical)
         )

@@ -97,6 +97,12 @@ typedef struct {
     Candidate *found;
     Py_ssize_t found_cap;
     uint8_t *plain; /* bitmap over the BMP: characters folding leaves as they are */
+    /* Characters that fold to plain ones (…, ㈜, full-width and capital letters, ß),
+       sorted, with where their folded form is in expansion_data. */
+    Py_UCS4 *expansion_chars;
+    int32_t *expansion_first, *expansion_length;
+    Py_UCS4 *expansion_data;
+    Py_ssize_t expansion_count;
 } Scanner;
 
 /* ---------------------------------------------------------------- characters */
@@ -289,6 +295,10 @@ static void scanner_free_memory(Scanner *s) {
     PyMem_Free(s->suffixes.nodes);
     PyMem_Free(s->found);
     PyMem_Free(s->plain);
+    PyMem_Free(s->expansion_chars);
+    PyMem_Free(s->expansion_first);
+    PyMem_Free(s->expansion_length);
+    PyMem_Free(s->expansion_data);
     memset((char *)s + sizeof(PyObject), 0, sizeof(Scanner) - sizeof(PyObject));
 }
 
@@ -326,17 +336,123 @@ static int astral_order(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Scanner(patterns, particles, suffixes, max_particles, plain)
+typedef struct {
+    Py_UCS4 ch;
+    PyObject *folded;
+} Expansion;
+
+static int expansion_order(const void *a, const void *b) {
+    Py_UCS4 x = ((const Expansion *)a)->ch, y = ((const Expansion *)b)->ch;
+    return (x > y) - (x < y);
+}
+
+/* expansions: a sequence of (character, its folded form); each folded character must be
+   printable ASCII but the space, or plain (checked, so that a scan of the folded form
+   never meets what it cannot read). */
+static int scanner_set_expansions(Scanner *s, PyObject *arg) {
+    PyObject *pairs = PySequence_Fast(arg, "expansions must be a sequence of pairs");
+    if (!pairs)
+        return -1;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(pairs), total = 0;
+    Expansion *list = PyMem_Calloc(count + 1, sizeof(Expansion));
+    int result = -1;
+    if (!list) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(pairs, i), *ch, *folded;
+        if (!PyTuple_Check(pair) || !PyArg_ParseTuple(pair, "UU", &ch, &folded) ||
+            PyUnicode_READY(ch) < 0 || PyUnicode_READY(folded) < 0) {
+            if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_TypeError, "an expansion is (character, folded form)");
+            }
+            goto done;
+        }
+        Py_ssize_t n = PyUnicode_GET_LENGTH(folded);
+        if (PyUnicode_GET_LENGTH(ch) != 1 || n < 1 || n > 18) {
+            PyErr_SetString(PyExc_ValueError, "an expansion is one character to 1..18");
+            goto done;
+        }
+        Py_UCS4 c = PyUnicode_READ_CHAR(ch, 0);
+        if (c < 0x80 || c >= 0x10000 || (s->plain[c >> 3] & (1 << (c & 7)))) {
+            PyErr_SetString(PyExc_ValueError, "an expanded character is above ASCII, in the "
+                                              "BMP, and not plain");
+            goto done;
+        }
+        for (Py_ssize_t k = 0; k < n; k++) {
+            Py_UCS4 f = PyUnicode_READ_CHAR(folded, k);
+            int ok = f < 0x80 ? (f > 0x20 && f < 0x7F && !(f - 'A' < 26u))
+                              : (f < 0x10000 && (s->plain[f >> 3] & (1 << (f & 7))));
+            if (!ok) {
+                PyErr_SetString(PyExc_ValueError, "a folded form must be made of plain "
+                                                  "characters");
+                goto done;
+            }
+        }
+        list[i] = (Expansion){c, folded};
+        total += n;
+    }
+    qsort(list, count, sizeof(Expansion), expansion_order);
+    s->expansion_chars = PyMem_Malloc(sizeof(Py_UCS4) * (count + 1));
+    s->expansion_first = PyMem_Malloc(sizeof(int32_t) * (count + 1));
+    s->expansion_length = PyMem_Malloc(sizeof(int32_t) * (count + 1));
+    s->expansion_data = PyMem_Malloc(sizeof(Py_UCS4) * (total + 1));
+    if (!s->expansion_chars || !s->expansion_first || !s->expansion_length ||
+        !s->expansion_data) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (i && list[i].ch == list[i - 1].ch) {
+            PyErr_SetString(PyExc_ValueError, "a character is expanded twice");
+            goto done;
+        }
+        Py_ssize_t n = PyUnicode_GET_LENGTH(list[i].folded);
+        s->expansion_chars[i] = list[i].ch;
+        s->expansion_first[i] = (int32_t)at;
+        s->expansion_length[i] = (int32_t)n;
+        for (Py_ssize_t k = 0; k < n; k++)
+            s->expansion_data[at++] = PyUnicode_READ_CHAR(list[i].folded, k);
+    }
+    s->expansion_count = count;
+    result = 0;
+done:
+    PyMem_Free(list);
+    Py_DECREF(pairs);
+    return result;
+}
+
+/* Where c's folded form is in expansion_data, or -1. */
+static Py_ssize_t expansion_of(const Scanner *s, Py_UCS4 c) {
+    Py_ssize_t lo = 0, hi = s->expansion_count;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (s->expansion_chars[mid] < c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (lo < s->expansion_count && s->expansion_chars[lo] == c) ? lo : -1;
+}
+
+/* Scanner(patterns, particles, suffixes, max_particles, plain[, expansions])
    plain: the characters above ASCII that folding leaves alone and that never merge with
    the one before (Hangul syllables, Han ideographs, most punctuation).
+   expansions: (character, folded form) of characters that fold, on their own and
+   whatever is next to them, to plain characters (see scanner_set_expansions).
    patterns: a sequence of (key, head, tail, entries), key a folded str, head/tail the
    class of its first/last character, entries a tuple of (term_id, term, group). */
 static int Scanner_init(Scanner *s, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"patterns", "particles", "suffixes", "max_particles", "plain", NULL};
-    PyObject *patterns_arg, *particles_arg, *suffixes_arg, *plain;
+    static char *kwlist[] = {"patterns",      "particles", "suffixes",
+                             "max_particles", "plain",     "expansions", NULL};
+    PyObject *patterns_arg, *particles_arg, *suffixes_arg, *plain, *expansions_arg = NULL;
     int max_particles;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOiU", kwlist, &patterns_arg, &particles_arg,
-                                     &suffixes_arg, &max_particles, &plain))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOiU|O", kwlist, &patterns_arg,
+                                     &particles_arg, &suffixes_arg, &max_particles, &plain,
+                                     &expansions_arg))
         return -1;
     if (PyUnicode_READY(plain) < 0)
         return -1;
@@ -634,6 +750,9 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kwds) {
         }
         s->plain[c >> 3] |= (uint8_t)(1 << (c & 7));
     }
+    if (expansions_arg && expansions_arg != Py_None &&
+        scanner_set_expansions(s, expansions_arg) < 0)
+        goto done;
     if (chartrie_init(&s->particles) < 0 || chartrie_init(&s->suffixes) < 0) {
         PyErr_NoMemory();
         goto done;
@@ -822,7 +941,7 @@ static Py_ssize_t segment_at(const OffsetMap *map, Py_ssize_t at) {
    field), with start and end mapped back to text when map is given; else (start, end,
    term_id, term) in the folded text. */
 static PyObject *emit(Scanner *s, Py_ssize_t found, PyObject *text, PyObject *field,
-                      PyTypeObject *hit_type, const OffsetMap *map) {
+                      PyTypeObject *hit_type, const OffsetMap *map, const int32_t *origin) {
     PyObject *out = PyList_New(0);
     if (!out)
         return NULL;
@@ -844,7 +963,10 @@ static PyObject *emit(Scanner *s, Py_ssize_t found, PyObject *text, PyObject *fi
             PyObject *item;
             if (hit_type) {
                 Py_ssize_t first = c.start, last = c.end;
-                if (map) {
+                if (origin) { /* the original character each folded one comes from */
+                    first = origin[c.start];
+                    last = origin[c.end - 1] + 1;
+                } else if (map) {
                     const Segment *seg = &map->segments[segment_at(map, c.start)];
                     first = seg->plain ? seg->start + (c.start - seg->folded) : seg->start;
                     seg = &map->segments[segment_at(map, c.end - 1)];
@@ -912,7 +1034,7 @@ static PyObject *Scanner_hits(Scanner *s, PyObject *args) {
     Py_ssize_t found = scan_text(s, folded, 0);
     if (found < 0)
         return NULL;
-    return emit(s, found, text, field, hit_type, NULL);
+    return emit(s, found, text, field, hit_type, NULL, NULL);
 }
 
 /* mapped(folded, text, field, hit_type, segments): the hits of a text that folding does
@@ -957,9 +1079,82 @@ static PyObject *Scanner_mapped(Scanner *s, PyObject *args) {
     Py_ssize_t found = scan_text(s, folded, 0);
     if (found < 0)
         goto done;
-    result = emit(s, found, text, field, hit_type, &map);
+    result = emit(s, found, text, field, hit_type, &map, NULL);
 done:
     PyMem_Free(map.segments);
+    return result;
+}
+
+/* find() for a text with characters that fold to others: folded here into a buffer of
+   its own, each folded character with the original one it comes from (an expanded
+   character's folded ones all come from it, so a hit in them spans all of it, as the
+   Python path's offset map gives it). None if the text has anything else to fold. */
+static PyObject *find_expanded(Scanner *s, PyObject *text, PyObject *field,
+                               PyTypeObject *hit_type) {
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text), cap = size + 16, n = 0;
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_UCS4 *folded = PyMem_Malloc(sizeof(Py_UCS4) * cap);
+    int32_t *origin = PyMem_Malloc(sizeof(int32_t) * cap);
+    PyObject *result = NULL;
+    if (!folded || !origin) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        const Py_UCS4 *from = &c;
+        Py_ssize_t length = 1;
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7F || (c == ' ' && n && folded[n - 1] == ' '))
+                goto plain_python;
+            if (c - 'A' < 26u)
+                c += 32;
+        } else if (c >= 0x10000 || !(s->plain[c >> 3] & (1 << (c & 7)))) {
+            Py_ssize_t e = c < 0x10000 ? expansion_of(s, c) : -1;
+            if (e < 0)
+                goto plain_python;
+            from = s->expansion_data + s->expansion_first[e];
+            length = s->expansion_length[e];
+        }
+        if (n + length > cap) {
+            cap = (n + length) * 2;
+            Py_UCS4 *grown = PyMem_Realloc(folded, sizeof(Py_UCS4) * cap);
+            if (!grown) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            folded = grown;
+            int32_t *grown_origin = PyMem_Realloc(origin, sizeof(int32_t) * cap);
+            if (!grown_origin) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            origin = grown_origin;
+        }
+        for (Py_ssize_t k = 0; k < length; k++) {
+            folded[n] = from[k];
+            origin[n++] = (int32_t)i;
+        }
+    }
+    if (n >= INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "text too long");
+        goto done;
+    }
+    {
+        Py_ssize_t found = s->nodes ? scan_kind(s, PyUnicode_4BYTE_KIND, folded, n, 0) : 0;
+        if (found < 0)
+            goto done;
+        if (found > 1)
+            qsort(s->found, found, sizeof(Candidate), candidate_order);
+        result = emit(s, found, text, field, hit_type, NULL, origin);
+    }
+    goto done;
+plain_python:
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(folded);
+    PyMem_Free(origin);
     return result;
 }
 
@@ -975,11 +1170,13 @@ static PyObject *Scanner_find(Scanner *s, PyObject *args) {
         return NULL;
     }
     Py_ssize_t found = scan_text(s, text, 1);
+    if (found == -2 && s->expansion_count)
+        return find_expanded(s, text, field, hit_type);
     if (found == -2)
         Py_RETURN_NONE;
     if (found < 0)
         return NULL;
-    return emit(s, found, text, field, hit_type, NULL);
+    return emit(s, found, text, field, hit_type, NULL, NULL);
 }
 
 /* spans(folded): [(start, end, term_id, term)], offsets in the folded text. */
@@ -991,7 +1188,7 @@ static PyObject *Scanner_spans(Scanner *s, PyObject *folded) {
     Py_ssize_t found = scan_text(s, folded, 0);
     if (found < 0)
         return NULL;
-    return emit(s, found, NULL, NULL, NULL, NULL);
+    return emit(s, found, NULL, NULL, NULL, NULL, NULL);
 }
 
 static PyMethodDef Scanner_methods[] = {

@@ -11,6 +11,7 @@ class Scanner:
         suffixes: Sequence[str],
         max_particles: int,
         plain: str,
+        expansions: Sequence[tuple[str, str]] | None = None,
     ) -> None: ...
     def find(
         self, text: str, field: str | None, hit_type: type[tuple[object, ...]], /

@@ -44,9 +44,13 @@ Two implementations of steps 2–4 give the same hits, field for field:
   word ends, particle chains and overlaps, making the :class:`Hit` tuples itself, so no
   Python code runs per candidate. A text made only of printable ASCII and characters
   that folding leaves alone (:func:`plain_characters`: Hangul syllables, Han, most
-  punctuation) is scanned as it is, its capitals folded as they are read; any other
-  text is folded first, and its offsets mapped back in C. About 55 MB/s on the corpus
-  of ``bench/match_rules.py`` against 20 MB/s for the Python path (docs/benchmarks.md).
+  punctuation) is scanned as it is, its capitals folded as they are read; one that also
+  has characters folding turns into plain ones (:func:`expanded_characters`: ``…``,
+  ``㈜``, full-width and accented capitals) is folded in C into a buffer that remembers
+  where each folded character came from; any other text (whitespace runs, combining
+  marks, jamo) is folded in Python first, and its offsets mapped back in C. About
+  60 MB/s on the corpus of ``bench/match_rules.py`` against 20 MB/s for the Python path
+  (docs/benchmarks.md).
 - **The Python path**, where the scanner is not built or ``KMON_NATIVE_MATCHER=off``:
   ``ahocorasick-rs`` (its DFA) reports every occurrence, (pattern, start, end) in one
   call, and the checks run in Python per candidate, about 1.5 µs each. The automaton
@@ -268,6 +272,33 @@ def plain_characters() -> str:
     return "".join(checked) + "".join(blocks)
 
 
+# Where the characters that fold to plain ones are looked for: the blocks above, the
+# enclosed CJK letters and the compatibility squares (㈜, ㎏), the Latin ligatures.
+_EXPANDED_BLOCKS = (*_CHECKED_BLOCKS, (0x3200, 0x3400), (0xFB00, 0xFB50), (0xFF00, 0xFFF0))
+
+
+@functools.cache
+def expanded_characters() -> tuple[tuple[str, str], ...]:
+    """(character, folded form) of the characters that fold, on their own and whatever
+    is next to them, into plain ones (:func:`plain_characters`, printable ASCII but the
+    space): ``…`` → ``...``, ``㈜`` → ``(주)``, ``Ａ`` → ``a``, ``É`` → ``é``, ``ß`` →
+    ``ss``. The C scanner folds a text made of these and plain characters itself."""
+    plain = set(plain_characters())
+
+    def plain_char(char: str) -> bool:
+        return char in plain or ("!" <= char <= "~" and not "A" <= char <= "Z")
+
+    out = []
+    for low, high in _EXPANDED_BLOCKS:
+        for char in map(chr, range(low, high)):
+            if char in plain or not char.isprintable() or char.isspace() or _composes(char):
+                continue
+            folded = _fold_plain(char)
+            if folded and not _composes(folded[0]) and all(map(plain_char, folded)):
+                out.append((char, folded))
+    return tuple(out)
+
+
 # Bounded: a cluster is a character and the combining marks after it, no fixed set.
 @functools.lru_cache(maxsize=65536)
 def _folded_length(cluster: str) -> int:
@@ -456,6 +487,7 @@ class Matcher:
                 LATIN_SUFFIXES,
                 _MAX_PARTICLES,
                 plain_characters(),
+                expanded_characters(),
             )
 
     @property
