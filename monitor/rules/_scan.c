@@ -642,7 +642,8 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kwds) {
     int32_t edge_at = 0;
     for (int32_t i = 0; i < s->node_count; i++) {
         EdgeList *l = &lists[i];
-        qsort(l->edges, l->count, sizeof(Edge), edge_order);
+        if (l->count > 1)
+            qsort(l->edges, l->count, sizeof(Edge), edge_order);
         s->nodes[i].first = edge_at;
         s->nodes[i].count = l->count;
         s->nodes[i].out = outs[i];
