@@ -103,6 +103,9 @@ typedef struct {
     int32_t *expansion_first, *expansion_length;
     Py_UCS4 *expansion_data;
     Py_ssize_t expansion_count;
+    /* Set during a call: its buffers are the scanner's own, and making the hits can run
+       the garbage collector, hence finalizers, hence (in principle) another call. */
+    int busy;
 } Scanner;
 
 /* ---------------------------------------------------------------- characters */
@@ -456,6 +459,10 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kwds) {
         return -1;
     if (PyUnicode_READY(plain) < 0)
         return -1;
+    if (s->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "a Scanner was set up again within its own call");
+        return -1;
+    }
     scanner_free_memory(s);
     PyObject *patterns = PySequence_Fast(patterns_arg, "patterns must be a sequence");
     if (!patterns)
@@ -1017,7 +1024,7 @@ fail:
 }
 
 /* hits(folded, text, field, hit_type): for a text that folds one for one. */
-static PyObject *Scanner_hits(Scanner *s, PyObject *args) {
+static PyObject *Scanner_hits_impl(Scanner *s, PyObject *args) {
     PyObject *folded, *text, *field;
     PyTypeObject *hit_type;
     if (!PyArg_ParseTuple(args, "UUOO!", &folded, &text, &field, &PyType_Type, &hit_type))
@@ -1041,7 +1048,7 @@ static PyObject *Scanner_hits(Scanner *s, PyObject *args) {
 /* mapped(folded, text, field, hit_type, segments): the hits of a text that folding does
    not leave one for one; segments is the offset map's list of (folded start, original
    start, original end, one for one). */
-static PyObject *Scanner_mapped(Scanner *s, PyObject *args) {
+static PyObject *Scanner_mapped_impl(Scanner *s, PyObject *args) {
     PyObject *folded, *text, *field, *segments;
     PyTypeObject *hit_type;
     if (!PyArg_ParseTuple(args, "UUOO!O!", &folded, &text, &field, &PyType_Type, &hit_type,
@@ -1161,7 +1168,7 @@ done:
 
 /* find(text, field, hit_type): the hits of an original text that folding leaves one for
    one as lower-case ASCII or itself, read folded; None for any other text. */
-static PyObject *Scanner_find(Scanner *s, PyObject *args) {
+static PyObject *Scanner_find_impl(Scanner *s, PyObject *args) {
     PyObject *text, *field;
     PyTypeObject *hit_type;
     if (!PyArg_ParseTuple(args, "UOO!", &text, &field, &PyType_Type, &hit_type))
@@ -1181,7 +1188,7 @@ static PyObject *Scanner_find(Scanner *s, PyObject *args) {
 }
 
 /* spans(folded): [(start, end, term_id, term)], offsets in the folded text. */
-static PyObject *Scanner_spans(Scanner *s, PyObject *folded) {
+static PyObject *Scanner_spans_impl(Scanner *s, PyObject *folded) {
     if (!PyUnicode_Check(folded)) {
         PyErr_SetString(PyExc_TypeError, "spans() takes a str");
         return NULL;
@@ -1190,6 +1197,33 @@ static PyObject *Scanner_spans(Scanner *s, PyObject *folded) {
     if (found < 0)
         return NULL;
     return emit(s, found, NULL, NULL, NULL, NULL, NULL);
+}
+
+static int enter(Scanner *s) {
+    if (s->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "a Scanner was called from within its own call");
+        return -1;
+    }
+    s->busy = 1;
+    return 0;
+}
+
+#define GUARDED(call)          \
+    do {                       \
+        if (enter(s) < 0)      \
+            return NULL;       \
+        PyObject *out = (call); \
+        s->busy = 0;           \
+        return out;            \
+    } while (0)
+
+static PyObject *Scanner_hits(Scanner *s, PyObject *args) { GUARDED(Scanner_hits_impl(s, args)); }
+static PyObject *Scanner_mapped(Scanner *s, PyObject *args) {
+    GUARDED(Scanner_mapped_impl(s, args));
+}
+static PyObject *Scanner_find(Scanner *s, PyObject *args) { GUARDED(Scanner_find_impl(s, args)); }
+static PyObject *Scanner_spans(Scanner *s, PyObject *folded) {
+    GUARDED(Scanner_spans_impl(s, folded));
 }
 
 static PyMethodDef Scanner_methods[] = {
