@@ -121,18 +121,24 @@ static inline int is_word(Py_UCS4 c) {
     return c < 0x1100 && (c == '_' || Py_UNICODE_ISALNUM(c));
 }
 
-static inline int32_t symbol_of(const Scanner *s, Py_UCS4 c) {
-    if (c < 0x10000)
-        return s->bmp_symbols[c];
-    Py_ssize_t lo = 0, hi = s->astral_count;
+/* Where c is in a sorted array of code points, or -1. */
+static Py_ssize_t char_index(const Py_UCS4 *chars, Py_ssize_t count, Py_UCS4 c) {
+    Py_ssize_t lo = 0, hi = count;
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
-        if (s->astral_chars[mid] < c)
+        if (chars[mid] < c)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return (lo < s->astral_count && s->astral_chars[lo] == c) ? s->astral_symbols[lo] : 0;
+    return (lo < count && chars[lo] == c) ? lo : -1;
+}
+
+static inline int32_t symbol_of(const Scanner *s, Py_UCS4 c) {
+    if (c < 0x10000)
+        return s->bmp_symbols[c];
+    Py_ssize_t at = char_index(s->astral_chars, s->astral_count, c);
+    return at >= 0 ? s->astral_symbols[at] : 0;
 }
 
 /* ---------------------------------------------------------------- char tries */
@@ -147,6 +153,14 @@ static int chartrie_init(CharTrie *t) {
     return 0;
 }
 
+/* The child of node on c in a char trie, or -1. */
+static inline int32_t chartrie_child(const CharNode *nodes, int32_t node, Py_UCS4 c) {
+    int32_t child = nodes[node].child;
+    while (child >= 0 && nodes[child].ch != c)
+        child = nodes[child].next;
+    return child;
+}
+
 static int chartrie_add(CharTrie *t, PyObject *word) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(word);
     int kind = PyUnicode_KIND(word);
@@ -154,9 +168,7 @@ static int chartrie_add(CharTrie *t, PyObject *word) {
     int32_t node = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        int32_t child = t->nodes[node].child;
-        while (child >= 0 && t->nodes[child].ch != c)
-            child = t->nodes[child].next;
+        int32_t child = chartrie_child(t->nodes, node, c);
         if (child < 0) {
             if (t->size == t->cap) {
                 CharNode *grown = PyMem_Realloc(t->nodes, sizeof(CharNode) * t->cap * 2);
@@ -191,13 +203,9 @@ static int particle_chain(const Scanner *s, int kind, const void *data, Py_ssize
     const CharNode *nodes = s->particles.nodes;
     int32_t node = 0;
     for (Py_ssize_t j = pos; j < size; j++) {
-        Py_UCS4 c = read_folded(kind, data, j);
-        int32_t child = nodes[node].child;
-        while (child >= 0 && nodes[child].ch != c)
-            child = nodes[child].next;
-        if (child < 0)
+        node = chartrie_child(nodes, node, read_folded(kind, data, j));
+        if (node < 0)
             return 0;
-        node = child;
         if (nodes[node].terminal) {
             if (j + 1 >= size || !is_hangul(read_folded(kind, data, j + 1)))
                 return 1;
@@ -215,13 +223,9 @@ static int latin_suffix(const Scanner *s, int kind, const void *data, Py_ssize_t
     const CharNode *nodes = s->suffixes.nodes;
     int32_t node = 0;
     for (Py_ssize_t j = pos; j < size; j++) {
-        Py_UCS4 c = read_folded(kind, data, j);
-        int32_t child = nodes[node].child;
-        while (child >= 0 && nodes[child].ch != c)
-            child = nodes[child].next;
-        if (child < 0)
+        node = chartrie_child(nodes, node, read_folded(kind, data, j));
+        if (node < 0)
             return 0;
-        node = child;
         if (nodes[node].terminal && (j + 1 >= size || !is_word(read_folded(kind, data, j + 1))))
             return 1;
     }
@@ -230,16 +234,15 @@ static int latin_suffix(const Scanner *s, int kind, const void *data, Py_ssize_t
 
 /* ---------------------------------------------------------------- the automaton */
 
-static int32_t child_of(const Scanner *s, int32_t state, int32_t symbol) {
-    const Node *node = &s->nodes[state];
-    const Edge *edges = s->edges + node->first;
-    int32_t lo = 0, hi = node->count;
-    if (hi <= 6) {
-        for (int32_t i = 0; i < hi; i++)
+/* The target of the edge on symbol in a list sorted by symbol, or -1. */
+static inline int32_t edge_lookup(const Edge *edges, int32_t count, int32_t symbol) {
+    if (count <= 8) {
+        for (int32_t i = 0; i < count; i++)
             if (edges[i].symbol == symbol)
                 return edges[i].target;
         return -1;
     }
+    int32_t lo = 0, hi = count;
     while (lo < hi) {
         int32_t mid = (lo + hi) / 2;
         if (edges[mid].symbol < symbol)
@@ -247,28 +250,19 @@ static int32_t child_of(const Scanner *s, int32_t state, int32_t symbol) {
         else
             hi = mid;
     }
-    return (lo < node->count && edges[lo].symbol == symbol) ? edges[lo].target : -1;
+    return (lo < count && edges[lo].symbol == symbol) ? edges[lo].target : -1;
+}
+
+/* The trie's child of state on symbol, or -1. */
+static int32_t child_of(const Scanner *s, int32_t state, int32_t symbol) {
+    const Node *node = &s->nodes[state];
+    return edge_lookup(s->edges + node->first, node->count, symbol);
 }
 
 /* The automaton's move from state on symbol, or -1 when it goes through the root. */
 static inline int32_t move_of(const Scanner *s, int32_t state, int32_t symbol) {
     const Node *node = &s->nodes[state];
-    const Edge *moves = s->moves + node->moves_first;
-    int32_t lo = 0, hi = node->moves_count;
-    if (hi <= 8) {
-        for (int32_t i = 0; i < hi; i++)
-            if (moves[i].symbol == symbol)
-                return moves[i].target;
-        return -1;
-    }
-    while (lo < hi) {
-        int32_t mid = (lo + hi) / 2;
-        if (moves[mid].symbol < symbol)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return (lo < node->moves_count && moves[lo].symbol == symbol) ? moves[lo].target : -1;
+    return edge_lookup(s->moves + node->moves_first, node->moves_count, symbol);
 }
 
 static void scanner_free_memory(Scanner *s) {
@@ -430,15 +424,7 @@ done:
 
 /* Where c's folded form is in expansion_data, or -1. */
 static Py_ssize_t expansion_of(const Scanner *s, Py_UCS4 c) {
-    Py_ssize_t lo = 0, hi = s->expansion_count;
-    while (lo < hi) {
-        Py_ssize_t mid = (lo + hi) / 2;
-        if (s->expansion_chars[mid] < c)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return (lo < s->expansion_count && s->expansion_chars[lo] == c) ? lo : -1;
+    return char_index(s->expansion_chars, s->expansion_count, c);
 }
 
 /* Scanner(patterns, particles, suffixes, max_particles, plain[, expansions])
@@ -919,6 +905,13 @@ static Py_ssize_t scan_text(Scanner *s, PyObject *folded, int fold) {
     return found;
 }
 
+static int is_hit_type(PyTypeObject *hit_type) {
+    if (PyType_IsSubtype(hit_type, &PyTuple_Type))
+        return 1;
+    PyErr_SetString(PyExc_TypeError, "hit_type must be a tuple type");
+    return 0;
+}
+
 /* The offset map of a text that folding does not leave one for one, as
    monitor.rules.match._Offsets keeps it: segments (folded start, original start,
    original end, one for one), sorted by folded start. */
@@ -1029,10 +1022,8 @@ static PyObject *Scanner_hits_impl(Scanner *s, PyObject *args) {
     PyTypeObject *hit_type;
     if (!PyArg_ParseTuple(args, "UUOO!", &folded, &text, &field, &PyType_Type, &hit_type))
         return NULL;
-    if (!PyType_IsSubtype(hit_type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "hit_type must be a tuple type");
+    if (!is_hit_type(hit_type))
         return NULL;
-    }
     if (PyUnicode_READY(text) < 0)
         return NULL;
     if (PyUnicode_GET_LENGTH(folded) != PyUnicode_GET_LENGTH(text)) {
@@ -1054,10 +1045,8 @@ static PyObject *Scanner_mapped_impl(Scanner *s, PyObject *args) {
     if (!PyArg_ParseTuple(args, "UUOO!O!", &folded, &text, &field, &PyType_Type, &hit_type,
                           &PyList_Type, &segments))
         return NULL;
-    if (!PyType_IsSubtype(hit_type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "hit_type must be a tuple type");
+    if (!is_hit_type(hit_type))
         return NULL;
-    }
     Py_ssize_t count = PyList_GET_SIZE(segments), size = PyUnicode_GET_LENGTH(text);
     if (count == 0) {
         PyErr_SetString(PyExc_ValueError, "an offset map has at least one segment");
@@ -1173,10 +1162,8 @@ static PyObject *Scanner_find_impl(Scanner *s, PyObject *args) {
     PyTypeObject *hit_type;
     if (!PyArg_ParseTuple(args, "UOO!", &text, &field, &PyType_Type, &hit_type))
         return NULL;
-    if (!PyType_IsSubtype(hit_type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "hit_type must be a tuple type");
+    if (!is_hit_type(hit_type))
         return NULL;
-    }
     Py_ssize_t found = scan_text(s, text, 1);
     if (found == -2 && s->expansion_count)
         return find_expanded(s, text, field, hit_type);
