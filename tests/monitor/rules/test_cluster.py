@@ -279,3 +279,27 @@ def test_the_shared_bigram_table_starts_afresh_past_its_bound(
         clusters.assign(_distinct_headline(n), T0 + timedelta(minutes=n))
         assert len(clusters._vocab) <= 40 + 11
     assert len(clusters) == 30
+
+
+def _old_stem(token: str) -> str:
+    # The definition: the longest ending that leaves two syllables, at most twice.
+    for _ in range(cluster._MAX_ENDINGS):
+        for ending in sorted(cluster._ENDINGS, key=len, reverse=True):
+            if token.endswith(ending) and len(token) - len(ending) >= 2:
+                token = token[: -len(ending)]
+                break
+        else:
+            break
+    return token
+
+
+def test_korean_endings_come_off_as_the_longest_first_definition_says() -> None:
+    rng = random.Random(3)
+    endings = list(cluster._ENDINGS)
+    tokens = [APPOINTMENT, "회의", "회의를", "임명됐다", "추진한다", "에서", "에게서"]
+    for _ in range(3000):
+        stem = "".join(chr(0xAC00 + rng.randrange(11172)) for _ in range(rng.randint(1, 3)))
+        tokens.append(stem + "".join(rng.choice(endings) for _ in range(rng.randint(0, 3))))
+    for token in tokens:
+        if token not in cluster._ENDING_SET:
+            assert cluster._stem(token) == _old_stem(token), token
