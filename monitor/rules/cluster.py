@@ -140,15 +140,18 @@ def _normalise(title: str) -> tuple[str, str]:
     return _BRACKETS.sub(" ", text), text
 
 
-def story_key(title: str) -> str:
-    """The normalised key of a headline: NFKC and case-folded, tags, source suffix,
-    punctuation and spacing removed. Never empty for a title with a letter or digit."""
-    stripped, text = _normalise(title)
+def _key(stripped: str, text: str) -> str:
     # Letters and digits only: spacing and punctuation vary between outlets.
     key = "".join(ch for ch in stripped if unicodedata.category(ch)[0] in "LN")
     if not key:  # a title made only of tags: keep them rather than return ""
         key = "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
     return key
+
+
+def story_key(title: str) -> str:
+    """The normalised key of a headline: NFKC and case-folded, tags, source suffix,
+    punctuation and spacing removed. Never empty for a title with a letter or digit."""
+    return _key(*_normalise(title))
 
 
 # --- words -------------------------------------------------------------------------
@@ -373,8 +376,11 @@ def headline_words(title: str) -> frozenset[str]:
     """The words of a headline as sets compare them: tags, outlet suffix and
     punctuation gone, Hangul particles and English inflections taken off, the words
     that only say how a story is told (속보, the, says) left out."""
-    stripped, _ = _normalise(title)
-    return frozenset(sys.intern(w) for w in _tokens(stripped))
+    return _words(_normalise(title)[0])
+
+
+def _words(stripped: str) -> frozenset[str]:
+    return frozenset(map(sys.intern, _tokens(stripped)))
 
 
 # Latin words too common in Korean headlines to tell one story from another.
@@ -465,8 +471,9 @@ class Headline:
 
     @classmethod
     def of(cls, title: str, tags: StoryTags = NO_TAGS) -> Headline:
-        key = story_key(title)
-        words = headline_words(title)
+        stripped, text = _normalise(title)
+        key = _key(stripped, text)
+        words = _words(stripped)
         covered = {w for surface in tags.covered for w in _surface_words(surface)}
         # A Latin hit's surface has no plural the stemmer left on (GPU in "GPUs").
         rest = frozenset(
