@@ -46,9 +46,11 @@ words: two stories about one company on one day share the entity and often a the
 two things shares its name and little else. tests/monitor/rules/test_cluster_pairs.py
 holds the table of pairs.
 
-Candidates come from inverted indexes (the prefix bigrams for rule 2, every word and id
+Candidates come from inverted indexes (the prefix bigrams for rule 2, the newest bigrams
+first so that a template's are seldom among them; every word and id that is not common
 for the others), kept in event-time order; a headline reads only the postings nearest
 its own event time, so its cost is bounded however many headlines the window holds.
+``StoryClusters.comparisons`` counts the pairs judged.
 """
 
 from __future__ import annotations
@@ -58,17 +60,19 @@ import hashlib
 import heapq
 import itertools
 import math
+import operator
 import re
 import sys
 import unicodedata
+from array import array
 from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import snowballstemmer
 
@@ -78,9 +82,6 @@ WINDOW = timedelta(hours=48)
 # feeds; a firehose of on-topic news would otherwise grow the window (about 3 KB a
 # headline) for 48 h. What the bound costs in clustering is in docs/benchmarks.md.
 MAX_HEADLINES = 10_000
-# Distinct bigram ints shared by the remembered headlines (StoryClusters._keep): the
-# table starts afresh past this many, so the shapes of old headlines are not kept.
-VOCAB_MAX = 1 << 17
 THRESHOLD = 0.8
 # Candidates looked at per prefix bigram of a headline, and headlines read per word,
 # entity or theme of it (counting what they share is cheaper than comparing), see
@@ -457,7 +458,7 @@ class Headline:
     """A headline as the rules of :func:`link` read it."""
 
     key: str
-    # A set while it is compared; once remembered, a tuple of shared int objects (see
+    # A set while it is compared; once remembered, an array of the ints (see
     # StoryClusters._keep): a few hundred bytes a headline instead of two kilobytes.
     grams: Collection[int]
     entities: frozenset[str]
@@ -582,41 +583,74 @@ def link(
     return score
 
 
-@dataclass(frozen=True, eq=False)
-class _Member:
-    headline: Headline
-    event_time: datetime
-    cluster: str
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(when: datetime) -> int:
+    return (when - _EPOCH) // _MICROSECOND
+
+
+class _Member(NamedTuple):
+    """A held headline. A tuple that orders by (event time, arrival): the postings are
+    kept sorted by bisect and insort comparing in C (a key function in Python was a
+    fifth of a headline's cost in a flood), and no two members compare equal."""
+
+    at: int  # event time, microseconds since the epoch
     seq: int  # order of arrival
+    event_time: datetime
+    headline: Headline
+    cluster: str
 
 
 _K = TypeVar("_K", str, int)
+_SEQ = operator.itemgetter(1)  # a member's arrival number
 
 
-def _event_time(member: _Member) -> datetime:
-    return member.event_time
-
-
-def _nearest(posting: list[_Member], when: datetime, count: int) -> list[_Member]:
-    """About ``count`` members of ``posting`` (in event-time order) nearest ``when``."""
+def _nearest(posting: list[_Member], at: int, count: int) -> list[_Member]:
+    """About ``count`` members of ``posting`` (in event-time order) nearest ``at``."""
     if len(posting) <= count:
         return posting
-    at = bisect_left(posting, when, key=_event_time)
-    start = min(max(0, at - count // 2), len(posting) - count)
+    start = bisect_left(posting, (at,))
+    start = min(max(0, start - count // 2), len(posting) - count)
     return posting[start : start + count]
 
 
-def _prefix(grams: Collection[int], threshold: float) -> list[int]:
+def _prefix_size(grams: int, threshold: float) -> int:
+    return max(1, grams - math.ceil(threshold * grams - 1e-9) + 1)
+
+
+# A held bigram's entry in StoryClusters._ranks: its rank, shifted, and in the low bits
+# how many held headlines have it (one int: the rank orders by it with no key function
+# in Python).
+_HOLDERS_BITS = 32
+_HOLDERS = (1 << _HOLDERS_BITS) - 1
+
+
+def _prefix(grams: Collection[int], threshold: float, ranks: dict[int, int]) -> list[int]:
     """The bigrams a near-duplicate must share at least one of (prefix filtering).
 
-    With Jaccard(A, B) >= t, B holds at least ceil(t·|A|) of A's bigrams, so it holds
-    one of any |A| - ceil(t·|A|) + 1 of them; when both sides index and probe the
-    first ones in the same global order (sorted), two near-duplicates always meet in
-    the index. Probing all members instead made clustering quadratic in a day's news.
+    With Jaccard(A, B) >= t, A and B share at least ceil(t·|A|) and ceil(t·|B|)
+    bigrams, so the first |A| - ceil(t·|A|) + 1 of A's and the first
+    |B| - ceil(t·|B|) + 1 of B's meet when both are taken in one global order: two
+    near-duplicates always meet in the index, whatever the order. Probing all members
+    instead made clustering quadratic in a day's news.
+
+    The order is the newest bigram first, by its rank in ``ranks``
+    (StoryClusters._ranks: given when the window first holds the bigram, kept while
+    any headline holds it), a bigram no held headline has before every other. A
+    bigram first seen late is a rare one, a story's own words rather than a template's:
+    in code-point order digits and Latin letters came first, and in a flood of one
+    topic ("AI", "22조원") their postings were the whole window, each probe a few
+    dozen comparisons for nothing. The bigrams no held headline has are in no
+    posting: they are not probed.
     """
-    ordered = sorted(grams)
-    keep = len(ordered) - math.ceil(threshold * len(ordered) - 1e-9) + 1
-    return ordered[: max(1, keep)]
+    held = list(filter(ranks.__contains__, grams))
+    keep = _prefix_size(len(grams), threshold) - (len(grams) - len(held))
+    if keep <= 0:
+        return []
+    held.sort(key=ranks.__getitem__, reverse=True)
+    return held[:keep]
 
 
 class StoryClusters:
@@ -659,8 +693,14 @@ class StoryClusters:
         self._by_key: dict[str, list[_Member]] = {}
         self._by_gram: dict[int, list[_Member]] = {}
         self._by_feature: dict[str, list[_Member]] = {}
-        self._vocab: dict[int, int] = {}
+        # Each bigram the held headlines have: its rank in the prefix order (see
+        # _prefix) and how many held headlines have it, in one int (_HOLDERS_BITS).
+        self._ranks: dict[int, int] = {}
+        self._last_rank = 0
         self._seq = 0
+        # Headlines compared with (calls of link) since the start: what a headline
+        # costs is mostly these, so tests bound it by this count rather than by time.
+        self.comparisons = 0
 
     def __len__(self) -> int:
         return len(self._members)
@@ -668,17 +708,19 @@ class StoryClusters:
     def _near(self, member: _Member, when: datetime) -> bool:
         return abs(member.event_time - when) <= self.window
 
-    def _remember(self, member: _Member) -> None:
-        headline = member.headline
+    def _remember(self, headline: Headline, event_time: datetime, cluster: str) -> None:
+        headline, prefix = self._keep(headline)
+        self._seq += 1
+        member = _Member(_micros(event_time), self._seq, event_time, headline, cluster)
         self._members[member.seq] = member
         heapq.heappush(self._oldest, (member.event_time, member.seq))
         self._by_key.setdefault(headline.key, []).append(member)
-        # Postings in event-time order (items mostly arrive in it: an append), so that a
-        # headline reads the ones nearest its own time.
-        for gram in _prefix(headline.grams, self.threshold):
-            insort(self._by_gram.setdefault(gram, []), member, key=_event_time)
+        # Postings in event-time order, so that a headline reads the ones nearest its
+        # own time.
+        for gram in prefix:
+            insort(self._by_gram.setdefault(gram, []), member)
         for feature in headline.features:
-            insort(self._by_feature.setdefault(feature, []), member, key=_event_time)
+            insort(self._by_feature.setdefault(feature, []), member)
         if self.max_headlines is not None:
             while len(self._members) > self.max_headlines:
                 self._forget_oldest()
@@ -691,10 +733,18 @@ class StoryClusters:
         member = self._members.pop(seq)
         headline = member.headline
         _drop(self._by_key, headline.key, member)
-        for gram in _prefix(headline.grams, self.threshold):
+        ranks = self._ranks
+        # The bigrams it was filed under: their ranks have not changed while it was held.
+        for gram in _prefix(headline.grams, self.threshold, ranks):
             _drop(self._by_gram, gram, member)
         for feature in headline.features:
             _drop(self._by_feature, feature, member)
+        for gram in headline.grams:
+            entry = ranks[gram] - 1
+            if entry & _HOLDERS:
+                ranks[gram] = entry
+            else:
+                del ranks[gram]
 
     def common(self, features: Iterable[str]) -> frozenset[str]:
         """Those of ``features`` (words, ``e:``/``t:`` ids) that more than
@@ -706,31 +756,44 @@ class StoryClusters:
         postings = self._by_feature
         return frozenset(f for f in features if len(postings.get(f, ())) > limit)
 
-    def _candidates(self, headline: Headline, when: datetime) -> Iterable[_Member]:
+    def _candidates(
+        self, headline: Headline, when: datetime, common: frozenset[str]
+    ) -> Iterable[_Member]:
         """The headlines worth comparing with: those sharing a prefix bigram (rule 2),
-        and those sharing enough entities, themes and words for rule 3 or 4 (three in
-        one script, two across), counted over the postings of each. Of a posting, only
-        the ``candidates`` headlines nearest ``when`` (a bigram's) or ``feature_reads``
-        of them (a word's, entity's or theme's) are read: copies of a story appear
-        within hours of each other, and what is common to a day's headlines ("ai",
-        Naver) must not make each headline cost a pass over all the others."""
+        and those sharing enough entities, themes and words for rules 3 to 5 (three in
+        one script, two across), counted over the postings of each. The ``common``
+        words and ids are not counted: :func:`link` counts them for neither side in
+        rules 3 to 5 (rule 2, near-verbatim copies, is the bigrams' to find), and in a
+        flood of one topic their postings are the whole window, each headline sharing
+        them a comparison for nothing. Of a posting, only the ``candidates`` headlines
+        nearest ``when`` (a bigram's) or ``feature_reads`` of them (a word's, entity's
+        or theme's) are read: copies of a story appear within hours of each other, and
+        what is common to a day's headlines must not make each headline cost a pass
+        over all the others."""
         found: dict[int, _Member] = {}
-        for gram in _prefix(headline.grams, self.threshold):
-            for member in _nearest(self._by_gram.get(gram, []), when, self.candidates):
+        at = _micros(when)
+        for gram in _prefix(headline.grams, self.threshold, self._ranks):
+            for member in _nearest(self._by_gram.get(gram, []), at, self.candidates):
                 found[member.seq] = member
         postings = self._by_feature
         reads = self.feature_reads
-        # Counted in C (members hash by identity): a Python loop over the postings was
-        # most of a headline's cost.
+        # Counted in C, by arrival number (hashing a whole member cost more than the
+        # count): a Python loop over the postings was most of a headline's cost.
         shared = Counter(
-            itertools.chain.from_iterable(
-                _nearest(postings.get(feature, []), when, reads) for feature in headline.features
+            map(
+                _SEQ,
+                itertools.chain.from_iterable(
+                    _nearest(postings.get(feature, []), at, reads)
+                    for feature in headline.features
+                    if feature not in common
+                ),
             )
         )
         hangul = headline.hangul
-        for member, count in shared.items():
-            if count >= 2 and (count >= 3 or member.headline.hangul != hangul):
-                found[member.seq] = member
+        members = self._members
+        for seq, count in shared.items():
+            if count >= 2 and (count >= 3 or members[seq].headline.hangul != hangul):
+                found[seq] = members[seq]
         return found.values()
 
     def assign(self, title: str, event_time: datetime, tags: StoryTags = NO_TAGS) -> str:
@@ -749,12 +812,13 @@ class StoryClusters:
         # on a tie, the earlier headline (as comparing with every one in order would).
         best: tuple[float, int] = (0.0, 0)
         seen: set[int] = set()
-        for member in self._candidates(headline, event_time):
+        for member in self._candidates(headline, event_time, common):
             if member.seq in seen:
                 continue
             seen.add(member.seq)
             if not self._near(member, event_time):
                 continue
+            self.comparisons += 1
             score = link(headline, member.headline, self.threshold, common)
             if score > 0 and (score, -member.seq) > best:
                 best, cluster = (score, -member.seq), member.cluster
@@ -765,21 +829,23 @@ class StoryClusters:
                     f"{headline.key}\n{event_time.isoformat()}".encode(), usedforsecurity=False
                 ).hexdigest()[:16]
             )
-        self._remember(_Member(self._keep(headline), event_time, cluster, self._next_seq()))
+        self._remember(headline, event_time, cluster)
         return cluster
 
-    def _keep(self, headline: Headline) -> Headline:
-        # One int object per distinct bigram, shared by every headline that has it.
-        vocab = self._vocab
-        if len(vocab) > VOCAB_MAX:
-            # Sharing is only a saving: the headlines held keep their ints.
-            vocab.clear()
-        grams = tuple(vocab.setdefault(code, code) for code in headline.grams)
-        return dataclasses.replace(headline, grams=grams)
-
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
+    def _keep(self, headline: Headline) -> tuple[Headline, list[int]]:
+        """``headline`` as the window holds it (its bigrams in an array: 8 bytes each,
+        no int objects), and the bigrams to file it under (see _prefix): each bigram
+        the window did not hold takes the next rank."""
+        ranks = self._ranks
+        for code in headline.grams:
+            entry = ranks.get(code)
+            if entry is None:
+                self._last_rank += 1
+                ranks[code] = (self._last_rank << _HOLDERS_BITS) | 1
+            else:
+                ranks[code] = entry + 1
+        prefix = _prefix(headline.grams, self.threshold, ranks)
+        return dataclasses.replace(headline, grams=array("q", headline.grams)), prefix
 
     def add(
         self, title: str, event_time: datetime, cluster: str, tags: StoryTags = NO_TAGS
@@ -791,7 +857,7 @@ class StoryClusters:
         for member in self._by_key.get(headline.key, ()):
             if member.cluster == cluster and self._near(member, event_time):
                 return
-        self._remember(_Member(self._keep(headline), event_time, cluster, self._next_seq()))
+        self._remember(headline, event_time, cluster)
 
     def prune(self, before: datetime) -> None:
         """Forget headlines whose event time is more than the window before ``before``."""
@@ -810,11 +876,9 @@ def _drop(index: dict[_K, list[_Member]], key: _K, member: _Member) -> None:
     posting = index.get(key)
     if posting is None:
         return
-    at = bisect_left(posting, member.event_time, key=_event_time)
-    for n in range(at, len(posting)):
-        if posting[n] is member:
-            del posting[n]
-            break
+    at = bisect_left(posting, member)
+    if at < len(posting) and posting[at] is member:
+        del posting[at]
     else:  # _by_key is in arrival order, not event time
         for n, other in enumerate(posting):
             if other is member:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
@@ -17,6 +18,9 @@ from monitor.rules.cluster import (
     link,
     story_key,
 )
+from monitor.rules.engine import story_tags
+from monitor.rules.match import tag
+from monitor.rules.model import Ruleset, load_rules
 from monitor.timefmt import KST
 
 T0 = datetime(2025, 6, 16, 10, 30, tzinfo=KST)
@@ -270,15 +274,15 @@ def test_prune_forgets_the_expired_and_keeps_the_rest() -> None:
     assert {m for posting in clusters._by_feature.values() for m in posting} == held
 
 
-def test_the_shared_bigram_table_starts_afresh_past_its_bound(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(cluster, "VOCAB_MAX", 40)
-    clusters = StoryClusters()
+def test_the_bigram_ranks_hold_what_the_window_holds_and_no_more() -> None:
+    clusters = StoryClusters(max_headlines=10)
     for n in range(30):  # 11 bigrams a headline, nearly all new
         clusters.assign(_distinct_headline(n), T0 + timedelta(minutes=n))
-        assert len(clusters._vocab) <= 40 + 11
-    assert len(clusters) == 30
+    held = [m.headline for m in clusters._members.values()]
+    holders = Counter(gram for headline in held for gram in headline.grams)
+    assert {gram: entry & cluster._HOLDERS for gram, entry in clusters._ranks.items()} == holders
+    clusters.prune(T0 + timedelta(days=3))
+    assert clusters._ranks == {}
 
 
 def _old_stem(token: str) -> str:
@@ -303,3 +307,50 @@ def test_korean_endings_come_off_as_the_longest_first_definition_says() -> None:
     for token in tokens:
         if token not in cluster._ENDING_SET:
             assert cluster._stem(token) == _old_stem(token), token
+
+
+# Near-template news: one company, one topic, an amount and a verb, in every headline,
+# then words of its own (made-up words of common syllables), as a flood of one policy
+# story's coverage reads.
+_ORGS = ("네이버", "카카오", "삼성전자", "SK하이닉스", "LG전자", "과학기술정보통신부", "국토교통부")
+_VERBS = ("검토", "확대", "합의", "철회", "강화", "연기", "착수", "보류")
+_SYLLABLES = [chr(c) for c in range(0xAC00, 0xD7A4, 28)]
+
+
+def _template_headline(rng: random.Random) -> str:
+    words = " ".join(
+        "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))) for _ in range(4)
+    )
+    return (
+        f"{rng.choice(_ORGS)}, AI 반도체 {rng.randint(1, 99)}조원 지원 {rng.choice(_VERBS)}…{words}"
+    )
+
+
+@pytest.fixture(scope="module")
+def ruleset() -> Ruleset:
+    return load_rules(None)
+
+
+def test_a_late_copy_joins_its_story_in_a_flood_of_template_headlines(ruleset: Ruleset) -> None:
+    clusters = StoryClusters()
+
+    def assign(title: str, when: datetime) -> str:
+        return clusters.assign(title, when, story_tags(tag(title, "", ruleset)))
+
+    story = assign("네이버, AI 반도체 22조원 지원 검토…갸겨뇨 뎌려 며벼셔 져쳐켜", T0)
+    rng = random.Random(11)
+    flood = [assign(_template_headline(rng), T0 + timedelta(seconds=20 * n)) for n in range(3000)]
+    assert len(set(flood)) == len(flood) and story not in flood
+    before = clusters.comparisons
+    copies = [
+        # another outlet's: words reordered, a particle, a tag and its name
+        "[속보] 갸겨뇨 뎌려 며벼셔 져쳐켜…네이버가 AI 반도체 22조원 지원 검토 - 뉴스1",
+        # near-verbatim: the own words run together, one syllable changed
+        "네이버 AI반도체 22조원 지원 검토…갸겨뇨뎌려 며벼셔 져쳐쿄",
+    ]
+    for copy in copies:
+        assert assign(copy, T0 + timedelta(hours=17)) == story
+    # Every headline of the flood shares the company, the topic or the amount and the
+    # verb with hundreds of others; the copies are compared with a few headlines only
+    # (their own words are rare), not with those.
+    assert clusters.comparisons - before <= 4 * len(copies)
