@@ -14,6 +14,12 @@ new stories, and timed. The items are tagged before the clock starts: tagging is
 matcher's cost, not the clusterer's. Each figure is the best of ``--rounds`` rounds
 (fresh clusters each).
 
+``--template``: instead, a flood of one policy story's coverage, the headlines
+bench/profile_ingest.py serves at ``--topical 1`` (a company, an on-topic term, an
+amount and a verb in every one, then four made-up words of its own: every headline a
+story, each sharing its template with thousands); the copies assigned are those
+headlines retitled as above.
+
 Besides the cost: *copies joined*, the copies that joined their own story, and *new
 merged*, the new stories that joined one in the window. The made-up stories combine a
 few dozen entities and themes at random, so two of them can name the same entities and
@@ -250,9 +256,23 @@ def make_window(
     return headlines[:members], stories
 
 
+def template_window(members: int) -> list[tuple[str, datetime, int]]:
+    """``members`` of bench/profile_ingest.py's on-topic headlines over 48 h, oldest
+    first, each its own story."""
+    from bench.profile_ingest import topical_entries
+
+    titles = [
+        entry.title
+        for feed in range(members // 50 + 1)
+        for entry in topical_entries(feed, 50, START, 1.0)
+    ][:members]
+    return [(title, START + WINDOW * (n / members), n) for n, title in enumerate(titles)]
+
+
 @dataclass(frozen=True)
 class Figures:
     seconds: float  # best, per assigned headline
+    comparisons: float | None  # story pairs judged per assigned headline (None: not counted)
     held: int  # members in the window after warm-up
     stories: int
     joined: float  # share of copies that joined their story
@@ -272,22 +292,30 @@ def run(
     rounds: int,
     vocabulary_size: int,
     bound: int | None = None,
+    template: bool = False,
 ) -> Figures:
     """Seconds per assigned headline and how well copies and new stories fared, with
     the window holding at most ``bound`` headlines (None: the 48 h alone)."""
     rng = random.Random(seed)
     ruleset = load_rules(None)
-    vocab = vocabulary(ruleset)
-    words_of = newsroom_words(rng, vocabulary_size)
-    window, stories = make_window(rng, vocab, words_of, members)
     now = START + WINDOW
     new: list[tuple[str, datetime, int | None]] = []
+    if template:
+        window = template_window(members + headlines // 2 + 1)
+        window, fresh = window[:members], [title for title, *_ in window[members:]]
+        stories = [(title.split(), when) for title, when, _ in window]
+    else:
+        vocab = vocabulary(ruleset)
+        words_of = newsroom_words(rng, vocabulary_size)
+        window, stories = make_window(rng, vocab, words_of, members)
     for n in range(headlines):
         if n % 2:
             story = rng.randrange(len(stories))
             words, first = stories[story]
             when = max(first, now - WINDOW) + timedelta(hours=1)
             new.append((retitle(rng, words), when, story))
+        elif template:
+            new.append((fresh[n // 2], now, None))
         else:
             new.append((retitle(rng, make_story(rng, vocab, words_of)), now, None))
     tags: dict[str, StoryTags] = {
@@ -295,6 +323,7 @@ def run(
     }
     best = float("inf")
     count = 0
+    comparisons: float | None = None
     got: list[str] = []
     window_mb = 0.0
     for round_ in range(rounds):
@@ -309,9 +338,12 @@ def run(
             gc.collect()
             window_mb = tracemalloc.get_traced_memory()[0] / 1e6
             tracemalloc.stop()
+        judged = getattr(clusters, "comparisons", None)  # counted since the clusterer has it
         started = time.perf_counter()
         got = [clusters.assign(title, when, tags[title]) for title, when, _ in new]
         best = min(best, (time.perf_counter() - started) / headlines)
+        if judged is not None:
+            comparisons = (clusters.comparisons - judged) / headlines
     copies = [
         (cid, story) for cid, (_, _, story) in zip(got, new, strict=True) if story is not None
     ]
@@ -320,7 +352,7 @@ def run(
     joined_recent = sum(cid == f"w{story}" for cid, story in recent) / max(1, len(recent))
     fresh = [cid for cid, (_, _, story) in zip(got, new, strict=True) if story is None]
     merged = sum(cid.startswith("w") for cid in fresh) / len(fresh)
-    return Figures(best, count, len(stories), joined, joined_recent, merged, window_mb)
+    return Figures(best, comparisons, count, len(stories), joined, joined_recent, merged, window_mb)
 
 
 JUDGEMENT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "judgement"
@@ -371,6 +403,11 @@ def main() -> None:
         "--vocabulary", type=int, default=5000, help="words per language besides names and terms"
     )
     parser.add_argument(
+        "--template",
+        action="store_true",
+        help="a flood of near-template headlines (bench/profile_ingest.py --topical 1)",
+    )
+    parser.add_argument(
         "--judgement",
         action="store_true",
         help="instead: the stories of the labelled headline sets in tests/fixtures/judgement",
@@ -382,26 +419,34 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         # One core: the daemon clusters on its one event-loop thread.
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    words = "template headlines" if args.template else f"{args.vocabulary:,} words a language"
     print(
         f"Python {sys.version.split()[0]}; {args.headlines} headlines, best of {args.rounds};"
-        f" {args.vocabulary:,} words a language"
+        f" {words}"
     )
     print(
         f"{'members in window':>18}  {'bound':>7}  {'held':>7}  {'stories':>8}"
-        f"  {'µs per headline':>16}  {'copies joined':>13}  {'of stories < 6 h':>16}"
-        f"  {'new merged':>10}  {'window MB':>9}"
+        f"  {'µs per headline':>16}  {'compared':>8}  {'copies joined':>13}"
+        f"  {'of stories < 6 h':>16}  {'new merged':>10}  {'window MB':>9}"
     )
     figures = []
     for members in args.members:
         for bound in args.bound or [0]:
             got = run(
-                members, args.headlines, args.seed, args.rounds, args.vocabulary, bound or None
+                members,
+                args.headlines,
+                args.seed,
+                args.rounds,
+                args.vocabulary,
+                bound or None,
+                args.template,
             )
             figures.append(got.seconds)
+            compared = "-" if got.comparisons is None else f"{got.comparisons:.1f}"
             print(
                 f"{members:>18,}  {bound or '-':>7}  {got.held:>7,}  {got.stories:>8,}"
-                f"  {got.seconds * 1e6:>16.1f}  {got.joined:>13.1%}  {got.joined_recent:>16.1%}"
-                f"  {got.merged:>10.1%}  {got.window_mb:>9.1f}"
+                f"  {got.seconds * 1e6:>16.1f}  {compared:>8}  {got.joined:>13.1%}"
+                f"  {got.joined_recent:>16.1%}  {got.merged:>10.1%}  {got.window_mb:>9.1f}"
             )
     if len(figures) > 1 and not args.bound:
         growth = figures[-1] / figures[0]
