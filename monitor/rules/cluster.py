@@ -791,8 +791,12 @@ class StoryClusters:
         )
         hangul = headline.hangul
         members = self._members
+        # Three shared in one script (rules 3 and 4), but two where that is all the
+        # headline says once the common go (rule 3's "all of both").
+        units = len(_specific(headline.phrases, common)) + len(headline.rest - common)
+        alike = min(WORDS_MIN_SHARED, max(2, units))
         for seq, count in shared.items():
-            if count >= 2 and (count >= 3 or members[seq].headline.hangul != hangul):
+            if count >= 2 and (count >= alike or members[seq].headline.hangul != hangul):
                 found[seq] = members[seq]
         return found.values()
 

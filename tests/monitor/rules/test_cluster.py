@@ -309,6 +309,23 @@ def test_korean_endings_come_off_as_the_longest_first_definition_says() -> None:
             assert cluster._stem(token) == _old_stem(token), token
 
 
+TWO_WORDS = "인공지능 반도체 엔비디아 급락"
+
+
+def test_a_copy_of_a_story_of_two_words_besides_the_common_ones_joins_it() -> None:
+    clusters = StoryClusters()
+    story = clusters.assign(TWO_WORDS, T0)
+    # A hundred more on the same two words: they become too common to count.
+    for n in range(100):
+        clusters.assign("인공지능 반도체 " + _distinct_headline(n), T0 + timedelta(seconds=n))
+    assert clusters.common(["인공지능", "반도체", "엔비디아"]) == {"인공지능", "반도체"}
+    # Reordered, a particle on: no near-verbatim copy, and the two words left once the
+    # common go are all either says.
+    copy = "엔비디아가 급락…인공지능 반도체"
+    assert jaccard(bigrams(story_key(copy)), bigrams(story_key(TWO_WORDS))) < 0.8
+    assert clusters.assign(copy, T0 + timedelta(hours=1)) == story
+
+
 # Near-template news: one company, one topic, an amount and a verb, in every headline,
 # then words of its own (made-up words of common syllables), as a flood of one policy
 # story's coverage reads.
