@@ -263,7 +263,7 @@ class RulesSettings(BaseModel):
     enabled: bool = True
     file: Path | None = None
     # The story window holds at most this many headlines (the items that fired a news
-    # rule in the last 48 h), the earliest forgotten first: about 3 KB each.
+    # rule in the last 48 h), the earliest forgotten first: about 4 KB each.
     story_headlines: int = Field(default=10_000, ge=100, le=10_000_000)
     workers: int = Field(default=0, ge=0, le=64)
 

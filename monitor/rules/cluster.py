@@ -79,7 +79,7 @@ import snowballstemmer
 WINDOW = timedelta(hours=48)
 # Headlines the window holds at most (by count as well as by time): past it the oldest
 # by event time leave first. A few hundred items a day fire a news rule in the default
-# feeds; a firehose of on-topic news would otherwise grow the window (about 3 KB a
+# feeds; a firehose of on-topic news would otherwise grow the window (about 4 KB a
 # headline) for 48 h. What the bound costs in clustering is in docs/benchmarks.md.
 MAX_HEADLINES = 10_000
 THRESHOLD = 0.8
