@@ -40,7 +40,7 @@ async def run(url: str, feeds: int) -> str:
     now = datetime(2026, 10, 5, 3, 0, tzinfo=UTC)
     parsed = [
         parse_feed(body, content_type="application/rss+xml", fetched_at=now).items
-        for body, _ in build_farm(feeds, 50)
+        for body, _ in build_farm(feeds, 50, None)
     ]
     engine = make_engine(url)
     try:
