@@ -378,10 +378,19 @@ def _new_items(out: str, args: Any, status: str) -> int:
 
 
 def kmon_cycles(
-    scratch: Path, backend: str, pg_url: str, port: int, share: float, rules: bool, args: Any
+    scratch: Path,
+    backend: str,
+    pg_url: str,
+    port: int,
+    share: float,
+    rules: bool,
+    args: Any,
+    *,
+    unchanged_cycle: bool | None = None,
 ) -> tuple[ProcessFigures, ProcessFigures | None]:
-    """``kmon poll --migrate`` over a new database (every item new), then, with rules on,
-    ``kmon poll`` naming every feed (every feed answers 304): the two processes' figures."""
+    """``kmon poll --migrate`` over a new database (every item new), then, with
+    ``unchanged_cycle`` (by default: with rules on), ``kmon poll`` naming every feed
+    (every feed answers 304): the two processes' figures."""
     if backend == "sqlite":
         db = scratch / "kmon.db"
         for leftover in scratch.glob("kmon.db*"):
@@ -402,7 +411,7 @@ def kmon_cycles(
     if first.items != args.feeds * args.items:
         raise SystemExit(f"first cycle stored {first.items}, expected {args.feeds * args.items}")
     unchanged = None
-    if rules:
+    if rules if unchanged_cycle is None else unchanged_cycle:
         names = [f"farm-{n:04d}" for n in range(args.feeds)]
         unchanged, out = run_process([*kmon, *names], env, log)
         _new_items(out, args, "not_modified")
@@ -519,6 +528,15 @@ def process_mode(args: Any, port: int) -> None:
         for run in range(args.runs):
             for backend, url in backends:
                 got = results.setdefault(backend, {})
+                if args.no_rules:
+                    # Only the store path: the cycles without rules, both of them.
+                    first, unchanged = kmon_cycles(
+                        scratch, backend, url, port, share, False, args, unchanged_cycle=True
+                    )
+                    got.setdefault("first_off", []).append(first)
+                    got.setdefault("unchanged", []).append(unchanged)  # type: ignore[arg-type]
+                    print(f"run {run + 1} {backend}: " + _run_line(got), flush=True)
+                    continue
                 first, unchanged = kmon_cycles(scratch, backend, url, port, share, True, args)
                 got.setdefault("first10", []).append(first)
                 got.setdefault("unchanged", []).append(unchanged)  # type: ignore[arg-type]
@@ -536,14 +554,14 @@ def process_mode(args: Any, port: int) -> None:
                 print(f"run {run + 1} rss2email: " + _run_line(got), flush=True)
         if any(b == "postgresql" for b, _ in backends):
             asyncio.run(fresh_postgres(args.pg_url, drop_only=True))
-    _print_table(results)
+    _print_table(results, args)
 
 
 def _run_line(got: dict[str, list[ProcessFigures]]) -> str:
     return "; ".join(f"{row} {_cell(row, runs[-1])}" for row, runs in got.items())
 
 
-def _print_table(results: dict[str, dict[str, list[ProcessFigures]]]) -> None:
+def _print_table(results: dict[str, dict[str, list[ProcessFigures]]], args: Any) -> None:
     medians = {
         who: {row: _median(runs) for row, runs in rows.items()} for who, rows in results.items()
     }
@@ -556,6 +574,8 @@ def _print_table(results: dict[str, dict[str, list[ProcessFigures]]]) -> None:
         head += ["rss2email", *(f"{c} vs rss2email" for c in columns)]
     table = [head]
     for row, label in ROWS:
+        if not any(row in medians[c] for c in columns):
+            continue
         cells = [label, *(_cell(row, medians[c].get(row)) for c in columns)]
         if peer:
             theirs = peer.get(peer_rows.get(row, row))
@@ -564,9 +584,12 @@ def _print_table(results: dict[str, dict[str, list[ProcessFigures]]]) -> None:
         table.append(cells)
     rss = ["peak RSS (largest process)"]
     cpu = ["CPU s, first cycle 10 % / unchanged"]
+    first = "first_off" if args.no_rules else "first10"
+    cpu[0] = cpu[0].replace("10 %", "rules off" if args.no_rules else "10 %")
     for who in [*columns, *(["rss2email"] if peer else [])]:
         rss.append(f"{max(f.rss_mb for f in medians[who].values()):.0f} MB")
-        cpu.append(f"{medians[who]['first10'].cpu:.1f} / {medians[who]['unchanged'].cpu:.2f}")
+        theirs = medians[who].get(first) or medians[who]["first10"]
+        cpu.append(f"{theirs.cpu:.1f} / {medians[who]['unchanged'].cpu:.2f}")
     if peer:
         theirs_rss = max(f.rss_mb for f in peer.values())
         rss += [f"×{max(f.rss_mb for f in medians[c].values()) / theirs_rss:.2f}" for c in columns]
@@ -612,7 +635,12 @@ def main() -> None:
         action="store_true",
         help="the earlier mode: open_runtime and poll_once in one spawned process",
     )
-    ap.add_argument("--no-rules", action="store_true", help="--in-process: rules off")
+    ap.add_argument(
+        "--no-rules",
+        action="store_true",
+        help="rules off; whole processes: only the first cycle without rules and the "
+        "unchanged cycle after it (rules off too)",
+    )
     ap.add_argument("--peer", choices=["rss2email"], help="run the peer on the same farm")
     ap.add_argument(
         "--peer-venv",
