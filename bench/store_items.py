@@ -1,4 +1,5 @@
-"""The store path of a first cycle alone: ``insert_items`` and ``record_success``.
+"""The store path of a first cycle alone: ``insert_items`` and ``record_success``, in a
+poll's transaction (``poll_transaction``, as ``poll_source`` opens it).
 
 Run: .venv/bin/python bench/store_items.py [--feeds 1000] [--pg-url URL]
 
@@ -52,8 +53,13 @@ async def run(url: str, feeds: int) -> str:
         async with sessionmaker() as session:
             states = await repo.load_sources(session)
 
+        try:
+            from monitor.db.onetrip import poll_transaction
+        except ImportError:  # a checkout from before it, for a side-by-side comparison
+            poll_transaction = type(sessionmaker).begin
+
         async def one(state: repo.SourceState, items: list[RawItem]) -> int:
-            async with sessionmaker.begin() as session:
+            async with poll_transaction(sessionmaker) as session:
                 new = await repo.insert_items(session, state, items, fetched_at=now)
                 await repo.record_success(
                     session,

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from monitor.db.onetrip import one_trip
+
 # Rows per statement: SQLite binds at most 32,766 parameters, asyncpg 32,767.
 BATCH = 1000
 
@@ -60,9 +62,13 @@ async def insert_new_rows(
     The database's unique key decides what is new, so restarts, races and replicas
     cannot duplicate a row. Runs on the session's connection, in its transaction.
     The returned rows are in no particular order: return a key column to map them.
+    In a poll's transaction on SQLite (monitor/db/onetrip.py) it is one trip to the
+    driver's thread.
     """
     if not rows:
         return []
+    if (trip := one_trip(session)) is not None:
+        return await trip.insert_new(table, rows, keys=keys, returning=returning)
     stmt = _insert_new_stmt(session.get_bind().dialect.name, table, keys, returning)
     conn = await session.connection()
     new: list[tuple[Any, ...]] = []

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from adapters.records import RawItem, Validators
 from monitor.config import DART_KIND, FEED_KIND, SourceConfig
 from monitor.db.dialect import insert_new_rows
+from monitor.db.onetrip import one_trip
 from monitor.db.schema import Base, DisclosureRow, Item, Source
 from monitor.identity import external_id, nfc
 from monitor.stored import StoredItem
@@ -254,16 +255,19 @@ async def record_success(
     validators: Validators,
     next_check_at: datetime,
 ) -> None:
-    await session.execute(
-        _RECORD_SUCCESS,
-        {
-            "p_id": source_id,
-            "p_etag": validators.etag,
-            "p_last_modified": validators.last_modified,
-            "p_now": now,
-            "p_next": next_check_at,
-        },
-    )
+    """Record a poll that succeeded; in a poll's transaction on SQLite, the UPDATE runs
+    with the commit (monitor/db/onetrip.py)."""
+    values = {
+        "p_id": source_id,
+        "p_etag": validators.etag,
+        "p_last_modified": validators.last_modified,
+        "p_now": now,
+        "p_next": next_check_at,
+    }
+    if (trip := one_trip(session)) is not None:
+        trip.later(_RECORD_SUCCESS, values)
+    else:
+        await session.execute(_RECORD_SUCCESS, values)
 
 
 async def record_failure(
@@ -275,16 +279,19 @@ async def record_failure(
     error: str,
     next_check_at: datetime,
 ) -> None:
-    await session.execute(
-        _RECORD_FAILURE,
-        {
-            "p_id": source_id,
-            "p_status": status,
-            "p_error": error,
-            "p_now": now,
-            "p_next": next_check_at,
-        },
-    )
+    """Record a poll that failed (one more error); in a poll's transaction on SQLite,
+    the UPDATE runs with the commit (monitor/db/onetrip.py)."""
+    values = {
+        "p_id": source_id,
+        "p_status": status,
+        "p_error": error,
+        "p_now": now,
+        "p_next": next_check_at,
+    }
+    if (trip := one_trip(session)) is not None:
+        trip.later(_RECORD_FAILURE, values)
+    else:
+        await session.execute(_RECORD_FAILURE, values)
 
 
 async def list_sources(session: AsyncSession) -> list[Source]:

@@ -2,7 +2,8 @@
 
 Order of a poll (:func:`poll_source`):
 1. fetch through the source kind's adapter (no database work while waiting on I/O);
-2. in one transaction: store the new items, tag them, store the signals they raise
+2. in one transaction (monitor/db/onetrip.py: on SQLite one or two trips to the
+   driver's thread): store the new items, tag them, store the signals they raise
    and those signals' deliveries, record the source's state (or its failure, and the
    signals a failing source raises);
 3. after the commit, wake the dispatcher when deliveries were written;
@@ -28,6 +29,7 @@ from monitor import schedule
 from monitor.config import DART_KIND
 from monitor.db import repo
 from monitor.db import signals as signals_repo
+from monitor.db.onetrip import poll_transaction
 from monitor.db.repo import SourceState
 from monitor.ingest.context import PollContext
 from monitor.ingest.disclosures import poll_disclosures
@@ -93,7 +95,7 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
             now, source.interval, jitter=ctx.scheduling.jitter, uniform=ctx.uniform
         )
         try:
-            async with ctx.store_turns, ctx.sessionmaker.begin() as session:
+            async with ctx.store_turns, poll_transaction(ctx.sessionmaker) as session:
                 items = []
                 if result is not None and not result.not_modified:
                     items = await repo.insert_items(session, source, result.items, fetched_at=now)

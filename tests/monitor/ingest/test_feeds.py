@@ -9,18 +9,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from structlog.testing import capture_logs
 
 from adapters.http import HttpLimits, make_client_session
+from adapters.records import Validators
 from monitor.config import SchedulerSettings, SourceConfig
-from monitor.db import repo
+from monitor.db import leases, repo
 from monitor.db import signals as signals_repo
+from monitor.db.dialect import is_postgres
 from monitor.db.schema import Item
 from monitor.ingest.context import HostLimiter, PollContext
 from monitor.ingest.feeds import poll_source
 from tests.feeds import entries, rss
+from tests.monitor.db.test_onetrip import refuse_etag
 from tests.servers import FakeSource, Reply, truncated_reply
 
 NOW = datetime(2025, 6, 18, 1, 0, tzinfo=UTC)
@@ -347,3 +350,84 @@ async def test_items_and_source_state_commit_together(
     assert (await state_of(ctx)).validators.etag is None
     monkeypatch.undo()
     assert len((await poll(ctx)).new_item_ids) == 3  # nothing was lost: all three now
+
+
+async def source_row(ctx: PollContext, name: str = "feed") -> dict[str, object]:
+    """The source's row as the database holds it."""
+    async with ctx.sessionmaker() as session:
+        found = await session.execute(text("SELECT * FROM sources WHERE name = :n"), {"n": name})
+        return dict(found.mappings().one())
+
+
+async def test_a_304_records_what_a_poll_records_and_gives_the_lease_back(
+    ctx: PollContext, http_server: FakeSource
+) -> None:
+    modified = "Wed, 18 Jun 2025 00:00:00 GMT"
+    http_server.sequence(
+        "/rss",
+        [
+            Reply(rss(entries(2)), etag='"v1"', last_modified=modified),
+            Reply(b"down", status=500),
+            Reply(rss(entries(2)), etag='"v1"', last_modified=modified),
+        ],
+    )
+    await add_source(ctx, http_server.url("/rss"))
+    assert (await poll(ctx)).status == "ok"
+    failing = await poll(replace(ctx, clock=lambda: NOW + timedelta(minutes=1)))
+    assert failing.status == "error"
+    later = NOW + timedelta(minutes=5)
+    async with ctx.sessionmaker.begin() as session:
+        [claimed] = await leases.claim_sources(session, owner="replica-a", ttl=120, now=later)
+    before = await source_row(ctx)
+    assert before["lease_owner"] == "replica-a"
+
+    answer = await poll_source(replace(ctx, clock=lambda: later), claimed)
+
+    assert (answer.status, answer.http_status) == ("not_modified", 304)
+    after = await source_row(ctx)
+    changed = {k: v for k, v in after.items() if v != before[k]}
+    async with ctx.sessionmaker() as session:
+        state = (await repo.load_sources(session, names=["feed"]))[0]
+    assert state.validators == Validators(etag='"v1"', last_modified=modified)
+    assert (state.status, state.error_count, state.last_success_at) == ("ok", 0, later)
+    assert state.next_check_at == later + timedelta(seconds=60)
+    # Exactly what a success writes, and nothing else: the last error stays on record.
+    assert set(changed) == {
+        "status",
+        "error_count",
+        "last_success_at",
+        "last_polled_at",
+        "next_check_at",
+        "lease_owner",
+        "lease_until",
+    }
+    assert (after["lease_owner"], after["lease_until"]) == (None, None)
+    assert after["last_error"] == before["last_error"] is not None
+    assert len(await stored_titles(ctx)) == 2
+
+
+async def test_a_poll_whose_commit_the_database_refuses_stores_nothing_and_is_retried(
+    ctx: PollContext, http_server: FakeSource
+) -> None:
+    http_server.serve("/rss", rss(entries(3)), etag='"v1"')
+    await add_source(ctx, http_server.url("/rss"))
+    # The database refuses the source's new state: the last statement of the
+    # transaction, run with the commit. The items inserted before it must go too.
+    async with ctx.sessionmaker.begin() as session:
+        await refuse_etag(session, '"v1"')
+
+    failed = await poll(ctx)
+
+    assert (failed.status, failed.error_key) == ("error", "store")
+    assert "refused by the database" in (failed.error or "")
+    assert await stored_titles(ctx) == []
+    state = await state_of(ctx)
+    assert (state.status, state.error_count, state.validators.etag) == ("failing", 1, None)
+    async with ctx.sessionmaker.begin() as session:
+        await session.execute(
+            text("DROP TRIGGER refuse" + (" ON sources" if is_postgres(session) else ""))
+        )
+    retried = await poll(ctx)
+    assert (retried.status, len(retried.new_item_ids)) == ("ok", 3)
+    assert len(await stored_titles(ctx)) == 3
+    assert (await state_of(ctx)).validators.etag == '"v1"'
