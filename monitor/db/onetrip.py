@@ -234,9 +234,10 @@ async def poll_transaction(
         trip = OneTrip(driver, engine.dialect)
         session = sessionmaker(bind=conn)
         session.info[_KEY] = trip
+        used = False
         try:
             yield session
-            if session.in_transaction():
+            if used := session.in_transaction():
                 # The poll used the session (signals, a read): it commits the
                 # transaction the two of them share.
                 await trip.flush()
@@ -244,10 +245,14 @@ async def poll_transaction(
             else:
                 await trip.commit()
         except BaseException:
-            if session.in_transaction():
+            if used := session.in_transaction():
                 await session.rollback()
             if driver.in_transaction:
                 await driver.rollback()
             raise
         finally:
-            await session.close()
+            # A session the poll never used holds nothing to give back (the
+            # connection is closed below); closing it would cost a greenlet of
+            # SQLAlchemy's for each 304.
+            if used or session.identity_map:
+                await session.close()

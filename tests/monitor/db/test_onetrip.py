@@ -2,7 +2,8 @@
 commits them all or none, on SQLite in one trip to the driver's thread for a 304
 (each test runs on SQLite and PostgreSQL; the trip counts on SQLite only)."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -181,41 +182,53 @@ async def test_a_transaction_that_raises_leaves_nothing(
         assert len(await repo.insert_items(session, source, [item(1)], fetched_at=NOW)) == 1
 
 
-async def refuse_etag(session: AsyncSession, etag: str) -> None:
-    """A trigger that makes the database refuse a source update setting ``etag``."""
-    if is_postgres(session):
-        await session.execute(
-            text(
-                "CREATE FUNCTION kmon_refuse() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'refused by the database'; END $$ LANGUAGE plpgsql"
+@asynccontextmanager
+async def refused_etag(sm: SM, etag: str) -> AsyncIterator[None]:
+    """The database refuses a source update that sets ``etag`` (a trigger), until the
+    block ends; the trigger goes with it (PostgreSQL keeps the schema between tests)."""
+    async with sm.begin() as session:
+        postgres = is_postgres(session)
+        if postgres:
+            await session.execute(
+                text(
+                    "CREATE OR REPLACE FUNCTION kmon_refuse() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'refused by the database'; END $$ LANGUAGE plpgsql"
+                )
             )
-        )
-        await session.execute(
-            text(
-                "CREATE TRIGGER refuse BEFORE UPDATE ON sources FOR EACH ROW "
-                f"WHEN (NEW.etag = '{etag}') EXECUTE FUNCTION kmon_refuse()"
+            await session.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE UPDATE ON sources FOR EACH ROW "
+                    f"WHEN (NEW.etag = '{etag}') EXECUTE FUNCTION kmon_refuse()"
+                )
             )
-        )
-    else:
-        await session.execute(
-            text(
-                f"CREATE TRIGGER refuse BEFORE UPDATE ON sources WHEN NEW.etag = '{etag}' "
-                "BEGIN SELECT RAISE(ABORT, 'refused by the database'); END"
+        else:
+            await session.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE UPDATE ON sources WHEN NEW.etag = '{etag}' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the database'); END"
+                )
             )
-        )
+    try:
+        yield
+    finally:
+        async with sm.begin() as session:
+            if postgres:
+                await session.execute(text("DROP TRIGGER refuse ON sources"))
+                await session.execute(text("DROP FUNCTION kmon_refuse()"))
+            else:
+                await session.execute(text("DROP TRIGGER refuse"))
 
 
 async def test_a_state_update_the_database_refuses_at_the_commit_leaves_nothing(
     sessionmaker: SM,
 ) -> None:
     [source] = await sources(sessionmaker, "feed")
-    async with sessionmaker.begin() as session:
-        await refuse_etag(session, '"v2"')
     before = await rows(sessionmaker)
-    with pytest.raises(Exception, match="refused by the database"):
-        async with poll_transaction(sessionmaker) as session:
-            await repo.insert_items(session, source, [item(1), item(2)], fetched_at=NOW)
-            await success(session, source)
+    async with refused_etag(sessionmaker, '"v2"'):
+        with pytest.raises(Exception, match="refused by the database"):
+            async with poll_transaction(sessionmaker) as session:
+                await repo.insert_items(session, source, [item(1), item(2)], fetched_at=NOW)
+                await success(session, source)
     assert await items_of(sessionmaker, source.id) == []
     assert await rows(sessionmaker) == before
 

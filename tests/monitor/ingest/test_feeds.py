@@ -18,12 +18,11 @@ from adapters.records import Validators
 from monitor.config import SchedulerSettings, SourceConfig
 from monitor.db import leases, repo
 from monitor.db import signals as signals_repo
-from monitor.db.dialect import is_postgres
 from monitor.db.schema import Item
 from monitor.ingest.context import HostLimiter, PollContext
 from monitor.ingest.feeds import poll_source
 from tests.feeds import entries, rss
-from tests.monitor.db.test_onetrip import refuse_etag
+from tests.monitor.db.test_onetrip import refused_etag
 from tests.servers import FakeSource, Reply, truncated_reply
 
 NOW = datetime(2025, 6, 18, 1, 0, tzinfo=UTC)
@@ -413,20 +412,14 @@ async def test_a_poll_whose_commit_the_database_refuses_stores_nothing_and_is_re
     await add_source(ctx, http_server.url("/rss"))
     # The database refuses the source's new state: the last statement of the
     # transaction, run with the commit. The items inserted before it must go too.
-    async with ctx.sessionmaker.begin() as session:
-        await refuse_etag(session, '"v1"')
-
-    failed = await poll(ctx)
+    async with refused_etag(ctx.sessionmaker, '"v1"'):
+        failed = await poll(ctx)
 
     assert (failed.status, failed.error_key) == ("error", "store")
     assert "refused by the database" in (failed.error or "")
     assert await stored_titles(ctx) == []
     state = await state_of(ctx)
     assert (state.status, state.error_count, state.validators.etag) == ("failing", 1, None)
-    async with ctx.sessionmaker.begin() as session:
-        await session.execute(
-            text("DROP TRIGGER refuse" + (" ON sources" if is_postgres(session) else ""))
-        )
     retried = await poll(ctx)
     assert (retried.status, len(retried.new_item_ids)) == ("ok", 3)
     assert len(await stored_titles(ctx)) == 3
