@@ -3,7 +3,7 @@ commits them all or none, on SQLite in one trip to the driver's thread for a 304
 (each test runs on SQLite and PostgreSQL; the trip counts on SQLite only)."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -182,10 +182,16 @@ async def test_a_transaction_that_raises_leaves_nothing(
         assert len(await repo.insert_items(session, source, [item(1)], fetched_at=NOW)) == 1
 
 
+def refused_etag(sm: SM, etag: str) -> AbstractAsyncContextManager[None]:
+    """The database refuses a source update that sets ``etag``, until the block ends."""
+    return refusing(sm, "UPDATE ON sources", f"NEW.etag = '{etag}'")
+
+
 @asynccontextmanager
-async def refused_etag(sm: SM, etag: str) -> AsyncIterator[None]:
-    """The database refuses a source update that sets ``etag`` (a trigger), until the
-    block ends; the trigger goes with it (PostgreSQL keeps the schema between tests)."""
+async def refusing(sm: SM, event: str, when: str) -> AsyncIterator[None]:
+    """The database refuses the rows of ``event`` ("UPDATE ON sources") for which
+    ``when`` holds (a trigger), until the block ends; the trigger goes with it."""
+    table = event.split()[-1]
     async with sm.begin() as session:
         postgres = is_postgres(session)
         if postgres:
@@ -197,14 +203,14 @@ async def refused_etag(sm: SM, etag: str) -> AsyncIterator[None]:
             )
             await session.execute(
                 text(
-                    "CREATE TRIGGER refuse BEFORE UPDATE ON sources FOR EACH ROW "
-                    f"WHEN (NEW.etag = '{etag}') EXECUTE FUNCTION kmon_refuse()"
+                    f"CREATE TRIGGER refuse BEFORE {event} FOR EACH ROW "
+                    f"WHEN ({when}) EXECUTE FUNCTION kmon_refuse()"
                 )
             )
         else:
             await session.execute(
                 text(
-                    f"CREATE TRIGGER refuse BEFORE UPDATE ON sources WHEN NEW.etag = '{etag}' "
+                    f"CREATE TRIGGER refuse BEFORE {event} WHEN {when} "
                     "BEGIN SELECT RAISE(ABORT, 'refused by the database'); END"
                 )
             )
@@ -213,7 +219,7 @@ async def refused_etag(sm: SM, etag: str) -> AsyncIterator[None]:
     finally:
         async with sm.begin() as session:
             if postgres:
-                await session.execute(text("DROP TRIGGER refuse ON sources"))
+                await session.execute(text(f"DROP TRIGGER refuse ON {table}"))
                 await session.execute(text("DROP FUNCTION kmon_refuse()"))
             else:
                 await session.execute(text("DROP TRIGGER refuse"))
@@ -231,6 +237,26 @@ async def test_a_state_update_the_database_refuses_at_the_commit_leaves_nothing(
                 await success(session, source)
     assert await items_of(sessionmaker, source.id) == []
     assert await rows(sessionmaker) == before
+
+
+async def test_an_item_the_database_refuses_leaves_nothing_and_the_rest_is_stored_later(
+    sessionmaker: SM,
+) -> None:
+    [source] = await sources(sessionmaker, "feed")
+    before = await rows(sessionmaker)
+    batch = [item(1), item(2), item(3)]
+    async with refusing(sessionmaker, "INSERT ON items", "NEW.title = '카카오 소식 2'"):
+        with pytest.raises(Exception, match="refused by the database"):
+            async with poll_transaction(sessionmaker) as session:
+                await repo.insert_items(session, source, batch, fetched_at=NOW)
+                await success(session, source)
+    # The first item went in before the second was refused: it went out with it.
+    assert await items_of(sessionmaker, source.id) == []
+    assert await rows(sessionmaker) == before
+    async with poll_transaction(sessionmaker) as session:
+        assert len(await repo.insert_items(session, source, batch, fetched_at=NOW)) == 3
+        await success(session, source)
+    assert len(await items_of(sessionmaker, source.id)) == 3
 
 
 async def test_sqlite_trips_a_304_takes_one_and_new_items_two(
