@@ -162,8 +162,8 @@ class Phases:
     claim: float = 0.0  # _claim_and_plan: claim UPDATE, rows + signals read, plan
     render: float = 0.0  # render_slack (inside send)
     send: float = 0.0  # SlackChannel.send: render + POST + answer
-    mark: float = 0.0  # _sent: the UPDATE … status='sent' transaction
-    next_due: float = 0.0  # _next_due: two MIN() queries after each round
+    mark: float = 0.0  # _started: a send's attempt and the channel's previous mark
+    next_due: float = 0.0  # _close: the round's last marks and the next due time
     retried: int = 0  # flood: messages whose first send did not go through
 
 
@@ -233,8 +233,8 @@ def instrument(dispatcher: Dispatcher, phases: Phases) -> Callable[[], None]:
     d: Any = dispatcher  # instance attributes shadow the methods for this run only
     d._round = _timed(d._round, round_done)
     d._claim_and_plan = _timed(d._claim_and_plan, claimed)
-    d._sent = _timed(d._sent, add("mark"))
-    d._next_due = _timed(d._next_due, add("next_due"))
+    d._started = _timed(d._started, add("mark"))
+    d._close = _timed(d._close, add("next_due"))
     for channel in d.channels.values():
         channel.send = _timed(channel.send, add("send"))
     slack.render_slack = timed_render
@@ -582,11 +582,12 @@ def phase_line(run: Run) -> str:
     line = (
         f"  {run.backend} {run.mode}: {p.claimed / rounds:.2f} signals claimed per round; "
         f"per round {p.round / rounds * 1000:.2f} ms = claim+plan "
-        f"{p.claim / rounds * 1000:.2f} + sends {p.send / rounds * 1000:.2f} + marks "
-        f"{p.mark / rounds * 1000:.2f} + next_due {p.next_due / rounds * 1000:.2f} + "
-        f"rest {rest / rounds * 1000:.2f} (claim transaction begin/commit, log lines); "
-        f"per message: send {p.send / msgs * 1000:.2f} ms (render "
-        f"{p.render / msgs * 1000:.2f}), mark {p.mark / msgs * 1000:.2f} ms; rounds busy "
+        f"{p.claim / rounds * 1000:.2f} + sends {p.send / rounds * 1000:.2f} + attempts "
+        f"and marks {p.mark / rounds * 1000:.2f} + closing marks and next due "
+        f"{p.next_due / rounds * 1000:.2f} + rest {rest / rounds * 1000:.2f} (claim "
+        f"transaction begin/commit, charts, log lines); per message: send "
+        f"{p.send / msgs * 1000:.2f} ms (render {p.render / msgs * 1000:.2f}), attempt "
+        f"and mark {p.mark / msgs * 1000:.2f} ms; rounds busy "
         f"{p.round:.2f} s of {run.last_receipt - run.started:.2f} s"
     )
     if run.mode == "flood":

@@ -12,15 +12,20 @@ One round (:meth:`Dispatcher.run_once`):
    route whose throttle is used up gets its rows back, due when its window frees,
    and they go out folded into the next allowed message;
 3. send, outside any transaction: channels concurrently, each channel's messages in
-   order, each counted as an attempt of its rows just before it starts (a short
-   transaction of its own); a transient failure pauses that channel for the rest of
-   the round;
-4. mark each message in its own transaction as soon as its answer is known: sent,
-   due again after a backoff, or dead with the reason.
+   order, each counted as an attempt of its rows just before it starts; a transient
+   failure pauses that channel for the rest of the round;
+4. mark each message once its answer is known: sent, due again after a backoff, or
+   dead with the reason. The mark is written in the transaction that counts the
+   channel's next attempt, before that send starts, and the round's last marks (and
+   the messages given back unsent) in one closing transaction, which also reads when
+   the next row is due. A round so costs one transaction per message and two more,
+   each of which waits for a poll's store on SQLite's one connection.
 
 Crashes: a process that dies between 3 and 4 leaves its rows leased; when the lease
 runs out they are claimed again and sent once more (with the same message key):
-the one duplicate the design allows. Nothing else can send a row twice, and nothing
+the one duplicate the design allows. A channel's next send starts only once the
+previous one's mark is committed, so a crash, or marks that fail to commit, leaves at
+most one such message per channel. Nothing else can send a row twice, and nothing
 pending is ever dropped: every path ends in ``sent``, ``dead`` or a later ``due_at``.
 Only a send that started counts as an attempt, so a process that keeps dying costs
 the rows it claimed but never got to nothing: ``max_attempts`` abandons only a row
@@ -186,6 +191,16 @@ class _Message:
         )
 
 
+@dataclass(frozen=True)
+class _Mark:
+    """What a message's answer writes on its rows (column → value), and the outcome
+    reported once that is committed."""
+
+    ids: tuple[int, ...]
+    values: tuple[tuple[str, Any], ...]
+    outcome: MessageOutcome
+
+
 @dataclass
 class _Round:
     """What the claim transaction decided: messages per channel, and what to log."""
@@ -304,6 +319,8 @@ class Dispatcher:
             plan = await self._claim_and_plan(session, now)
         for outcome in plan.settled:
             self._report(outcome)
+        marks: list[_Mark] = []
+        failure: BaseException | None = None
         if plan.by_channel:
             # New sends start only in the first half of the lease, so that one that
             # starts late still ends before another dispatcher may claim its rows.
@@ -317,9 +334,41 @@ class Dispatcher:
             self._charts = {}
             for result in results:
                 if isinstance(result, BaseException):
-                    raise result
-        async with self.sessionmaker() as session:
-            return plan.claimed, await self._next_due(session, self.clock())
+                    failure = failure or result
+                else:
+                    marks.extend(result)
+        # The other channels' answers are written even when one channel's failed:
+        # their rows are not sent again after the lease.
+        next_due = await self._close(marks)
+        if failure is not None:
+            raise failure
+        return plan.claimed, next_due
+
+    async def _close(self, marks: Sequence[_Mark]) -> datetime | None:
+        """The round's closing transaction: its last marks, then when the next row is due."""
+        async with self.sessionmaker.begin() as session:
+            await self._write(session, marks)
+            next_due = await self._next_due(session, self.clock())
+        self._reported(marks)
+        return next_due
+
+    async def _write(self, session: AsyncSession, marks: Sequence[_Mark]) -> None:
+        """Marks with the same values (messages given back until the same time, above
+        all) in one UPDATE; each sent message's own key and answer in one of its own."""
+        ids: dict[tuple[tuple[str, Any], ...], list[int]] = {}
+        for mark in marks:
+            ids.setdefault(mark.values, []).extend(mark.ids)
+        for values, rows in ids.items():
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(rows))
+                .values(dict(values))
+                .execution_options(synchronize_session=False)
+            )
+
+    def _reported(self, marks: Sequence[_Mark]) -> None:
+        for mark in marks:
+            self._report(mark.outcome)
 
     # --- 1 and 2: claim and plan, in one transaction ----------------------------------
 
@@ -449,25 +498,28 @@ class Dispatcher:
 
     # --- 3 and 4: send, then mark ------------------------------------------------------
 
-    async def _send_all(self, name: str, messages: list[_Message], cutoff: datetime) -> None:
+    async def _send_all(self, name: str, messages: list[_Message], cutoff: datetime) -> list[_Mark]:
         """A channel's messages in order; after a transient failure the rest wait for
         the same retry time, and after a Retry-After every later round waits for it
         too (a 429 is about the channel, not one message). Messages
-        not started by ``cutoff`` are given back, due now, for the next round."""
+        not started by ``cutoff`` are given back, due now, for the next round.
+        Returns the marks not yet written, for the round's closing transaction."""
         held = self._held_until.get(name)
         paused_until = held if held is not None and held > self.clock() else None
+        marks: list[_Mark] = []
         for message in messages:
             if paused_until is None and self.clock() >= cutoff:
                 paused_until = self.clock()
             if paused_until is not None:
-                async with self.sessionmaker.begin() as session:
-                    await self._defer(session, message.rows, paused_until, held=None)
-                self._report(self._deferred(message.rows, message.digest, paused_until, "paused"))
+                outcome = self._deferred(message.rows, message.digest, paused_until, "paused")
+                values = (("claimed_until", None), ("due_at", paused_until))
+                marks.append(_Mark(tuple(r.id for r in message.rows), values, outcome))
                 continue
-            outcome = await self._send(self.channels[name], message)
-            self._report(outcome)
-            if outcome.status == "retry":
-                paused_until = outcome.next_attempt_at
+            answered = await self._send(self.channels[name], message, marks)
+            marks = [answered]
+            if answered.outcome.status == "retry":
+                paused_until = answered.outcome.next_attempt_at
+        return marks
 
     def _charts_on(self) -> bool:
         """Whether charts can be drawn here; without the ``charts`` extra, alerts go out
@@ -524,64 +576,70 @@ class Dispatcher:
         caption = f"Chart: {signal.subject} over its session with the KOSPI. {words}".strip()
         return ChartImage(signal.id, signal.subject, rendered.png, caption)
 
-    async def _send(self, channel: Channel, message: _Message) -> MessageOutcome:
+    async def _send(self, channel: Channel, message: _Message, marks: Sequence[_Mark]) -> _Mark:
+        """Send ``message`` once ``marks`` (the channel's previous answer) and its
+        attempt are committed; returns its own mark, not yet written."""
         started = time.perf_counter()
         outgoing = message.to_message(self.clock())
         not_drawn = 0
         if shows_charts(channel):
             outgoing, not_drawn = await self._charted(outgoing)
-        await self._started(message)
+        await self._started(message, marks)
         try:
             sent = await channel.send(outgoing)
         except asyncio.CancelledError:
             raise  # leased: sent again after the lease, which is the allowed resend
         except PermanentError as exc:
-            return await self._dead(message, exc, started)
+            return self._dead(message, exc, started)
         except FetchError as exc:
-            return await self._retry(message, exc, started)
+            return self._retry(message, exc, started)
         except Exception as exc:
             # A channel bug: retried like a transient failure (and so dead-lettered
             # after max_attempts), with the traceback logged once here.
             log.exception("channel_crashed", channel=message.channel, message=message.key)
             internal = TransientError("internal", f"{type(exc).__name__}: {exc}")
-            return await self._retry(message, internal, started)
-        outcome = await self._sent(message, sent, started)
+            return self._retry(message, internal, started)
+        mark = self._sent(message, sent, started)
         failures = not_drawn + sent.image_failures
-        return replace(outcome, chart_failures=failures) if failures else outcome
+        if failures:
+            return replace(mark, outcome=replace(mark.outcome, chart_failures=failures))
+        return mark
 
-    async def _started(self, message: _Message) -> None:
+    async def _started(self, message: _Message, marks: Sequence[_Mark]) -> None:
         """Count the attempt before the send begins: if the process dies during the
-        send, the rows show it; rows claimed alongside that never started do not."""
+        send, the rows show it; rows claimed alongside that never started do not.
+        ``marks``, the answers before it, go in the same transaction."""
         async with self.sessionmaker.begin() as session:
+            await self._write(session, marks)
             await session.execute(
                 update(Delivery)
                 .where(Delivery.id.in_([r.id for r in message.rows]))
                 .values(attempts=Delivery.attempts + 1, last_attempt_at=self.clock())
                 .execution_options(synchronize_session=False)
             )
+        self._reported(marks)
 
-    async def _sent(self, message: _Message, sent: Sent, started: float) -> MessageOutcome:
-        now = self.clock()
-        async with self.sessionmaker.begin() as session:
-            await session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_([r.id for r in message.rows]))
-                .values(
-                    status=SENT,
-                    sent_at=now,
-                    message_key=message.key,
-                    response=sent.detail[:RESPONSE_MAX],
-                    claimed_until=None,
-                )
-                .execution_options(synchronize_session=False)
-            )
-        return self._outcome(message, SENT, started, detail=sent.detail)
+    @staticmethod
+    def _mark(message: _Message, outcome: MessageOutcome, **values: Any) -> _Mark:
+        ids = tuple(r.id for r in message.rows)
+        return _Mark(ids, tuple(sorted({"claimed_until": None, **values}.items())), outcome)
 
-    async def _retry(self, message: _Message, exc: FetchError, started: float) -> MessageOutcome:
+    def _sent(self, message: _Message, sent: Sent, started: float) -> _Mark:
+        outcome = self._outcome(message, SENT, started, detail=sent.detail)
+        return self._mark(
+            message,
+            outcome,
+            status=SENT,
+            sent_at=self.clock(),
+            message_key=message.key,
+            response=sent.detail[:RESPONSE_MAX],
+        )
+
+    def _retry(self, message: _Message, exc: FetchError, started: float) -> _Mark:
         dispatch = self.settings.dispatch
         attempts = message.attempts
         if attempts >= dispatch.max_attempts:
-            return await self._dead(message, exc, started, gave_up=True)
+            return self._dead(message, exc, started, gave_up=True)
         now = self.clock()
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
         if retry_after is not None:
@@ -596,27 +654,19 @@ class Dispatcher:
                 uniform=self.uniform,
             )
         )
-        error = f"{exc.key}: {exc}"[:ERROR_MAX]
-        async with self.sessionmaker.begin() as session:
-            await session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_([r.id for r in message.rows]))
-                .values(due_at=due, claimed_until=None, last_error=error)
-                .execution_options(synchronize_session=False)
-            )
-        return self._outcome(
+        outcome = self._outcome(
             message, "retry", started, error_key=exc.key, error=str(exc), next_attempt_at=due
         )
+        return self._mark(message, outcome, due_at=due, last_error=f"{exc.key}: {exc}"[:ERROR_MAX])
 
-    async def _dead(
+    def _dead(
         self, message: _Message, exc: FetchError, started: float, *, gave_up: bool = False
-    ) -> MessageOutcome:
+    ) -> _Mark:
         reason = f"{exc.key}: {exc}"
         if gave_up:
             reason = f"gave up after {message.attempts} attempts: {reason}"
-        async with self.sessionmaker.begin() as session:
-            await self._mark_dead(session, message.rows, reason)
-        return self._outcome(message, DEAD, started, error_key=exc.key, error=reason)
+        outcome = self._outcome(message, DEAD, started, error_key=exc.key, error=reason)
+        return self._mark(message, outcome, status=DEAD, last_error=reason[:ERROR_MAX])
 
     async def _mark_dead(self, session: AsyncSession, rows: Sequence[_Row], reason: str) -> None:
         await session.execute(
