@@ -18,8 +18,10 @@ One round (:meth:`Dispatcher.run_once`):
    dead with the reason. The mark is written in the transaction that counts the
    channel's next attempt, before that send starts, and the round's last marks (and
    the messages given back unsent) in one closing transaction, which also reads when
-   the next row is due. A round so costs one transaction per message and two more,
-   each of which waits for a poll's store on SQLite's one connection.
+   the next row is due: one transaction per message and two more a round. Polls
+   that have not begun their store wait for the round (``turns``,
+   :mod:`monitor.db.turns`), so that on SQLite's one connection these transactions
+   wait for no poll but one already inside.
 
 Crashes: a process that dies between 3 and 4 leaves its rows leased; when the lease
 runs out they are claimed again and sent once more (with the same message key):
@@ -35,6 +37,7 @@ whose own sends never got an answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 import time
@@ -64,6 +67,7 @@ from monitor.alerts.outbox import DIGEST_HELD, HELD_THROTTLE, alert_signal
 from monitor.chart import RENDER_TIMEOUT, render_async
 from monitor.chart import available as chart_available
 from monitor.db.schema import Delivery, SignalRow
+from monitor.db.turns import StoreTurns
 from monitor.schedule import EQUAL_JITTER, Uniform, retry_seconds
 from monitor.timefmt import utcnow
 
@@ -216,7 +220,8 @@ class Dispatcher:
 
     ``names`` maps tickers to display names for move titles. ``observers`` are called
     with every :class:`MessageOutcome` (metrics). ``chart_within``: how long a chart
-    is waited for before its alert goes without it.
+    is waited for before its alert goes without it. ``turns``: the polls' turns at the
+    database, which a round goes ahead of (:mod:`monitor.db.turns`).
     """
 
     def __init__(
@@ -231,6 +236,7 @@ class Dispatcher:
         observers: Sequence[Callable[[MessageOutcome], None]] = (),
         crash_delay: float = CRASH_RETRY,
         chart_within: float = RENDER_TIMEOUT,
+        turns: StoreTurns | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.channels = dict(channels)
@@ -241,6 +247,9 @@ class Dispatcher:
         self.observers = list(observers)
         self.crash_delay = crash_delay
         self.chart_within = chart_within
+        self.turns = turns
+        # Set while :meth:`run` runs: only then is a round sure to follow a wake-up.
+        self._running = False
         self._wake = asyncio.Event()
         # Set while :meth:`run` waits between rounds (tests await it instead of sleeping).
         self.idle = asyncio.Event()
@@ -254,8 +263,11 @@ class Dispatcher:
         self._charts_available: bool | None = None
 
     def wake(self) -> None:
-        """Start a round now: call after a transaction that enqueued deliveries commits."""
+        """Start a round now: call after a transaction that enqueued deliveries commits.
+        While :meth:`run` runs, polls that have not begun their store wait for that round."""
         self._wake.set()
+        if self._running and self.turns is not None:
+            self.turns.hold_back()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds until ``stop`` is set: each waits for the next due row, ``wake()``, or
@@ -266,6 +278,13 @@ class Dispatcher:
         the channels' timeouts); cancelling it instead is safe: leased rows are sent
         again after the lease.
         """
+        self._running = True
+        try:
+            await self._rounds(stop)
+        finally:
+            self._running = False
+
+    async def _rounds(self, stop: asyncio.Event) -> None:
         while True:
             # Once more after ``stop`` when something was committed meanwhile: the last
             # polls' alerts go out now rather than at the next start.
@@ -313,6 +332,11 @@ class Dispatcher:
         return (await self._round())[1]
 
     async def _round(self) -> tuple[int, datetime | None]:
+        ahead = self.turns.round() if self.turns is not None else contextlib.nullcontext()
+        async with ahead:
+            return await self._round_ahead()
+
+    async def _round_ahead(self) -> tuple[int, datetime | None]:
         now = self.clock()
         self._charts = {}
         async with self.sessionmaker.begin() as session:

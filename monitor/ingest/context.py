@@ -19,6 +19,7 @@ from monitor import schedule
 from monitor.alerting import AlertSettings
 from monitor.alerts.dispatch import Dispatcher
 from monitor.config import SchedulerSettings, SourceConfig
+from monitor.db.turns import StoreTurns
 from monitor.ingest.moves import MoveFactsReader
 from monitor.rules.engine import RulesEngine
 from monitor.timefmt import utcnow
@@ -160,8 +161,9 @@ class PollContext:
     tagging: TaggingPool | None = None
     # How many polls may be in their store transaction at once: fewer than the
     # database's connections, so that the dispatcher's claims and marks never queue
-    # behind a flood of polls for one (SQLite has one connection).
-    store_turns: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    # behind a flood of polls for one (SQLite has one connection); the dispatcher's
+    # rounds go ahead of the polls waiting for a turn (monitor/db/turns.py).
+    store_turns: StoreTurns = field(default_factory=lambda: StoreTurns(1))
 
     def wake_dispatcher(self) -> None:
         """After a commit that wrote deliveries: send them now, not at the idle poll."""

@@ -28,6 +28,7 @@ from monitor.db import quotes as quotes_repo
 from monitor.db.dialect import one_at_a_time
 from monitor.db.engine import make_engine, make_sessionmaker, stored_revisions
 from monitor.db.repo import SourceState
+from monitor.db.turns import StoreTurns
 from monitor.ingest.context import HostLimiter, PollContext
 from monitor.ingest.feeds import poll_source
 from monitor.ingest.moves import MoveFactsReader
@@ -144,7 +145,7 @@ async def open_runtime(
                 tagging=tagging,
                 # SQLite's one connection, or PostgreSQL's pool without its overflow,
                 # which stays for the dispatcher, the heartbeat and the metrics.
-                store_turns=asyncio.Semaphore(db.pool_size if several else 1),
+                store_turns=StoreTurns(db.pool_size if several else 1),
             )
             if channels is not None:
                 ctx.alerts = settings.alerts
@@ -155,6 +156,7 @@ async def open_runtime(
                     ctx.clock,
                     ctx.uniform,
                     names={t.code: t.name_en for t in settings.quotes.tickers},
+                    turns=ctx.store_turns,
                 )
             yield ctx
     finally:

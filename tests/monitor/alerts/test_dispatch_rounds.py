@@ -1,5 +1,6 @@
 """A dispatcher round's transactions on real databases: each mark goes in with the
-channel's next attempt, and marks that fail to commit send nothing twice."""
+channel's next attempt, marks that fail to commit send nothing twice, and a round goes
+ahead of the polls waiting for their turn at the database."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.alerts.dispatch import Dispatcher
 from monitor.alerts.message import AlertMessage, Sent
+from monitor.db.schema import Delivery
+from monitor.db.turns import StoreTurns
 from tests.monitor.alerts.outbox_support import (
     SM,
     T0,
@@ -154,3 +158,66 @@ async def test_a_closing_transaction_that_fails_leaves_the_rows_leased(sessionma
     clock.advance(seconds=60)
     await d.run_once()
     assert len(chat.attempts) == 1
+
+
+class _Recorded(ScriptedChannel):
+    def __init__(self, order: list[str]) -> None:
+        super().__init__()
+        self.order = order
+
+    async def send(self, message: AlertMessage) -> Sent:
+        self.order.append("send")
+        return await super().send(message)
+
+
+async def test_a_round_goes_ahead_of_the_polls_waiting_for_a_turn(sessionmaker: SM) -> None:
+    """A poll is inside its store when a commit wakes the dispatcher; another waits for
+    the turn. The round (claim, two attempts, closing) comes before the waiting poll's
+    store, which goes as soon as the round ends. Without the hold, on SQLite's one
+    connection, the waiting poll's write would come before the round's first attempt."""
+    order: list[str] = []
+    clock, chat = FakeClock(), _Recorded(order)
+    turns = StoreTurns(1, hold=60.0)
+    d = dispatcher(sessionmaker, chat, clock, turns=turns)
+    inside, leave = asyncio.Event(), asyncio.Event()
+
+    async def poll(name: str, gate: asyncio.Event | None = None) -> None:
+        async with turns, sessionmaker.begin() as session:
+            await session.execute(text("SELECT 1"))
+            order.append(name)
+            if gate is not None:
+                inside.set()
+                await gate.wait()
+            # A write, as a poll's store has: on SQLite it waits for the connection.
+            await session.execute(
+                Delivery.__table__.update().where(Delivery.id < 0).values(last_error="x")
+            )
+
+    stop = asyncio.Event()
+    dispatching = asyncio.create_task(d.run(stop))
+    await d.idle.wait()  # a first round found nothing
+    await store(sessionmaker, ONE_PER_MESSAGE, signal_row(), signal_row(), now=clock())
+    first = asyncio.create_task(poll("first", leave))
+    await inside.wait()
+    waiting = asyncio.create_task(poll("waiting"))
+    d.wake()  # as the commit of a poll that stored deliveries does
+    assert turns.held_back
+    leave.set()
+    async with asyncio.timeout(30):
+        await asyncio.gather(first, waiting)
+        stop.set()
+        await dispatching
+    assert order == ["first", "send", "send", "waiting"]
+    assert [r.status for r in await deliveries(sessionmaker)] == ["sent", "sent"]
+    assert not turns.held_back
+
+
+async def test_a_wake_holds_no_poll_back_when_no_dispatcher_runs(sessionmaker: SM) -> None:
+    """``kmon poll`` sends once at the end: its polls' wake-ups must not hold the
+    next polls back for a round that is not coming."""
+    turns = StoreTurns(1, hold=60.0)
+    d = dispatcher(sessionmaker, ScriptedChannel(), FakeClock(), turns=turns)
+    d.wake()
+    assert not turns.held_back
+    async with asyncio.timeout(5), turns:
+        pass
