@@ -12,7 +12,8 @@ when a commit wakes the dispatcher) to the end of that round (:meth:`StoreTurns.
 polls wait to start their store: the round's transactions wait for no poll but those
 already inside. Polls are held back for at most ``hold`` seconds a round, so that a
 slow channel cannot stall ingestion, and when a round ends every poll that waited
-goes, even if the next round begins at once.
+goes, even if the next round begins at once. The daemon holds polls back on SQLite
+only: on PostgreSQL the dispatcher has connections of its own.
 
 asyncio's own primitives suffice (a semaphore for the turns, an event for the
 hold); no library offers "these waiters yield to that one" on a semaphore.
@@ -24,8 +25,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-# The longest a dispatcher round keeps polls from starting their store.
-ROUND_HOLD = 1.0
+# The longest a dispatcher round keeps polls from starting their store: a round's own
+# database work to a fast channel takes tens of milliseconds; a slow channel's sends
+# need no database, and ingestion must not wait for them.
+ROUND_HOLD = 0.25
 
 
 class StoreTurns:

@@ -156,7 +156,10 @@ async def open_runtime(
                     ctx.clock,
                     ctx.uniform,
                     names={t.code: t.name_en for t in settings.quotes.tickers},
-                    turns=ctx.store_turns,
+                    # On SQLite the dispatcher needs the polls' one connection, so its
+                    # rounds go ahead of them; on PostgreSQL it has the overflow, and
+                    # holding polls back would only slow them (docs/architecture.md).
+                    turns=None if several else ctx.store_turns,
                 )
             yield ctx
     finally:
