@@ -13,6 +13,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
+from monitor.alerting import AlertSettings
 from monitor.config import Settings, SourceConfig
 from monitor.db import SchemaNotCurrent, migrate
 from monitor.db.engine import make_engine
@@ -247,3 +248,25 @@ async def test_timed_tasks_survive_crashes_and_due_times(
             await serving
     assert task.runs == 3
     assert [e["event"] for e in logs].count("task_crashed") == 1
+
+
+async def test_the_dispatchers_rounds_hold_polls_back_on_sqlite_only(db_url: str) -> None:
+    """On SQLite the dispatcher shares the polls' one connection, so its rounds go
+    ahead of them; on PostgreSQL it has the pool's overflow and holds none back."""
+    settings = settings_for(db_url).model_copy(
+        update={
+            "alerts": AlertSettings.model_validate(
+                {
+                    "channels": {"log": {"type": "console"}},
+                    "routes": [{"name": "all", "channels": ["log"]}],
+                }
+            )
+        }
+    )
+    async with open_runtime(settings) as ctx:
+        assert ctx.dispatcher is not None
+        if db_url.startswith("sqlite"):
+            assert (ctx.store_turns.turns, ctx.dispatcher.turns) == (1, ctx.store_turns)
+        else:
+            assert ctx.store_turns.turns == settings.database.pool_size
+            assert ctx.dispatcher.turns is None
