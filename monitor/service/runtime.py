@@ -158,7 +158,7 @@ async def open_runtime(
                     names={t.code: t.name_en for t in settings.quotes.tickers},
                     # On SQLite the dispatcher needs the polls' one connection, so its
                     # rounds go ahead of them; on PostgreSQL it has the overflow, and
-                    # holding polls back would only slow them (docs/architecture.md).
+                    # its rounds wait for the event loop, not a connection.
                     turns=None if several else ctx.store_turns,
                 )
             yield ctx
