@@ -49,7 +49,7 @@ Two implementations of steps 2–4 give the same hits, field for field:
   ``㈜``, full-width and accented capitals) is folded in C into a buffer that remembers
   where each folded character came from; any other text (whitespace runs, combining
   marks, jamo) is folded in Python first, and its offsets mapped back in C. About
-  60 MB/s on the corpus of ``bench/match_rules.py`` against 20 MB/s for the Python path
+  70 MB/s on the corpus of ``bench/match_rules.py`` against 18 MB/s for the Python path
   (docs/benchmarks.md).
 - **The Python path**, where the scanner is not built or ``KMON_NATIVE_MATCHER=off``:
   ``ahocorasick-rs`` (its DFA) reports every occurrence, (pattern, start, end) in one
