@@ -12,8 +12,9 @@ when a commit wakes the dispatcher) to the end of that round (:meth:`StoreTurns.
 polls wait to start their store: the round's transactions wait for no poll but those
 already inside. Polls are held back for at most ``hold`` seconds a round, so that a
 slow channel cannot stall ingestion, and when a round ends every poll that waited
-goes, even if the next round begins at once. The daemon holds polls back on SQLite
-only: on PostgreSQL the dispatcher has connections of its own.
+goes, even if the next round begins at once. The daemon gives the dispatcher its
+rounds on both databases; on PostgreSQL it also keeps the turns few while the rules
+judge news (monitor/service/runtime.store_turns).
 
 asyncio's own primitives suffice (a semaphore for the turns, an event for the
 hold); no library offers "these waiters yield to that one" on a semaphore.

@@ -72,6 +72,28 @@ async def check_schema(engine: AsyncEngine, *, upgrade: bool) -> None:
     )
 
 
+# Polls in their store transaction at once on PostgreSQL while the rules judge news.
+RULES_STORE_TURNS = 2
+
+
+def store_turns(pool_size: int, several: bool, judges_news: bool) -> int:
+    """How many polls may be in their store transaction at once.
+
+    SQLite: its one connection. PostgreSQL with the rules judging news: two. A poll's
+    transaction then holds tens of milliseconds of tagging and clustering on the one
+    event loop, so more polls inside at once only queue on the loop, and the
+    dispatcher's transactions wait behind all of them: in a flood of on-topic items
+    commit→Slack p99 was 12.1 s with the pool's ten turns and 0.24 s with two, and the
+    first cycle ran faster with two, not slower (docs/benchmarks.md, "Alert dispatch").
+    With the rules off a poll's transaction is the database's work, and the pool's
+    connections, without the overflow left to the dispatcher, the heartbeat and the
+    metrics, overlap it.
+    """
+    if not several:
+        return 1
+    return min(pool_size, RULES_STORE_TURNS) if judges_news else pool_size
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -143,9 +165,7 @@ async def open_runtime(
                 # Only where several replicas can race for a row (one process on SQLite).
                 claim_jitter=settings.replicas.claim_jitter if several else 0.0,
                 tagging=tagging,
-                # SQLite's one connection, or PostgreSQL's pool without its overflow,
-                # which stays for the dispatcher, the heartbeat and the metrics.
-                store_turns=StoreTurns(db.pool_size if several else 1),
+                store_turns=StoreTurns(store_turns(db.pool_size, several, rules.judges_news)),
             )
             if channels is not None:
                 ctx.alerts = settings.alerts
@@ -156,10 +176,10 @@ async def open_runtime(
                     ctx.clock,
                     ctx.uniform,
                     names={t.code: t.name_en for t in settings.quotes.tickers},
-                    # On SQLite the dispatcher needs the polls' one connection, so its
-                    # rounds go ahead of them; on PostgreSQL it has the overflow, and
-                    # its rounds wait for the event loop, not a connection.
-                    turns=None if several else ctx.store_turns,
+                    # Its rounds go ahead of the polls waiting for a turn: on SQLite
+                    # it needs their one connection; on PostgreSQL it has the overflow,
+                    # and what its rounds wait for is the polls' work on the event loop.
+                    turns=ctx.store_turns,
                 )
             yield ctx
     finally:

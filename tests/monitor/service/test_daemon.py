@@ -26,6 +26,7 @@ from monitor.service.daemon import (
     poll_once,
     serve,
 )
+from monitor.service.runtime import RULES_STORE_TURNS
 from tests.feeds import entries, rss
 from tests.servers import FakeSource
 
@@ -250,9 +251,12 @@ async def test_timed_tasks_survive_crashes_and_due_times(
     assert [e["event"] for e in logs].count("task_crashed") == 1
 
 
-async def test_the_dispatchers_rounds_hold_polls_back_on_sqlite_only(db_url: str) -> None:
-    """On SQLite the dispatcher shares the polls' one connection, so its rounds go
-    ahead of them; on PostgreSQL it has the pool's overflow and holds none back."""
+async def test_the_dispatchers_rounds_go_ahead_of_polls_and_few_polls_store_at_once(
+    db_url: str,
+) -> None:
+    """The dispatcher's rounds go ahead of waiting polls on both databases; on
+    PostgreSQL two polls store at once while the rules judge news, the pool's
+    connections with the rules off (SQLite: its one connection either way)."""
     settings = settings_for(db_url).model_copy(
         update={
             "alerts": AlertSettings.model_validate(
@@ -265,8 +269,11 @@ async def test_the_dispatchers_rounds_hold_polls_back_on_sqlite_only(db_url: str
     )
     async with open_runtime(settings) as ctx:
         assert ctx.dispatcher is not None
-        if db_url.startswith("sqlite"):
-            assert (ctx.store_turns.turns, ctx.dispatcher.turns) == (1, ctx.store_turns)
-        else:
-            assert ctx.store_turns.turns == settings.database.pool_size
-            assert ctx.dispatcher.turns is None
+        assert ctx.dispatcher.turns is ctx.store_turns
+        sqlite = db_url.startswith("sqlite")
+        assert ctx.store_turns.turns == (1 if sqlite else RULES_STORE_TURNS)
+    rules_off = settings.model_copy(
+        update={"rules": settings.rules.model_copy(update={"enabled": False})}
+    )
+    async with open_runtime(rules_off) as ctx:
+        assert ctx.store_turns.turns == (1 if sqlite else settings.database.pool_size)
