@@ -13,7 +13,9 @@ of every thread.
 
 ``--topical SHARE``: the share of items on a topic the default rules fire on (AI
 chips, sovereign AI, data centres); every headline is its own story (distinct words),
-so at 1.0 every item raises a signal. Without it the items are feed_farm's own.
+so at 1.0 every item raises a signal. Without it the items are feed_farm's own: its
+one-template headlines, or with ``--farm SHARE`` its realistic text of the whole-process
+figures (bench/farm_text.py), that share on topic.
 """
 
 from __future__ import annotations
@@ -81,7 +83,9 @@ def topical_entries(feed: int, count: int, base: datetime, share: float) -> list
     return out
 
 
-def serve(conn: Connection, feeds: int, items: int, topical: float | None) -> None:
+def serve(
+    conn: Connection, feeds: int, items: int, topical: float | None, farm: float | None = None
+) -> None:
     """Child process: serve the farm on 127.0.0.1 until told to stop."""
     from aiohttp import web
 
@@ -91,7 +95,7 @@ def serve(conn: Connection, feeds: int, items: int, topical: float | None) -> No
     base = datetime(2026, 10, 5, 3, 0, tzinfo=UTC)
     farm = [
         rss(
-            _entries(n, items, base, None)
+            _entries(n, items, base, farm)
             if topical is None
             else topical_entries(n, items, base, topical)
         )
@@ -166,6 +170,12 @@ def main() -> None:
     ap.add_argument("--feeds", type=int, default=1000)
     ap.add_argument("--items", type=int, default=50)
     ap.add_argument("--topical", type=float, default=None, help="share of on-topic items")
+    ap.add_argument(
+        "--farm",
+        type=float,
+        default=None,
+        help="feed_farm's realistic text with this share on topic (bench/farm_text.py)",
+    )
     ap.add_argument("--no-rules", action="store_true")
     ap.add_argument("--workers", type=int, default=None, help="rules.workers (0: in-process)")
     ap.add_argument("--profile", choices=("none", "cprofile"), default="none")
@@ -180,7 +190,9 @@ def main() -> None:
     mp = multiprocessing.get_context("spawn")
     ours, theirs = mp.Pipe()
     server = mp.Process(
-        target=serve, args=(theirs, args.feeds, args.items, args.topical), daemon=True
+        target=serve,
+        args=(theirs, args.feeds, args.items, args.topical, args.farm),
+        daemon=True,
     )
     server.start()
     try:
@@ -208,7 +220,7 @@ def main() -> None:
                     asyncio.run(fresh_postgres(args.pg_url, drop_only=True))
         print(
             f"{'postgresql' if args.pg_url else 'sqlite'}, rules "
-            f"{'off' if args.no_rules else 'on'}, topical {args.topical}, workers {args.workers}: "
+            f"{'off' if args.no_rules else 'on'}, topical {args.topical}, farm {args.farm}, workers {args.workers}: "
             f"{figures['items'] / figures['wall']:,.0f} new items/s "
             f"({figures['wall']:.2f} s for {figures['items']:,} items, "
             f"{figures['signals']:,} signals); kmon CPU {figures['cpu']:.2f} s, "
