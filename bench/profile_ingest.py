@@ -220,7 +220,8 @@ def main() -> None:
                     asyncio.run(fresh_postgres(args.pg_url, drop_only=True))
         print(
             f"{'postgresql' if args.pg_url else 'sqlite'}, rules "
-            f"{'off' if args.no_rules else 'on'}, topical {args.topical}, farm {args.farm}, workers {args.workers}: "
+            f"{'off' if args.no_rules else 'on'}, topical {args.topical}, "
+            f"farm {args.farm}, workers {args.workers}: "
             f"{figures['items'] / figures['wall']:,.0f} new items/s "
             f"({figures['wall']:.2f} s for {figures['items']:,} items, "
             f"{figures['signals']:,} signals); kmon CPU {figures['cpu']:.2f} s, "
