@@ -15,6 +15,11 @@ class FetchError(Exception):
         self.key = key
         self.http_status = http_status
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled whole (a parse in a worker process raises it back to the poll): the
+        # default would call the class with the message alone.
+        return type(self), (self.key, str(self)), self.__dict__
+
 
 class TransientError(FetchError):
     """Worth retrying later; ``retry_after`` (seconds) is the server's own wish."""
