@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import aiohttp
 
 from adapters.errors import ParseError
-from adapters.feed import parse_feed
+from adapters.feed import ParsedFeed, parse_feed
 from adapters.http import HttpLimits, fetch
 from adapters.records import FeedResult, Validators
 
@@ -21,6 +22,9 @@ FEED_ACCEPT = (
 # a parse error rather than a stuck poll.
 PARSE_TIMEOUT = 10.0
 
+# Parses a body elsewhere (a worker process): body, Content-Type, fetched_at.
+BodyParser = Callable[[bytes, str | None, datetime], Awaitable[ParsedFeed]]
+
 
 async def fetch_feed(
     session: aiohttp.ClientSession,
@@ -30,19 +34,27 @@ async def fetch_feed(
     limits: HttpLimits,
     fetched_at: datetime,
     parse_timeout: float = PARSE_TIMEOUT,
+    parse: BodyParser | None = None,
 ) -> FeedResult:
     """Fetch and parse one feed; raises the :mod:`adapters.errors` family on failure
-    (``ParseError("parse_timeout")`` when parsing takes over ``parse_timeout`` s)."""
+    (``ParseError("parse_timeout")`` when parsing takes over ``parse_timeout`` s).
+
+    ``parse`` parses the body instead of :func:`adapters.feed.parse_feed` in a thread
+    (it must raise what parse_feed raises); it is cancelled past ``parse_timeout``."""
     response = await fetch(session, url, validators=validators, limits=limits, accept=FEED_ACCEPT)
     if response.status == 304:
         return FeedResult(http_status=304, validators=response.validators, not_modified=True)
-    parsing = asyncio.to_thread(
-        parse_feed, response.body, content_type=response.content_type, fetched_at=fetched_at
+    parsing = (
+        parse(response.body, response.content_type, fetched_at)
+        if parse is not None
+        else asyncio.to_thread(
+            parse_feed, response.body, content_type=response.content_type, fetched_at=fetched_at
+        )
     )
     try:
         parsed = await asyncio.wait_for(parsing, timeout=parse_timeout)
     except TimeoutError:
-        # The thread cannot be stopped; it finishes on its own and its result is dropped.
+        # A thread cannot be stopped; it finishes on its own and its result is dropped.
         raise ParseError("parse_timeout", f"parsing took over {parse_timeout:g} s") from None
     return FeedResult(
         http_status=response.status,

@@ -196,6 +196,10 @@ class HttpSettings(BaseModel):
     # Hosts whose per-host slots are kept at once, the least recently polled forgotten
     # first: far more than the configured sources name.
     limited_hosts: int = Field(default=1024, ge=1, le=1_000_000)
+    # Processes that parse fetched feed bodies beside the event loop, and tell in the
+    # same round trip which items fire a news rule (never more than the CPUs less one;
+    # 0: a thread of the daemon parses). docs/benchmarks.md says what each costs.
+    parse_workers: int = Field(default=0, ge=0, le=64)
 
 
 class SchedulerSettings(BaseModel):

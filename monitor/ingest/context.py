@@ -26,7 +26,7 @@ from monitor.timefmt import utcnow
 
 if TYPE_CHECKING:
     from monitor.ingest.sources import PollOutcome
-    from monitor.ingest.tagpool import TaggingPool
+    from monitor.ingest.workers import WorkerPool
 
 T = TypeVar("T")
 
@@ -135,8 +135,9 @@ class PollContext:
     off); ``alerts`` says which deliveries a signal gets, in the same transaction;
     ``dispatcher`` sends them (the daemon runs it; burst commands once);
     ``dart_sources`` the settings of the dart sources, with their tickers resolved;
-    ``tagging`` the worker processes that tell which fetched items fire a rule (None:
-    the event loop tags every new item itself).
+    ``workers`` the worker processes that parse fetched bodies and tell which items
+    fire a rule (None: a thread of this process parses, the event loop tags every new
+    item itself).
     """
 
     sessionmaker: async_sessionmaker[AsyncSession]
@@ -158,7 +159,7 @@ class PollContext:
     replica: str = "local"
     lease: float = 120.0
     claim_jitter: float = 0.0
-    tagging: TaggingPool | None = None
+    workers: WorkerPool | None = None
     # How many polls may be in their store transaction at once: fewer than the
     # database's connections, so that the dispatcher's claims and marks never queue
     # behind a flood of polls for one (SQLite has one connection); the dispatcher's

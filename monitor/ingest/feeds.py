@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from typing import Protocol
 
 import aiohttp
 
 from adapters.errors import FetchError
+from adapters.feed import ParsedFeed
 from adapters.http import HttpLimits
 from adapters.records import FeedResult, Validators
-from adapters.rss import fetch_feed
+from adapters.rss import BodyParser, fetch_feed
 from monitor import schedule
 from monitor.config import DART_KIND
 from monitor.db import repo
@@ -53,6 +55,7 @@ class FeedFetcher(Protocol):
         validators: Validators,
         limits: HttpLimits,
         fetched_at: datetime,
+        parse: BodyParser | None = None,
     ) -> Awaitable[FeedResult]: ...
 
 
@@ -69,6 +72,8 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
     now = ctx.clock()
     result: FeedResult | None = None
     error: FetchError | None = None
+    # What the worker that parsed the body told of its firing items (parse_workers).
+    told: list[set[str] | None] = []
     # The host's slot is held until the result is stored: when the database is the
     # slower side, new fetches wait for it instead of piling parsed feeds up in
     # memory, and parsing them does not crowd the writes out of the event loop.
@@ -81,16 +86,25 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
                     validators=source.validators,
                     limits=ctx.limits,
                     fetched_at=now,
+                    parse=_parser(ctx, source, told),
                 )
             )
         except FetchError as exc:
             error = exc
+        except BrokenProcessPool as exc:
+            # A parse worker died (killed, out of memory): nothing of the poll is kept,
+            # it is retried at its back-off, and the next parse starts fresh workers.
+            log.error("parse_worker_died", source=source.name, error=str(exc))
+            error = internal_error(exc)
         except Exception as exc:
             # An adapter bug: back off like any failure, and keep the traceback once,
             # instead of retrying it every interval.
             log.exception("fetch_crashed", source=source.name)
             error = internal_error(exc)
-        firing, result, error = await _firing(ctx, source, result, error)
+        if told:
+            firing = told[0] if ctx.rules.judges_news else None
+        else:
+            firing, result, error = await _firing(ctx, source, result, error)
         next_check = schedule.after_success(
             now, source.interval, jitter=ctx.scheduling.jitter, uniform=ctx.uniform
         )
@@ -135,16 +149,43 @@ async def poll_source(ctx: PollContext, source: SourceState) -> PollOutcome:
     return outcome
 
 
+def _parser(
+    ctx: PollContext, source: SourceState, told: list[set[str] | None]
+) -> BodyParser | None:
+    """The workers' parse of ``source``'s body (None: no workers parse, a thread of
+    this process does); what they tell of its firing items goes to ``told``."""
+    workers = ctx.workers
+    if workers is None or not workers.parses:
+        return None
+
+    async def parse(body: bytes, content_type: str | None, fetched_at: datetime) -> ParsedFeed:
+        parsed, firing = await workers.parse(
+            body,
+            content_type=content_type,
+            fetched_at=fetched_at,
+            source=source.name,
+            source_type=source.source_type,
+        )
+        told.append(firing)
+        return parsed
+
+    return parse
+
+
 async def _firing(
     ctx: PollContext, source: SourceState, result: FeedResult | None, error: FetchError | None
 ) -> tuple[set[str] | None, FeedResult | None, FetchError | None]:
-    """Which fetched items fire a rule, from the tagging workers (None: no pool, the
-    rules tag every new item). A worker that died fails the poll as ``internal``, its
-    result dropped: nothing is stored, the next poll fetches it all again."""
-    if ctx.tagging is None or result is None or not result.items or not ctx.rules.judges_news:
+    """Which fetched items fire a rule, from the workers (None: no pool, the rules tag
+    every new item), for a body parsed in this process. A worker that died fails the
+    poll as ``internal``, its result dropped: nothing is stored, the next poll fetches
+    it all again."""
+    workers = ctx.workers
+    if workers is None or not workers.tags or result is None or not result.items:
+        return None, result, error
+    if not ctx.rules.judges_news:
         return None, result, error
     try:
-        firing = await ctx.tagging.firing(
+        firing = await workers.firing(
             result.items, source=source.name, source_type=source.source_type
         )
     except Exception as exc:

@@ -34,7 +34,7 @@ from monitor.ingest.feeds import poll_source
 from monitor.ingest.moves import MoveFactsReader
 from monitor.ingest.quotes import provider_urls
 from monitor.ingest.sources import PollOutcome
-from monitor.ingest.tagpool import tagging_pool
+from monitor.ingest.workers import worker_pool
 from monitor.rules.engine import RulesEngine
 from monitor.service.replica import DatabaseClock, read_offset, replica_id
 from monitor.service.rulecache import cached_rules
@@ -118,7 +118,11 @@ async def open_runtime(
     )
     db = settings.database
     engine = make_engine(db.url.get_secret_value(), pool_size=db.pool_size, echo=db.echo)
-    tagging = tagging_pool(rules.ruleset, settings.rules.workers) if rules.judges_news else None
+    workers = worker_pool(
+        rules.ruleset if rules.judges_news else None,
+        parse_workers=settings.http.parse_workers,
+        tag_workers=settings.rules.workers,
+    )
     try:
         await check_schema(engine, upgrade=migrate_schema)
         sessionmaker = make_sessionmaker(engine)
@@ -164,7 +168,7 @@ async def open_runtime(
                 lease=settings.replicas.lease,
                 # Only where several replicas can race for a row (one process on SQLite).
                 claim_jitter=settings.replicas.claim_jitter if several else 0.0,
-                tagging=tagging,
+                workers=workers,
                 store_turns=StoreTurns(store_turns(db.pool_size, several, rules.judges_news)),
             )
             if channels is not None:
@@ -183,8 +187,8 @@ async def open_runtime(
                 )
             yield ctx
     finally:
-        if tagging is not None:
-            await asyncio.to_thread(tagging.close)
+        if workers is not None:
+            await asyncio.to_thread(workers.close)
         await engine.dispose()
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.http import HttpLimits, make_client_session
 from adapters.records import FeedResult, RawItem, Validators
+from adapters.rss import BodyParser
 from monitor.config import SchedulerSettings, SourceConfig
 from monitor.db import repo
 from monitor.ingest import feeds
@@ -47,6 +48,7 @@ def feed_of(title: str) -> feeds.FeedFetcher:
         validators: Validators,
         limits: HttpLimits,
         fetched_at: datetime,
+        parse: BodyParser | None = None,
     ) -> FeedResult:
         item = RawItem(title=title, url=f"{url}/1", guid="1", summary="", published_at=NOW)
         return FeedResult(http_status=200, validators=Validators(), items=[item])

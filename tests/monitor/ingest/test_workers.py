@@ -1,5 +1,6 @@
-"""Tagging in worker processes: the same signals as in the event loop, and a worker
-that dies fails its poll as ``internal`` without losing anything."""
+"""Parsing and tagging in worker processes: the same items and signals as in the
+event loop, a worker that dies fails its poll as ``internal`` without losing anything,
+and a parse given up does not hold the polls queued behind it."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from adapters.errors import ParseError
+from adapters.feed import parse_feed
 from adapters.http import make_client_session
 from adapters.records import RawItem
 from monitor.db.schema import Item, SignalRow
 from monitor.identity import external_id
 from monitor.ingest.feeds import poll_source
-from monitor.ingest.tagpool import TaggingPool, tagging_pool, usable_workers
+from monitor.ingest.workers import WorkerPool, usable_workers, worker_pool
 from monitor.rules.engine import firing_positions
 from monitor.rules.model import Ruleset, load_rules
 from tests.monitor.ingest.test_tagging import (
@@ -50,9 +53,20 @@ def ruleset() -> Ruleset:
     return load_rules(None)
 
 
+@pytest.fixture(scope="module", params=[False, True], ids=["tags", "parses and tags"])
+def pool(ruleset: Ruleset, request: pytest.FixtureRequest) -> Iterator[WorkerPool]:
+    """A pool that tags items parsed in this process (``rules.workers``), and one that
+    parses bodies and tags their items (``http.parse_workers``)."""
+    started = WorkerPool(ruleset, 1, parses=request.param)
+    started.start()
+    yield started
+    started.close()
+
+
 @pytest.fixture(scope="module")
-def pool(ruleset: Ruleset) -> Iterator[TaggingPool]:
-    started = TaggingPool(ruleset, 1)
+def parser() -> Iterator[WorkerPool]:
+    """A pool that only parses (the rules judge no news)."""
+    started = WorkerPool(None, 1, parses=True)
     started.start()
     yield started
     started.close()
@@ -77,11 +91,14 @@ def test_workers_leave_a_cpu_to_the_event_loop(wanted: int, cpus: int, started: 
 
 
 def test_no_workers_configured_is_no_pool(ruleset: Ruleset) -> None:
-    assert tagging_pool(ruleset, 0) is None
+    assert worker_pool(ruleset) is None
+    assert worker_pool(None, tag_workers=1) is None  # nothing to tag: the rules judge no news
+    with pytest.raises(ValueError, match="nothing to do"):
+        WorkerPool(None, 1)
 
 
 async def test_the_pool_tells_the_items_that_fire_as_the_event_loop_would(
-    pool: TaggingPool, ruleset: Ruleset
+    pool: WorkerPool, ruleset: Ruleset
 ) -> None:
     items = [raw(title, n) for n, title in enumerate([*ON_TOPIC, *OFF_TOPIC])]
 
@@ -116,7 +133,7 @@ async def http() -> AsyncIterator[object]:
 
 
 async def test_a_poll_with_the_pool_stores_what_one_without_it_stores(
-    sessionmaker: SM, http_server: FakeSource, http: object, ruleset: Ruleset, pool: TaggingPool
+    sessionmaker: SM, http_server: FakeSource, http: object, ruleset: Ruleset, pool: WorkerPool
 ) -> None:
     http_server.serve("/a", feed())
     http_server.serve("/b", feed())
@@ -130,7 +147,7 @@ async def test_a_poll_with_the_pool_stores_what_one_without_it_stores(
     # items, linked to the same stories (so no signal is added).
     await add_sources(sessionmaker, ("a", http_server.url("/a")), ("b", http_server.url("/b")))
     pooled = context(sessionmaker, http, clock, ruleset)
-    pooled.tagging = pool
+    pooled.workers = pool
     outcome = await poll_source(pooled, await source(sessionmaker, "b"))
 
     assert outcome.status == "ok"
@@ -145,9 +162,9 @@ async def test_a_worker_that_dies_fails_the_poll_as_internal_and_the_next_poll_s
     http_server.serve("/a", feed())
     await add_sources(sessionmaker, ("a", http_server.url("/a")))
     ctx = context(sessionmaker, http, Clock(), ruleset)
-    dying = TaggingPool(ruleset, 1)
+    dying = WorkerPool(ruleset, 1)
     dying.start()
-    ctx.tagging = dying
+    ctx.workers = dying
     try:
         for pid in dying.worker_pids():
             os.kill(pid, signal.SIGKILL)
@@ -175,10 +192,10 @@ ROOT = str(Path(__file__).resolve().parents[3])
 # A process with a started pool that tells its worker's pid and waits to be killed.
 HOLDER = """
 import sys
-from monitor.ingest.tagpool import TaggingPool
+from monitor.ingest.workers import WorkerPool
 from monitor.rules.model import load_rules
 
-pool = TaggingPool(load_rules(None), 1)
+pool = WorkerPool(load_rules(None), 1, parses=True)
 pool.start()
 print(*pool.worker_pids(), flush=True)
 sys.stdin.read()
@@ -209,9 +226,12 @@ async def test_workers_end_with_a_daemon_killed_outright() -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
-@pytest.mark.parametrize(("workers", "pooled"), [(0, False), (1, True)])
+@pytest.mark.parametrize(
+    ("workers", "parse_workers", "pooled", "parses"),
+    [(0, 0, False, False), (1, 0, True, False), (0, 1, True, True), (1, 1, True, True)],
+)
 async def test_the_runtime_starts_the_configured_pool_and_stops_it(
-    db_url: str, workers: int, pooled: bool
+    db_url: str, workers: int, parse_workers: int, pooled: bool, parses: bool
 ) -> None:
     from monitor.config import DatabaseSettings, Settings
     from monitor.service.daemon import open_runtime
@@ -221,10 +241,116 @@ async def test_the_runtime_starts_the_configured_pool_and_stops_it(
         sources=[],
         quotes={"enabled": False},  # type: ignore[arg-type]
         rules={"workers": workers},  # type: ignore[arg-type]
+        http={"parse_workers": parse_workers},  # type: ignore[arg-type]
     )
     async with open_runtime(settings) as ctx:
-        pool = ctx.tagging
+        pool = ctx.workers
         assert (pool is not None) == pooled
         if pool is not None:
             assert len(pool.worker_pids()) == 1
+            assert (pool.parses, pool.tags) == (parses, True)
     assert pool is None or pool.worker_pids() == []
+
+
+async def test_the_workers_parse_a_body_as_this_process_does_and_tell_its_firing_items(
+    pool: WorkerPool, parser: WorkerPool
+) -> None:
+    body = feed()
+    here = parse_feed(body, content_type="application/rss+xml; charset=utf-8", fetched_at=WHEN)
+
+    parsed, firing = await pool.parse(
+        body,
+        content_type="application/rss+xml; charset=utf-8",
+        fetched_at=WHEN,
+        source="feed",
+        source_type="news",
+    )
+    alone, untold = await parser.parse(
+        body, content_type=None, fetched_at=WHEN, source="feed", source_type="news"
+    )
+
+    assert parsed == here and alone == here
+    assert [item.title for item in here.items] == [*ON_TOPIC, *OFF_TOPIC]
+    assert firing == {
+        external_id(guid=f"g{n}", url=item.url, title=item.title, summary=item.summary)
+        for n, item in enumerate(here.items[:2])
+    }
+    assert untold is None  # no rules in that pool: the event loop tags what it stores
+
+
+@pytest.mark.parametrize(
+    ("body", "key"), [(b"<html><body>moved</body></html>", "not_a_feed"), (b"", "not_a_feed")]
+)
+async def test_a_body_the_workers_cannot_read_is_the_same_parse_error_as_here(
+    parser: WorkerPool, body: bytes, key: str
+) -> None:
+    with pytest.raises(ParseError) as here:
+        parse_feed(body, fetched_at=WHEN)
+    with pytest.raises(ParseError) as there:
+        await parser.parse(body, content_type=None, fetched_at=WHEN, source="f", source_type=None)
+    assert there.value.key == here.value.key == key
+    assert str(there.value) == str(here.value)
+
+
+def big_feed(items: int) -> bytes:
+    return rss(*((f"g{n}", f"{OFF_TOPIC[n % 2]} {n}번째 소식", WHEN) for n in range(items)))
+
+
+async def test_a_parse_given_up_stops_the_workers_and_the_queued_parses_finish_here(
+    ruleset: Ruleset,
+) -> None:
+    pool = WorkerPool(ruleset, 1, parses=True)
+    pool.start()
+    try:
+        before = pool.worker_pids()
+        slow = asyncio.create_task(
+            pool.parse(
+                big_feed(20_000), content_type=None, fetched_at=WHEN, source="a", source_type=None
+            )
+        )
+        queued = asyncio.create_task(
+            pool.parse(feed(), content_type=None, fetched_at=WHEN, source="b", source_type=None)
+        )
+        await asyncio.sleep(0)  # both handed to the pool (one loop turn, not a wait)
+        slow.cancel()
+        parsed, firing = await queued
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+
+        assert [item.title for item in parsed.items] == [*ON_TOPIC, *OFF_TOPIC]
+        assert firing is None  # parsed here: the event loop tags its items
+        assert before and not set(before) & set(pool.worker_pids())
+        # The next parse starts fresh workers.
+        again, told = await pool.parse(
+            feed(), content_type=None, fetched_at=WHEN, source="b", source_type="news"
+        )
+        assert again == parsed and told is not None and len(told) == 2
+        assert pool.worker_pids() and not set(before) & set(pool.worker_pids())
+    finally:
+        pool.close()
+
+
+async def test_a_parse_worker_that_dies_fails_the_poll_as_internal_and_loses_nothing(
+    sessionmaker: SM, http_server: FakeSource, http: object, ruleset: Ruleset
+) -> None:
+    http_server.serve("/a", feed())
+    await add_sources(sessionmaker, ("a", http_server.url("/a")))
+    ctx = context(sessionmaker, http, Clock(), ruleset)
+    dying = WorkerPool(ruleset, 1, parses=True)
+    dying.start()
+    ctx.workers = dying
+    try:
+        for pid in dying.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        failed = await poll_source(ctx, await source(sessionmaker, "a"))
+        nothing = await stored(sessionmaker)
+        retried = await poll_source(ctx, await source(sessionmaker, "a"))
+    finally:
+        dying.close()
+
+    assert (failed.status, failed.error_key, failed.new_item_ids) == ("error", "internal", [])
+    assert "BrokenProcessPool" in (failed.error or "")
+    assert nothing == (0, [])
+    assert (retried.status, len(retried.new_item_ids)) == ("ok", 4)
+    items, stories = await stored(sessionmaker)
+    assert items == 4 and len(stories) == 2

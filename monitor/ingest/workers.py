@@ -1,0 +1,278 @@
+"""Parsing and tagging on the machine's other cores.
+
+Both are pure CPU work: parsing a fetched body (lxml, markup stripping, dates) and
+telling which of its items fire a news rule (the matcher's automaton and the
+evidence fold; most items fire nothing). A :class:`WorkerPool` of spawned worker
+processes, each given the ruleset once at its start, does either:
+
+- :meth:`WorkerPool.parse` (``http.parse_workers``): the fetched body goes out and
+  the parsed feed comes back, with, when the rules judge news, the positions of the
+  items that fire, in the same round trip;
+- :meth:`WorkerPool.firing` (``rules.workers``, the body parsed in the event loop's
+  thread): the items' texts go out and the positions come back.
+
+The poll then tags and clusters only the firing items in the event loop (the story
+clusters stay there: they are the state every poll shares). A tagging is never
+pickled (one costs more to move than to make again).
+
+Both are asked before the poll's transaction, so no database connection waits on a
+worker. A worker that dies breaks the pool: the call raises (the poll fails as a
+transient ``internal`` failure and is retried at its back-off, nothing of it stored)
+and the next call starts a fresh pool. A parse that is given up (its poll's
+``parse_timeout``, or the poll cancelled) takes its worker with it: the pool is
+stopped outright, so that a body that takes a worker minutes cannot hold the polls
+queued behind it, and those polls parse their bodies in the event loop's thread
+instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import sys
+import weakref
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime
+from multiprocessing import get_context
+
+from adapters.feed import ParsedFeed, parse_feed
+from adapters.records import RawItem
+from monitor.identity import external_id, nfc
+from monitor.rules.engine import firing_positions
+from monitor.rules.model import Ruleset
+
+# Polls a worker may have queued at once (beyond that they wait in the event loop,
+# holding nothing): enough to keep it busy between two answers, no backlog of bodies.
+QUEUED_PER_WORKER = 4
+
+_RULESET: Ruleset | None = None
+# Linux's prctl option: the signal a process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """Make this worker end when ``parent`` does, however it ends.
+
+    A daemon killed outright (SIGKILL, the OOM killer) cannot stop its pool, and a
+    worker blocked on its queue never notices: it would live on, holding the daemon's
+    standard error open. Linux has the parent-death signal for this; the standard
+    library has no wrapper for prctl, hence ctypes. Elsewhere the pool's own shutdown
+    is all there is.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
+
+
+def _warm(ruleset: Ruleset | None, parent: int) -> None:
+    """A worker's start: end with the daemon, keep the ruleset, compile its matcher."""
+    global _RULESET
+    _die_with(parent)
+    _RULESET = ruleset
+    if ruleset is not None:
+        firing_positions(ruleset, [("", "", None)], source=None, source_type=None)
+
+
+def _firing(
+    texts: Sequence[tuple[str, str, str | None]], source: str | None, source_type: str | None
+) -> list[int]:
+    if _RULESET is None:
+        raise RuntimeError("tagging worker started without its ruleset")
+    return firing_positions(_RULESET, texts, source=source, source_type=source_type)
+
+
+def _parse(
+    body: bytes,
+    content_type: str | None,
+    fetched_at: datetime,
+    judge: tuple[str, str | None] | None,
+) -> tuple[ParsedFeed, list[int] | None]:
+    parsed = parse_feed(body, content_type=content_type, fetched_at=fetched_at)
+    if judge is None or not parsed.items:
+        return parsed, None if judge is None else []
+    return parsed, _firing(_texts(parsed.items), *judge)
+
+
+def _texts(items: Sequence[RawItem]) -> list[tuple[str, str, str | None]]:
+    return [(item.title, item.summary, item.language) for item in items]
+
+
+def firing_ids(items: Sequence[RawItem], positions: Sequence[int]) -> set[str]:
+    """The external ids (as :func:`monitor.db.repo.insert_items` computes them) of the
+    items at ``positions``."""
+    return {
+        external_id(guid=item.guid, url=item.url, title=nfc(item.title), summary=nfc(item.summary))
+        for item in (items[n] for n in positions)
+    }
+
+
+def usable_workers(wanted: int, cpu_count: int | None = None) -> int:
+    """How many of ``wanted`` workers to start: at most one fewer than the CPUs (the
+    event loop keeps one), so none, tagging in-process, on a machine with one CPU."""
+    cpus = os.cpu_count() if cpu_count is None else cpu_count
+    return max(0, min(wanted, (cpus or 1) - 1))
+
+
+class WorkerPool:
+    """Spawned worker processes that parse feed bodies and tell which items fire a
+    rule (see the module). ``ruleset`` None: the rules judge no news, the workers only
+    parse; ``parses`` false: they only tag (:meth:`firing`)."""
+
+    def __init__(self, ruleset: Ruleset | None, workers: int, *, parses: bool = False) -> None:
+        if workers < 1:
+            raise ValueError(f"a worker pool needs a worker, got {workers}")
+        if ruleset is None and not parses:
+            raise ValueError("a worker pool that neither parses nor tags has nothing to do")
+        self.ruleset = ruleset
+        self.workers = workers
+        self.parses = parses
+        self._queued = asyncio.Semaphore(workers * QUEUED_PER_WORKER)
+        self._executor: ProcessPoolExecutor | None = None
+        # Executors stopped outright for a parse given up (see the module).
+        self._given_up: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
+
+    @property
+    def tags(self) -> bool:
+        """Whether the workers tell which items fire (the rules judge news)."""
+        return self.ruleset is not None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                self.workers,
+                mp_context=get_context("spawn"),
+                initializer=_warm,
+                initargs=(self.ruleset, os.getpid()),
+            )
+        return self._executor
+
+    def start(self) -> None:
+        """Start the workers now (their imports and the matcher take a second or so),
+        not at the first poll."""
+        pool = self._pool()
+        for _ in range(self.workers):
+            pool.submit(_started)
+
+    async def parse(
+        self,
+        body: bytes,
+        *,
+        content_type: str | None,
+        fetched_at: datetime,
+        source: str,
+        source_type: str | None,
+    ) -> tuple[ParsedFeed, set[str] | None]:
+        """``body`` parsed as :func:`adapters.feed.parse_feed` does, and the external
+        ids of its items that fire a news rule (None: not told, the event loop tags
+        them all).
+
+        Raises what parse_feed raises (``ParseError``), and ``BrokenProcessPool`` when
+        a worker died; the next call starts afresh.
+        """
+        judge = (source, source_type) if self.tags else None
+        async with self._queued:
+            pool = self._pool()
+            loop = asyncio.get_running_loop()
+            try:
+                # (submit itself raises BrokenProcessPool once the pool knows it is broken)
+                parsed, positions = await loop.run_in_executor(
+                    pool, _parse, body, content_type, fetched_at, judge
+                )
+            except BrokenProcessPool:
+                self._forget(pool)
+                if pool not in self._given_up:
+                    raise
+                # Stopped for another poll's body: this one was never the trouble.
+                parsed = await asyncio.to_thread(
+                    parse_feed, body, content_type=content_type, fetched_at=fetched_at
+                )
+                return parsed, None
+            except asyncio.CancelledError:
+                self._give_up(pool)
+                raise
+        return parsed, None if positions is None else firing_ids(parsed.items, positions)
+
+    async def firing(
+        self, items: Sequence[RawItem], *, source: str, source_type: str | None
+    ) -> set[str]:
+        """The external ids (as :func:`monitor.db.repo.insert_items` computes them) of
+        those of ``items`` that fire a news rule.
+
+        Raises ``BrokenProcessPool`` when a worker died; the next call starts afresh.
+        """
+        if not self.tags:
+            raise RuntimeError("this pool's workers do not tag")
+        if not items:
+            return set()
+        async with self._queued:
+            pool = self._pool()
+            loop = asyncio.get_running_loop()
+            try:
+                positions = await loop.run_in_executor(
+                    pool, _firing, _texts(items), source, source_type
+                )
+            except BrokenProcessPool:
+                self._forget(pool)
+                raise
+        return firing_ids(items, positions)
+
+    def _forget(self, pool: ProcessPoolExecutor) -> None:
+        if self._executor is pool:
+            self._executor = None
+            # Not cancel_futures: a cancelled call would look like its poll cancelled.
+            pool.shutdown(wait=False)
+
+    def _give_up(self, pool: ProcessPoolExecutor) -> None:
+        """Stop ``pool``'s workers outright: one of them is parsing a body whose poll
+        has given up on it (ProcessPoolExecutor cannot stop one task, nor one worker,
+        hence its processes, a private attribute). The calls queued behind it fail
+        with BrokenProcessPool and parse in this process (:meth:`parse`)."""
+        self._given_up.add(pool)
+        processes = getattr(pool, "_processes", None) or {}
+        for process in list(processes.values()):
+            process.kill()
+        self._forget(pool)
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the running workers (none before the first use)."""
+        executor = self._executor
+        processes = getattr(executor, "_processes", None) or {}
+        return sorted(processes)
+
+    def close(self) -> None:
+        """Stop the workers (waits for what they are doing, a poll's worth at most)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+
+def _started() -> None:
+    """What :meth:`WorkerPool.start` gives each worker: nothing but its start."""
+
+
+def worker_pool(
+    ruleset: Ruleset | None, *, parse_workers: int = 0, tag_workers: int = 0
+) -> WorkerPool | None:
+    """A started pool (see :func:`usable_workers`), or None when there are to be no
+    workers: the event loop's thread then parses every body and the event loop tags
+    every new item itself.
+
+    ``parse_workers`` (``http.parse_workers``): workers that parse bodies, and tag
+    their items in the same round trip when ``ruleset`` is given (the rules judge
+    news); ``tag_workers`` (``rules.workers``): workers that tag items parsed here.
+    The pool has the larger of the two counts.
+    """
+    wanted = max(parse_workers, tag_workers if ruleset is not None else 0)
+    count = usable_workers(wanted)
+    if count < 1:
+        return None
+    pool = WorkerPool(ruleset, count, parses=parse_workers > 0)
+    pool.start()
+    return pool
