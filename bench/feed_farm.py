@@ -356,7 +356,8 @@ def kmon_config(path: Path, db_url: str, port: int, share: float, args: Any, rul
         in_flight = min(in_flight, 2 * args.pg_pool_size)
     config = {
         "database": database,
-        "http": {"per_host_limit": in_flight},
+        "http": {"per_host_limit": in_flight}
+        | ({"parse_workers": args.parse_workers} if args.parse_workers else {}),
         "log_format": "json",
         "quotes": {"enabled": False},
         "rules": {"enabled": rules},
@@ -620,6 +621,12 @@ def main() -> None:
         default=10,
         help="database.pool_size on PostgreSQL; per_host_limit there is at most twice it "
         "(the pool's connections with overflow)",
+    )
+    ap.add_argument(
+        "--parse-workers",
+        type=int,
+        default=0,
+        help="http.parse_workers of kmon's config (whole processes; 0: left out)",
     )
     ap.add_argument("--skip-pg", action="store_true")
     ap.add_argument("--skip-sqlite", action="store_true")
