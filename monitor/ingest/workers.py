@@ -258,11 +258,12 @@ def _started() -> None:
 
 
 def worker_pool(
-    ruleset: Ruleset | None, *, parse_workers: int = 0, tag_workers: int = 0
+    ruleset: Ruleset | None, *, parse_workers: int = 0, tag_workers: int = 0, start: bool = True
 ) -> WorkerPool | None:
-    """A started pool (see :func:`usable_workers`), or None when there are to be no
-    workers: the event loop's thread then parses every body and the event loop tags
-    every new item itself.
+    """A pool (see :func:`usable_workers`), or None when there are to be no workers:
+    the event loop's thread then parses every body and the event loop tags every new
+    item itself. ``start``: its workers start now (a daemon's), else at its first use
+    (a burst command, whose cycle may have nothing to parse: every feed answering 304).
 
     ``parse_workers`` (``http.parse_workers``): workers that parse bodies, and tag
     their items in the same round trip when ``ruleset`` is given (the rules judge
@@ -274,5 +275,6 @@ def worker_pool(
     if count < 1:
         return None
     pool = WorkerPool(ruleset, count, parses=parse_workers > 0)
-    pool.start()
+    if start:
+        pool.start()
     return pool

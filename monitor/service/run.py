@@ -86,7 +86,7 @@ async def _serve(
     watchdog = asyncio.create_task(notifier.watchdog(), name="systemd-watchdog")
     try:
         async with (
-            open_runtime(settings, migrate_schema=migrate_schema) as ctx,
+            open_runtime(settings, migrate_schema=migrate_schema, start_workers=True) as ctx,
             Replica(
                 ctx.sessionmaker,
                 settings.replicas,

@@ -101,11 +101,14 @@ async def open_runtime(
     migrate_schema: bool = False,
     clock: Callable[[], datetime] | None = None,
     replica: str | None = None,
+    start_workers: bool = False,
 ) -> AsyncIterator[PollContext]:
     """Rules, engine, schema check, source sync and the shared HTTP session; closed on exit.
 
     ``clock`` defaults to the database's (:class:`DatabaseClock`); ``replica`` is the
-    id this process claims leases under (a fresh one by default).
+    id this process claims leases under (a fresh one by default); ``start_workers``:
+    the parse and tagging workers (``http.parse_workers``, ``rules.workers``) start
+    now, as the daemon wants them, else at the first body or items they are given.
     Raises :class:`monitor.rules.model.RulesError` for a rules file that cannot be used.
     """
     # The rules first: a broken rules file stops the start before anything is opened.
@@ -122,6 +125,7 @@ async def open_runtime(
         rules.ruleset if rules.judges_news else None,
         parse_workers=settings.http.parse_workers,
         tag_workers=settings.rules.workers,
+        start=start_workers,
     )
     try:
         await check_schema(engine, upgrade=migrate_schema)

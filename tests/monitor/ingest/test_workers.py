@@ -226,12 +226,13 @@ async def test_workers_end_with_a_daemon_killed_outright() -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
+@pytest.mark.parametrize("start", [True, False], ids=["daemon", "burst"])
 @pytest.mark.parametrize(
     ("workers", "parse_workers", "pooled", "parses"),
     [(0, 0, False, False), (1, 0, True, False), (0, 1, True, True), (1, 1, True, True)],
 )
 async def test_the_runtime_starts_the_configured_pool_and_stops_it(
-    db_url: str, workers: int, parse_workers: int, pooled: bool, parses: bool
+    db_url: str, workers: int, parse_workers: int, pooled: bool, parses: bool, start: bool
 ) -> None:
     from monitor.config import DatabaseSettings, Settings
     from monitor.service.daemon import open_runtime
@@ -243,12 +244,22 @@ async def test_the_runtime_starts_the_configured_pool_and_stops_it(
         rules={"workers": workers},  # type: ignore[arg-type]
         http={"parse_workers": parse_workers},  # type: ignore[arg-type]
     )
-    async with open_runtime(settings) as ctx:
+    async with open_runtime(settings, start_workers=start) as ctx:
         pool = ctx.workers
         assert (pool is not None) == pooled
         if pool is not None:
-            assert len(pool.worker_pids()) == 1
+            # A burst command's workers start at their first use (its cycle may have
+            # nothing to parse), the daemon's at once.
+            assert len(pool.worker_pids()) == (1 if start else 0)
             assert (pool.parses, pool.tags) == (parses, True)
+            if not start:
+                if parses:
+                    await pool.parse(
+                        feed(), content_type=None, fetched_at=WHEN, source="f", source_type=None
+                    )
+                else:
+                    await pool.firing([raw(ON_TOPIC[0], 0)], source="f", source_type=None)
+                assert len(pool.worker_pids()) == 1
     assert pool is None or pool.worker_pids() == []
 
 
