@@ -453,7 +453,7 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Headline:
     """A headline as the rules of :func:`link` read it."""
 
@@ -697,6 +697,13 @@ class StoryClusters:
         # _prefix) and how many held headlines have it, in one int (_HOLDERS_BITS).
         self._ranks: dict[int, int] = {}
         self._last_rank = 0
+        # One object for each distinct set of words or ids the held headlines have, and
+        # how many hold it (see _share): headlines of one story or one beat have the
+        # same entities, themes and phrases, and most no anchors, while a frozenset
+        # costs 200 bytes and more even when empty (Python 3.10 gave up the empty
+        # singleton). A third less memory for a window of 10,000 (docs/benchmarks.md).
+        self._sets: dict[frozenset[str], frozenset[str]] = {}
+        self._set_holders: dict[frozenset[str], int] = {}
         self._seq = 0
         # Headlines compared with (calls of link) since the start: what a headline
         # costs is mostly these, so tests bound it by this count rather than by time.
@@ -745,6 +752,7 @@ class StoryClusters:
                 ranks[gram] = entry
             else:
                 del ranks[gram]
+        self._unshare(headline)
 
     def common(self, features: Iterable[str]) -> frozenset[str]:
         """Those of ``features`` (words, ``e:``/``t:`` ids) that more than
@@ -849,7 +857,44 @@ class StoryClusters:
             else:
                 ranks[code] = entry + 1
         prefix = _prefix(headline.grams, self.threshold, ranks)
-        return dataclasses.replace(headline, grams=array("q", headline.grams)), prefix
+        share = self._share
+        kept = dataclasses.replace(
+            headline,
+            grams=array("q", headline.grams),
+            entities=share(headline.entities),
+            themes=share(headline.themes),
+            rest=share(headline.rest),
+            phrases=tuple(map(share, headline.phrases)),
+            anchors=share(headline.anchors),
+        )
+        return kept, prefix
+
+    def _share(self, words: frozenset[str]) -> frozenset[str]:
+        """The window's one copy of ``words``, held once more (equal sets are
+        interchangeable: no rule reads a set's identity)."""
+        held = self._sets.get(words)
+        if held is None:
+            self._sets[words] = held = words
+            self._set_holders[words] = 1
+        else:
+            self._set_holders[held] += 1
+        return held
+
+    def _unshare(self, headline: Headline) -> None:
+        """``headline``'s sets held once less; a set no held headline has goes."""
+        holders = self._set_holders
+        for words in (
+            headline.entities,
+            headline.themes,
+            headline.rest,
+            *headline.phrases,
+            headline.anchors,
+        ):
+            count = holders[words] - 1
+            if count:
+                holders[words] = count
+            else:
+                del holders[words], self._sets[words]
 
     def add(
         self, title: str, event_time: datetime, cluster: str, tags: StoryTags = NO_TAGS

@@ -281,8 +281,48 @@ def test_the_bigram_ranks_hold_what_the_window_holds_and_no_more() -> None:
     held = [m.headline for m in clusters._members.values()]
     holders = Counter(gram for headline in held for gram in headline.grams)
     assert {gram: entry & cluster._HOLDERS for gram, entry in clusters._ranks.items()} == holders
+    sets = Counter(
+        words for h in held for words in (h.entities, h.themes, h.rest, *h.phrases, h.anchors)
+    )
+    assert clusters._set_holders == sets  # the sets of the 10 held, not of the 20 forgotten
     clusters.prune(T0 + timedelta(days=3))
-    assert clusters._ranks == {}
+    assert clusters._ranks == {} and clusters._sets == {}
+
+
+def test_the_window_holds_one_copy_of_equal_sets_and_lets_it_go_with_its_headlines(
+    ruleset: Ruleset,
+) -> None:
+    # Two stories of one beat: the same company, phrases in common, different words.
+    titles = [
+        "네이버, 소버린 AI 데이터센터 투자 확대",
+        "네이버 소버린 AI 데이터센터 부지 선정 착수",
+    ]
+    clusters = StoryClusters()
+    for n, title in enumerate(titles):
+        clusters.assign(title, T0 + timedelta(hours=n), story_tags(tag(title, "", ruleset)))
+    first, second = (m.headline for m in clusters._members.values())
+    assert first.entities == second.entities and first.entities  # the test's premise
+    assert first.entities is second.entities
+    assert first.phrases[:2] == second.phrases[:2]  # e:naver, t:ai-word
+    assert all(a is b for a, b in zip(first.phrases[:2], second.phrases[:2], strict=True))
+    assert first.anchors is second.anchors  # both empty
+    assert first.rest != second.rest
+    # What is shared is the same as what each headline alone makes of its title.
+    alone = Headline.of(titles[1], story_tags(tag(titles[1], "", ruleset)))
+    assert (second.entities, second.themes, second.phrases, second.rest, second.anchors) == (
+        alone.entities,
+        alone.themes,
+        alone.phrases,
+        alone.rest,
+        alone.anchors,
+    )
+    assert clusters._set_holders[first.entities] == 2
+    assert clusters._set_holders[first.rest] == 1
+    clusters.prune(T0 + timedelta(hours=48, minutes=30))  # the first forgotten
+    assert clusters._set_holders[second.entities] == 1
+    assert first.rest not in clusters._sets
+    clusters.prune(T0 + timedelta(days=3))
+    assert clusters._sets == {} and clusters._set_holders == {}
 
 
 def _old_stem(token: str) -> str:
