@@ -43,7 +43,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="kmon-unchanged-") as tmp:
             scratch = Path(tmp)
             config = scratch / "kmon.yaml"
-            farm = argparse.Namespace(feeds=args.feeds, per_host_limit=100, pg_pool_size=10)
+            farm = argparse.Namespace(
+                feeds=args.feeds, per_host_limit=100, pg_pool_size=10, parse_workers=0
+            )
             url = f"sqlite+aiosqlite:///{scratch / 'kmon.db'}"
             kmon_config(config, url, port, 0.1, farm, False)
             env = {k: v for k, v in os.environ.items() if not k.startswith("KMON_")}

@@ -321,7 +321,7 @@ async def stored(db_url: str) -> tuple[Counter[str], set[str], int]:
             rows = await session.execute(
                 select(Item.external_id, func.count()).group_by(Item.external_id)
             )
-            counts = Counter({guid_of(e): n for e, n in rows.tuples().all()})
+            counts = Counter({guid_of(e): n for e, n in rows.all()})
             linked = set(
                 guid_of(e)
                 for e in await session.scalars(
