@@ -22,8 +22,9 @@ FEED_ACCEPT = (
 # a parse error rather than a stuck poll.
 PARSE_TIMEOUT = 10.0
 
-# Parses a body elsewhere (a worker process): body, Content-Type, fetched_at.
-BodyParser = Callable[[bytes, str | None, datetime], Awaitable[ParsedFeed]]
+# Parses a body elsewhere (a worker process): body, Content-Type, fetched_at and the
+# seconds its parse may take, past which it raises TimeoutError.
+BodyParser = Callable[[bytes, str | None, datetime, float], Awaitable[ParsedFeed]]
 
 
 async def fetch_feed(
@@ -39,20 +40,24 @@ async def fetch_feed(
     """Fetch and parse one feed; raises the :mod:`adapters.errors` family on failure
     (``ParseError("parse_timeout")`` when parsing takes over ``parse_timeout`` s).
 
-    ``parse`` parses the body instead of :func:`adapters.feed.parse_feed` in a thread
-    (it must raise what parse_feed raises); it is cancelled past ``parse_timeout``."""
+    ``parse`` parses the body instead of :func:`adapters.feed.parse_feed` in a thread:
+    it raises what parse_feed raises, and TimeoutError once the parse itself (not a
+    wait for a worker) took over ``parse_timeout``."""
     response = await fetch(session, url, validators=validators, limits=limits, accept=FEED_ACCEPT)
     if response.status == 304:
         return FeedResult(http_status=304, validators=response.validators, not_modified=True)
     parsing = (
-        parse(response.body, response.content_type, fetched_at)
+        parse(response.body, response.content_type, fetched_at, parse_timeout)
         if parse is not None
-        else asyncio.to_thread(
-            parse_feed, response.body, content_type=response.content_type, fetched_at=fetched_at
+        else asyncio.wait_for(
+            asyncio.to_thread(
+                parse_feed, response.body, content_type=response.content_type, fetched_at=fetched_at
+            ),
+            timeout=parse_timeout,
         )
     )
     try:
-        parsed = await asyncio.wait_for(parsing, timeout=parse_timeout)
+        parsed = await parsing
     except TimeoutError:
         # A thread cannot be stopped; it finishes on its own and its result is dropped.
         raise ParseError("parse_timeout", f"parsing took over {parse_timeout:g} s") from None

@@ -158,13 +158,16 @@ def _parser(
     if workers is None or not workers.parses:
         return None
 
-    async def parse(body: bytes, content_type: str | None, fetched_at: datetime) -> ParsedFeed:
+    async def parse(
+        body: bytes, content_type: str | None, fetched_at: datetime, parse_timeout: float
+    ) -> ParsedFeed:
         parsed, firing = await workers.parse(
             body,
             content_type=content_type,
             fetched_at=fetched_at,
             source=source.name,
             source_type=source.source_type,
+            parse_timeout=parse_timeout,
         )
         told.append(firing)
         return parsed

@@ -16,13 +16,15 @@ clusters stay there: they are the state every poll shares). A tagging is never
 pickled (one costs more to move than to make again).
 
 Both are asked before the poll's transaction, so no database connection waits on a
-worker. A worker that dies breaks the pool: the call raises (the poll fails as a
-transient ``internal`` failure and is retried at its back-off, nothing of it stored)
-and the next call starts a fresh pool. A parse that is given up (its poll's
-``parse_timeout``, or the poll cancelled) takes its worker with it: the pool is
-stopped outright, so that a body that takes a worker minutes cannot hold the polls
-queued behind it, and those polls parse their bodies in the event loop's thread
-instead.
+worker. The pool holds one call per worker at a time (the rest wait in the event
+loop, holding nothing), so a call handed to it starts at once: a parse's
+``parse_timeout`` counts its parse, not its wait for a worker. A worker that dies
+breaks the pool: its call raises (the poll fails as a transient ``internal`` failure
+and is retried at its back-off, nothing of it stored) and the next call starts a
+fresh pool. A parse past its timeout, or whose poll is cancelled, takes its worker
+with it: the pool is stopped outright, so that a body that takes a worker minutes
+cannot hold the polls behind it, and the other workers' parses, cut short, finish in
+a thread of this process instead.
 """
 
 from __future__ import annotations
@@ -44,10 +46,6 @@ from adapters.records import RawItem
 from monitor.identity import external_id, nfc
 from monitor.rules.engine import firing_positions
 from monitor.rules.model import Ruleset
-
-# Polls a worker may have queued at once (beyond that they wait in the event loop,
-# holding nothing): enough to keep it busy between two answers, no backlog of bodies.
-QUEUED_PER_WORKER = 4
 
 _RULESET: Ruleset | None = None
 # Linux's prctl option: the signal a process gets when its parent dies.
@@ -133,7 +131,8 @@ class WorkerPool:
         self.ruleset = ruleset
         self.workers = workers
         self.parses = parses
-        self._queued = asyncio.Semaphore(workers * QUEUED_PER_WORKER)
+        # One call a worker in the pool (see the module).
+        self._free = asyncio.Semaphore(workers)
         self._executor: ProcessPoolExecutor | None = None
         # Executors stopped outright for a parse given up (see the module).
         self._given_up: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
@@ -168,23 +167,28 @@ class WorkerPool:
         fetched_at: datetime,
         source: str,
         source_type: str | None,
+        parse_timeout: float | None = None,
     ) -> tuple[ParsedFeed, set[str] | None]:
         """``body`` parsed as :func:`adapters.feed.parse_feed` does, and the external
         ids of its items that fire a news rule (None: not told, the event loop tags
         them all).
 
-        Raises what parse_feed raises (``ParseError``), and ``BrokenProcessPool`` when
-        a worker died; the next call starts afresh.
+        Raises what parse_feed raises (``ParseError``), ``TimeoutError`` when the
+        worker took over ``parse_timeout`` s (its wait for a free worker not counted; the
+        pool is stopped), and ``BrokenProcessPool`` when a worker died; the next call
+        starts afresh.
         """
         judge = (source, source_type) if self.tags else None
-        async with self._queued:
+        async with self._free:
             pool = self._pool()
-            loop = asyncio.get_running_loop()
             try:
                 # (submit itself raises BrokenProcessPool once the pool knows it is broken)
-                parsed, positions = await loop.run_in_executor(
-                    pool, _parse, body, content_type, fetched_at, judge
-                )
+                submitted = pool.submit(_parse, body, content_type, fetched_at, judge)
+                # Shielded: the executor's future is never cancelled from here. Python
+                # 3.11's pool, stopped with a cancelled call in it, loses its manager
+                # thread to InvalidStateError (CPython gh-107219, fixed in 3.12).
+                answer = asyncio.shield(asyncio.wrap_future(submitted))
+                parsed, positions = await asyncio.wait_for(answer, parse_timeout)
             except BrokenProcessPool:
                 self._forget(pool)
                 if pool not in self._given_up:
@@ -194,8 +198,9 @@ class WorkerPool:
                     parse_feed, body, content_type=content_type, fetched_at=fetched_at
                 )
                 return parsed, None
-            except asyncio.CancelledError:
-                self._give_up(pool)
+            except (TimeoutError, asyncio.CancelledError):
+                if not submitted.done():
+                    self._give_up(pool)
                 raise
         return parsed, None if positions is None else firing_ids(parsed.items, positions)
 
@@ -211,13 +216,12 @@ class WorkerPool:
             raise RuntimeError("this pool's workers do not tag")
         if not items:
             return set()
-        async with self._queued:
+        async with self._free:
             pool = self._pool()
-            loop = asyncio.get_running_loop()
             try:
-                positions = await loop.run_in_executor(
-                    pool, _firing, _texts(items), source, source_type
-                )
+                submitted = pool.submit(_firing, _texts(items), source, source_type)
+                # Shielded as in parse; a tagging cancelled runs to its (short) end.
+                positions = await asyncio.shield(asyncio.wrap_future(submitted))
             except BrokenProcessPool:
                 self._forget(pool)
                 raise
@@ -232,8 +236,8 @@ class WorkerPool:
     def _give_up(self, pool: ProcessPoolExecutor) -> None:
         """Stop ``pool``'s workers outright: one of them is parsing a body whose poll
         has given up on it (ProcessPoolExecutor cannot stop one task, nor one worker,
-        hence its processes, a private attribute). The calls queued behind it fail
-        with BrokenProcessPool and parse in this process (:meth:`parse`)."""
+        hence its processes, a private attribute). The other workers' calls fail with
+        BrokenProcessPool and parse in this process (:meth:`parse`)."""
         self._given_up.add(pool)
         processes = getattr(pool, "_processes", None) or {}
         for process in list(processes.values()):

@@ -5,12 +5,14 @@ and a parse given up does not hold the polls queued behind it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
 import unicodedata
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import pytest
@@ -101,16 +103,20 @@ async def test_the_pool_tells_the_items_that_fire_as_the_event_loop_would(
     pool: WorkerPool, ruleset: Ruleset
 ) -> None:
     items = [raw(title, n) for n, title in enumerate([*ON_TOPIC, *OFF_TOPIC])]
+    # No guid, no link: its id is the hash of its text, which the store makes NFC.
+    bare = dataclasses.replace(raw(ON_TOPIC[1], 0), url=None)
+    items.append(bare)
 
     firing = await pool.firing(items, source="feed", source_type="news")
 
     texts = [(i.title, i.summary, i.language) for i in items]
     here = firing_positions(ruleset, texts, source="feed", source_type="news")
-    assert here == [0, 1]
+    assert here == [0, 1, 4]
+    assert bare.title != ON_TOPIC[1]  # decomposed jamo
     assert firing == {
         external_id(guid=None, url=f"https://news.example.kr/{n}", title=t, summary="")
         for n, t in enumerate(ON_TOPIC)
-    }
+    } | {external_id(guid=None, url=None, title=ON_TOPIC[1], summary="")}
     assert await pool.firing([], source="feed", source_type="news") == set()
 
 
@@ -244,6 +250,7 @@ async def test_the_runtime_starts_the_configured_pool_and_stops_it(
         rules={"workers": workers},  # type: ignore[arg-type]
         http={"parse_workers": parse_workers},  # type: ignore[arg-type]
     )
+    started: list[BaseProcess] = []
     async with open_runtime(settings, start_workers=start) as ctx:
         pool = ctx.workers
         assert (pool is not None) == pooled
@@ -260,7 +267,9 @@ async def test_the_runtime_starts_the_configured_pool_and_stops_it(
                 else:
                     await pool.firing([raw(ON_TOPIC[0], 0)], source="f", source_type=None)
                 assert len(pool.worker_pids()) == 1
+            started = processes(pool)
     assert pool is None or pool.worker_pids() == []
+    assert all(process.exitcode is not None for process in started)  # ended, not orphaned
 
 
 async def test_the_workers_parse_a_body_as_this_process_does_and_tell_its_firing_items(
@@ -307,36 +316,92 @@ def big_feed(items: int) -> bytes:
     return rss(*((f"g{n}", f"{OFF_TOPIC[n % 2]} {n}번째 소식", WHEN) for n in range(items)))
 
 
-async def test_a_parse_given_up_stops_the_workers_and_the_queued_parses_finish_here(
+def processes(pool: WorkerPool) -> list[BaseProcess]:
+    return list(getattr(pool._executor, "_processes", {}).values())
+
+
+async def test_a_parse_past_its_timeout_stops_the_workers_and_the_others_finish_here(
     ruleset: Ruleset,
 ) -> None:
-    pool = WorkerPool(ruleset, 1, parses=True)
+    pool = WorkerPool(ruleset, 2, parses=True)
     pool.start()
     try:
-        before = pool.worker_pids()
-        slow = asyncio.create_task(
-            pool.parse(
-                big_feed(20_000), content_type=None, fetched_at=WHEN, source="a", source_type=None
+        # Both workers up (a worker still starting would count against the timeout).
+        await asyncio.gather(
+            *(
+                pool.parse(feed(), content_type=None, fetched_at=WHEN, source="w", source_type=None)
+                for _ in range(2)
             )
         )
-        queued = asyncio.create_task(
-            pool.parse(feed(), content_type=None, fetched_at=WHEN, source="b", source_type=None)
+        before = processes(pool)
+        assert len(before) == 2
+        slow = asyncio.create_task(
+            pool.parse(
+                big_feed(20_000),
+                content_type=None,
+                fetched_at=WHEN,
+                source="a",
+                source_type=None,
+                parse_timeout=0.05,
+            )
         )
-        await asyncio.sleep(0)  # both handed to the pool (one loop turn, not a wait)
-        slow.cancel()
-        parsed, firing = await queued
-        with pytest.raises(asyncio.CancelledError):
+        other = asyncio.create_task(
+            pool.parse(
+                big_feed(20_000), content_type=None, fetched_at=WHEN, source="b", source_type=None
+            )
+        )
+        with pytest.raises(TimeoutError):
             await slow
+        parsed, firing = await other
 
-        assert [item.title for item in parsed.items] == [*ON_TOPIC, *OFF_TOPIC]
-        assert firing is None  # parsed here: the event loop tags its items
-        assert before and not set(before) & set(pool.worker_pids())
+        assert len(parsed.items) == 20_000
+        assert firing is None  # cut short in its worker, parsed here: the loop tags it
+        for process in before:  # stopped outright, not left to finish
+            await asyncio.to_thread(process.join, 30)
+            assert process.exitcode == -signal.SIGKILL
         # The next parse starts fresh workers.
         again, told = await pool.parse(
             feed(), content_type=None, fetched_at=WHEN, source="b", source_type="news"
         )
-        assert again == parsed and told is not None and len(told) == 2
-        assert pool.worker_pids() and not set(before) & set(pool.worker_pids())
+        assert [item.title for item in again.items] == [*ON_TOPIC, *OFF_TOPIC]
+        assert told is not None and len(told) == 2
+        assert {p.pid for p in processes(pool)}.isdisjoint(p.pid for p in before)
+    finally:
+        pool.close()
+
+
+async def test_a_parse_waiting_for_a_free_worker_is_not_timed_out(ruleset: Ruleset) -> None:
+    pool = WorkerPool(ruleset, 1, parses=True)
+    pool.start()
+    try:
+        await pool.parse(feed(), content_type=None, fetched_at=WHEN, source="w", source_type=None)
+        (worker,) = processes(pool)
+        # The first holds the one worker for a second or more; the second waits for it
+        # longer than its own timeout, which starts only once the worker has it.
+        first = asyncio.create_task(
+            pool.parse(
+                big_feed(40_000), content_type=None, fetched_at=WHEN, source="a", source_type=None
+            )
+        )
+        second = asyncio.create_task(
+            pool.parse(
+                feed(),
+                content_type=None,
+                fetched_at=WHEN,
+                source="b",
+                source_type="news",
+                parse_timeout=0.3,
+            )
+        )
+        started = asyncio.get_running_loop().time()
+        (long, _), (parsed, told) = await asyncio.gather(first, second)
+        waited = asyncio.get_running_loop().time() - started
+
+        assert waited > 0.3  # the premise: the wait alone outlasted the timeout
+        assert len(long.items) == 40_000
+        assert [item.title for item in parsed.items] == [*ON_TOPIC, *OFF_TOPIC]
+        assert told is not None and len(told) == 2  # parsed and tagged by the worker
+        assert processes(pool) == [worker] and worker.is_alive()
     finally:
         pool.close()
 
