@@ -23,7 +23,7 @@ from adapters.errors import ParseError
 from adapters.feed import parse_feed
 from adapters.http import make_client_session
 from adapters.records import RawItem
-from monitor.db.schema import Item, SignalRow
+from monitor.db.schema import Item, SignalItem, SignalRow, Source
 from monitor.identity import external_id
 from monitor.ingest.feeds import poll_source
 from monitor.ingest.workers import WorkerPool, usable_workers, worker_pool
@@ -132,6 +132,18 @@ async def stored(sessionmaker: SM) -> tuple[int, list[tuple[str, str]]]:
     return items or 0, sorted((row.dedup_key, row.headline) for row in rows)
 
 
+async def linked_titles(sessionmaker: SM, source_name: str) -> list[str]:
+    """The titles of ``source_name``'s items that a signal lists (NFC, as stored)."""
+    async with sessionmaker() as session:
+        titles = await session.scalars(
+            select(Item.title)
+            .join(SignalItem, SignalItem.item_id == Item.id)
+            .join(Source, Source.id == Item.source_id)
+            .where(Source.name == source_name)
+        )
+        return sorted(titles)
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[object]:
     async with make_client_session() as session:
@@ -160,6 +172,8 @@ async def test_a_poll_with_the_pool_stores_what_one_without_it_stores(
     assert len(outcome.new_item_ids) == 4
     assert without[0] == 4 and len(without[1]) == 2
     assert await stored(sessionmaker) == (8, without[1])
+    # The pool told which of b's items fire: those two, and only those, joined the stories.
+    assert await linked_titles(sessionmaker, "b") == sorted(ON_TOPIC)
 
 
 async def test_a_worker_that_dies_fails_the_poll_as_internal_and_the_next_poll_stores_it(
