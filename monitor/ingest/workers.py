@@ -18,13 +18,14 @@ pickled (one costs more to move than to make again).
 Both are asked before the poll's transaction, so no database connection waits on a
 worker. The pool holds one call per worker at a time (the rest wait in the event
 loop, holding nothing), so a call handed to it starts at once: a parse's
-``parse_timeout`` counts its parse, not its wait for a worker. A worker that dies
-breaks the pool: its call raises (the poll fails as a transient ``internal`` failure
-and is retried at its back-off, nothing of it stored) and the next call starts a
-fresh pool. A parse past its timeout, or whose poll is cancelled, takes its worker
-with it: the pool is stopped outright, so that a body that takes a worker minutes
-cannot hold the polls behind it, and the other workers' parses, cut short, finish in
-a thread of this process instead.
+``parse_timeout`` counts its parse, not its wait for a worker nor the workers' start.
+A worker that dies breaks the pool: its call raises (the poll fails as a transient
+``internal`` failure and is retried at its back-off, nothing of it stored) and the
+next call starts a fresh pool. A parse past its timeout, or whose poll is
+cancelled, takes its worker with it: the pool is stopped outright, so that a body
+that takes a worker minutes cannot hold the polls behind it, and the other workers'
+parses, cut short, finish in a thread of this process instead (within their own
+timeout).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import signal
 import sys
 import weakref
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from multiprocessing import get_context
@@ -134,6 +135,7 @@ class WorkerPool:
         # One call a worker in the pool (see the module).
         self._free = asyncio.Semaphore(workers)
         self._executor: ProcessPoolExecutor | None = None
+        self._ready: list[Future[None]] = []
         # Executors stopped outright for a parse given up (see the module).
         self._given_up: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
 
@@ -150,14 +152,21 @@ class WorkerPool:
                 initializer=_warm,
                 initargs=(self.ruleset, os.getpid()),
             )
+            # Each worker's start (imports, the matcher: a second or so), which a
+            # parse waits for before its timeout starts.
+            self._ready = [self._executor.submit(_started) for _ in range(self.workers)]
         return self._executor
 
     def start(self) -> None:
-        """Start the workers now (their imports and the matcher take a second or so),
-        not at the first poll."""
-        pool = self._pool()
-        for _ in range(self.workers):
-            pool.submit(_started)
+        """Start the workers now, not at the first call."""
+        self._pool()
+
+    async def _until_started(self) -> None:
+        """Wait for the workers to have started (raises BrokenProcessPool when one died
+        starting)."""
+        for future in self._ready:
+            if not future.done():
+                await asyncio.shield(asyncio.wrap_future(future))
 
     async def parse(
         self,
@@ -174,14 +183,16 @@ class WorkerPool:
         them all).
 
         Raises what parse_feed raises (``ParseError``), ``TimeoutError`` when the
-        worker took over ``parse_timeout`` s (its wait for a free worker not counted; the
-        pool is stopped), and ``BrokenProcessPool`` when a worker died; the next call
-        starts afresh.
+        worker took over ``parse_timeout`` s (its wait for a free worker and the
+        workers' start not counted; the pool is stopped), and ``BrokenProcessPool``
+        when a worker died; the next call starts afresh.
         """
         judge = (source, source_type) if self.tags else None
+        submitted: Future[tuple[ParsedFeed, list[int] | None]] | None = None
         async with self._free:
             pool = self._pool()
             try:
+                await self._until_started()
                 # (submit itself raises BrokenProcessPool once the pool knows it is broken)
                 submitted = pool.submit(_parse, body, content_type, fetched_at, judge)
                 # Shielded: the executor's future is never cancelled from here. Python
@@ -193,16 +204,16 @@ class WorkerPool:
                 self._forget(pool)
                 if pool not in self._given_up:
                     raise
-                # Stopped for another poll's body: this one was never the trouble.
-                parsed = await asyncio.to_thread(
-                    parse_feed, body, content_type=content_type, fetched_at=fetched_at
-                )
-                return parsed, None
             except (TimeoutError, asyncio.CancelledError):
-                if not submitted.done():
+                if submitted is not None and not submitted.done():
                     self._give_up(pool)
                 raise
-        return parsed, None if positions is None else firing_ids(parsed.items, positions)
+            else:
+                return parsed, None if positions is None else firing_ids(parsed.items, positions)
+        # Stopped for another poll's body: this one was never the trouble. Parsed here,
+        # outside the workers' turns, in the time it would have had there.
+        here = asyncio.to_thread(parse_feed, body, content_type=content_type, fetched_at=fetched_at)
+        return await asyncio.wait_for(here, parse_timeout), None
 
     async def firing(
         self, items: Sequence[RawItem], *, source: str, source_type: str | None
@@ -219,6 +230,7 @@ class WorkerPool:
         async with self._free:
             pool = self._pool()
             try:
+                await self._until_started()
                 submitted = pool.submit(_firing, _texts(items), source, source_type)
                 # Shielded as in parse; a tagging cancelled runs to its (short) end.
                 positions = await asyncio.shield(asyncio.wrap_future(submitted))
@@ -252,9 +264,16 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop the workers (waits for what they are doing, a poll's worth at most)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        pool, self._executor = self._executor, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        """:meth:`close` from the event loop: the pool is let go here, its shutdown
+        waited for in a thread (a call made meanwhile starts a pool of its own)."""
+        pool, self._executor = self._executor, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
 
 def _started() -> None:

@@ -192,7 +192,7 @@ async def open_runtime(
             yield ctx
     finally:
         if workers is not None:
-            await asyncio.to_thread(workers.close)
+            await workers.aclose()
         await engine.dispose()
 
 

@@ -384,6 +384,30 @@ async def test_a_parse_past_its_timeout_stops_the_workers_and_the_others_finish_
         pool.close()
 
 
+async def test_a_parse_given_to_workers_still_starting_is_timed_from_their_start(
+    ruleset: Ruleset,
+) -> None:
+    pool = WorkerPool(ruleset, 1, parses=True)  # not started: the first call starts it
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        parsed, told = await pool.parse(
+            feed(),
+            content_type=None,
+            fetched_at=WHEN,
+            source="b",
+            source_type="news",
+            parse_timeout=0.2,
+        )
+        waited = loop.time() - started
+
+        assert waited > 0.2  # the premise: a spawned worker's imports take longer
+        assert [item.title for item in parsed.items] == [*ON_TOPIC, *OFF_TOPIC]
+        assert told is not None and len(told) == 2
+    finally:
+        pool.close()
+
+
 async def test_a_parse_waiting_for_a_free_worker_is_not_timed_out(ruleset: Ruleset) -> None:
     pool = WorkerPool(ruleset, 1, parses=True)
     pool.start()
@@ -404,14 +428,14 @@ async def test_a_parse_waiting_for_a_free_worker_is_not_timed_out(ruleset: Rules
                 fetched_at=WHEN,
                 source="b",
                 source_type="news",
-                parse_timeout=0.3,
+                parse_timeout=0.5,
             )
         )
         started = asyncio.get_running_loop().time()
         (long, _), (parsed, told) = await asyncio.gather(first, second)
         waited = asyncio.get_running_loop().time() - started
 
-        assert waited > 0.3  # the premise: the wait alone outlasted the timeout
+        assert waited > 0.5  # the premise: the wait alone outlasted the timeout
         assert len(long.items) == 40_000
         assert [item.title for item in parsed.items] == [*ON_TOPIC, *OFF_TOPIC]
         assert told is not None and len(told) == 2  # parsed and tagged by the worker
