@@ -176,13 +176,14 @@ async def test_a_poll_with_the_pool_stores_what_one_without_it_stores(
     assert await linked_titles(sessionmaker, "b") == sorted(ON_TOPIC)
 
 
+@pytest.mark.parametrize("parses", [False, True], ids=["tagging", "parsing"])
 async def test_a_worker_that_dies_fails_the_poll_as_internal_and_the_next_poll_stores_it(
-    sessionmaker: SM, http_server: FakeSource, http: object, ruleset: Ruleset
+    sessionmaker: SM, http_server: FakeSource, http: object, ruleset: Ruleset, parses: bool
 ) -> None:
     http_server.serve("/a", feed())
     await add_sources(sessionmaker, ("a", http_server.url("/a")))
     ctx = context(sessionmaker, http, Clock(), ruleset)
-    dying = WorkerPool(ruleset, 1)
+    dying = WorkerPool(ruleset, 1, parses=parses)
     dying.start()
     ctx.workers = dying
     try:
@@ -442,29 +443,3 @@ async def test_a_parse_waiting_for_a_free_worker_is_not_timed_out(ruleset: Rules
         assert processes(pool) == [worker] and worker.is_alive()
     finally:
         pool.close()
-
-
-async def test_a_parse_worker_that_dies_fails_the_poll_as_internal_and_loses_nothing(
-    sessionmaker: SM, http_server: FakeSource, http: object, ruleset: Ruleset
-) -> None:
-    http_server.serve("/a", feed())
-    await add_sources(sessionmaker, ("a", http_server.url("/a")))
-    ctx = context(sessionmaker, http, Clock(), ruleset)
-    dying = WorkerPool(ruleset, 1, parses=True)
-    dying.start()
-    ctx.workers = dying
-    try:
-        for pid in dying.worker_pids():
-            os.kill(pid, signal.SIGKILL)
-        failed = await poll_source(ctx, await source(sessionmaker, "a"))
-        nothing = await stored(sessionmaker)
-        retried = await poll_source(ctx, await source(sessionmaker, "a"))
-    finally:
-        dying.close()
-
-    assert (failed.status, failed.error_key, failed.new_item_ids) == ("error", "internal", [])
-    assert "BrokenProcessPool" in (failed.error or "")
-    assert nothing == (0, [])
-    assert (retried.status, len(retried.new_item_ids)) == ("ok", 4)
-    items, stories = await stored(sessionmaker)
-    assert items == 4 and len(stories) == 2
