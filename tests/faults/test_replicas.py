@@ -265,13 +265,27 @@ def short_gaps(farm: FeedFarm, replicas: Replicas) -> dict[int, float]:
     A poll takes its clock reading when it starts and may wait for its host's slot
     before it fetches, so the farm's gap between two fetches is measured between the
     starts of the polls that made them (the poll whose span, from its start to its log
-    line, holds the fetch).
+    line, holds the fetch). Each poll makes one fetch: a fetch whose only holding polls
+    have theirs already is that poll's request sent again (aiohttp resends an idempotent
+    request once when a kept-alive connection drops under it, ``ClientSession._request``),
+    not a second poll; two polls at once hold two fetches and are both counted.
     """
     spans = poll_spans(replicas)
     out = {}
     for feed, times in farm.fetch_times().items():
         mine = spans.get(f"farm-{feed:03d}", [])
-        starts = [next((a for a, b in mine if a <= t <= b + 0.01), t) for t in times]
+        used: set[tuple[float, float]] = set()
+        starts = []
+        for t in times:
+            holding = [span for span in mine if span[0] <= t <= span[1] + 0.01]
+            fresh = [span for span in holding if span not in used]
+            if holding and not fresh:
+                continue  # the same poll's request again
+            if fresh:
+                used.add(fresh[0])
+                starts.append(fresh[0][0])
+            else:  # a poll with no line (its replica killed mid-poll)
+                starts.append(t)
         gaps = [b - a for a, b in itertools.pairwise(starts)]
         if gaps and min(gaps) < MIN_GAP:
             out[feed] = round(min(gaps), 3)
