@@ -495,6 +495,11 @@ class Headline:
         )
 
     @property
+    def sets(self) -> tuple[frozenset[str], ...]:
+        """Its sets of words and ids, each phrase's among them (StoryClusters._share)."""
+        return (self.entities, self.themes, self.rest, *self.phrases, self.anchors)
+
+    @property
     def features(self) -> frozenset[str]:
         """What the candidate index files the headline under: its words and ids."""
         return self.rest.union(*self.phrases)
@@ -883,13 +888,7 @@ class StoryClusters:
     def _unshare(self, headline: Headline) -> None:
         """``headline``'s sets held once less; a set no held headline has goes."""
         holders = self._set_holders
-        for words in (
-            headline.entities,
-            headline.themes,
-            headline.rest,
-            *headline.phrases,
-            headline.anchors,
-        ):
+        for words in headline.sets:
             count = holders[words] - 1
             if count:
                 holders[words] = count

@@ -281,9 +281,7 @@ def test_the_bigram_ranks_hold_what_the_window_holds_and_no_more() -> None:
     held = [m.headline for m in clusters._members.values()]
     holders = Counter(gram for headline in held for gram in headline.grams)
     assert {gram: entry & cluster._HOLDERS for gram, entry in clusters._ranks.items()} == holders
-    sets = Counter(
-        words for h in held for words in (h.entities, h.themes, h.rest, *h.phrases, h.anchors)
-    )
+    sets = Counter(words for h in held for words in h.sets)
     assert clusters._set_holders == sets  # the sets of the 10 held, not of the 20 forgotten
     clusters.prune(T0 + timedelta(days=3))
     assert clusters._ranks == {} and clusters._sets == {}
